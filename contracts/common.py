@@ -1,0 +1,49 @@
+"""Shared field types and base classes of every message."""
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+
+
+def _reject_float(value: Any) -> Any:
+    """Money travels as a decimal string; a float has already lost cents."""
+    if isinstance(value, float):
+        raise ValueError("money must be a decimal string such as '12.50', not a float")
+    return value
+
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_reject_float),
+    PlainSerializer(lambda d: str(d), return_type=str, when_used="json"),
+]
+Timestamp = AwareDatetime
+Day = date
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class Inbound(BaseModel):
+    """A message written by an outside system: frozen, tolerant of optional additions."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Owned(BaseModel):
+    """A message this project writes: frozen and strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Reason(Owned):
+    """Why an order is held, rejected or refused: a stable code, the field path, and a sentence."""
+
+    code: str
+    field: str | None = None
+    message: str
+
+
+def utc_iso(moment: datetime) -> str:
+    """ISO-8601 text with offset for a timestamp."""
+    return moment.isoformat()

@@ -1,0 +1,26 @@
+"""Fulfillment service wiring: `python -m services.fulfillment.app`."""
+
+from contracts import topics
+from services.fulfillment import handlers, store
+from services.fulfillment.config import FulfillmentSettings
+from services.runtime.batch import Processor
+from services.runtime.kafka import BrokerPublisher
+from services.runtime.outbox import DocStore
+from services.runtime.service import Collection, main, run
+
+NAME = "fulfillment"
+CONSUMES = (
+    topics.ORDERS_SHIPPING,
+    topics.INVENTORY_ALLOCATIONS,
+    topics.ORDERS_COMMANDS,
+    topics.FULFILLMENT_EVENTS,
+)
+
+
+def build(collection: Collection, publisher: BrokerPublisher) -> Processor:
+    """Fulfillment's processor; it dead-letters unreadable commands for every service."""
+    return Processor(NAME, DocStore(collection), publisher, dict(handlers.HANDLERS), handlers.keys)
+
+
+if __name__ == "__main__":
+    main(run(NAME, FulfillmentSettings(), CONSUMES, build, store.setup))

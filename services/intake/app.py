@@ -1,0 +1,29 @@
+"""Intake service wiring: `python -m services.intake.app`."""
+
+from typing import Any
+
+from contracts import topics
+from contracts.public import OrderSubmitted
+from services.intake import handlers, store
+from services.intake.config import IntakeSettings
+from services.runtime.batch import Processor
+from services.runtime.kafka import BrokerPublisher
+from services.runtime.outbox import DocStore
+from services.runtime.service import Collection, main, run
+
+NAME = "intake"
+CONSUMES = (topics.ORDERS_SUBMITTED,)
+
+
+def build(collection: Collection, publisher: BrokerPublisher) -> Processor:
+    """Intake's processor over its collection."""
+
+    def key_of(msg: Any, rec: Any) -> list[str]:
+        key = handlers.doc_key(msg, rec) if isinstance(msg, OrderSubmitted) else None
+        return [key] if key else []
+
+    return Processor(NAME, DocStore(collection), publisher, dict(handlers.HANDLERS), key_of, handlers.on_unreadable)
+
+
+if __name__ == "__main__":
+    main(run(NAME, IntakeSettings(), CONSUMES, build, store.setup))

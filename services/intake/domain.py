@@ -1,0 +1,141 @@
+"""Intake's decisions (handbook 2.1): hold what is unclear, number what is complete, never twice."""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from contracts import topics
+from contracts.common import Reason
+from contracts.internal import OrderAccepted, OrderShipping
+from contracts.public import OrderSubmitted
+from services.intake.checks import CheckedOrder, check_submission
+from services.runtime.ids import derive_id
+from services.runtime.messages import Outgoing
+from services.runtime.status import order_key, status
+
+DECIDED_BY = "intake-checks/1"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What intake does with one submission: the new state (None = unchanged) and the events."""
+
+    state: dict[str, Any] | None
+    outputs: list[Outgoing] = field(default_factory=list)
+    outcome: str = "ignored"
+
+
+def identity(msg: OrderSubmitted) -> tuple[str, str] | None:
+    """The channel and channel reference, when the submission names them (else it is not an order)."""
+    if isinstance(msg.channel, str) and msg.channel and isinstance(msg.channel_order_ref, str):
+        if msg.channel_order_ref.strip():
+            return msg.channel, msg.channel_order_ref
+    return None
+
+
+def submission_id(msg: OrderSubmitted) -> str:
+    """The idempotency key of a submission: channel, reference and revision."""
+    return f"submitted:{msg.channel}:{msg.channel_order_ref}:{msg.revision}"
+
+
+def format_order_number(day: datetime, sequence: int) -> str:
+    """`SO-YYYYMMDD-NNNNNN`: the acceptance date and that day's sequence number."""
+    return f"SO-{day:%Y%m%d}-{sequence:06d}"
+
+
+def needs_number(state: dict[str, Any] | None, msg: OrderSubmitted) -> bool:
+    """Whether accepting this submission needs a fresh order number (first complete revision)."""
+    if state is not None and state.get("order_number"):
+        return False
+    checked, _ = check_submission(msg)
+    return checked is not None and _is_new_revision(state, msg)
+
+
+def _is_new_revision(state: dict[str, Any] | None, msg: OrderSubmitted) -> bool:
+    return state is None or not isinstance(msg.revision, int) or msg.revision > state.get("revision", 0)
+
+
+def decide(state: dict[str, Any] | None, msg: OrderSubmitted, now: datetime, new_number: str | None) -> Decision:
+    """Apply one readable submission to the order's intake state."""
+    channel, ref = str(msg.channel), str(msg.channel_order_ref)
+    cause = submission_id(msg)
+    number = (state or {}).get("order_number")
+    if state is not None and isinstance(msg.revision, int) and msg.revision <= state.get("revision", 0):
+        if msg.revision == state.get("revision"):
+            return Decision(None, [], "duplicate revision")
+        reason = Reason(
+            code="stale_revision",
+            field="revision",
+            message=f"revision {msg.revision} is older than revision {state['revision']} already received",
+        )
+        stale = status(
+            cause, channel, ref, state["status"], now, revision=msg.revision, order_number=number,
+            reasons=[reason], details={"ignored": True}, decided_by=DECIDED_BY,
+        )
+        return Decision(None, [stale], "stale revision")
+    checked, reasons = check_submission(msg)
+    revision = msg.revision if isinstance(msg.revision, int) else (state or {}).get("revision", 0)
+    if checked is None:
+        held = {**(state or {}), "revision": revision, "status": "needs_clarification", "order_number": number}
+        out = status(
+            cause, channel, ref, "needs_clarification", now, revision=revision, order_number=number,
+            reasons=reasons, decided_by=DECIDED_BY,
+        )
+        return Decision(held, [out], f"held: {len(reasons)} reason(s)")
+    number = number or new_number
+    if number is None:
+        raise ValueError("a complete first revision needs an order number")
+    accepted = {
+        "revision": checked.revision,
+        "status": "received",
+        "order_number": number,
+        "accepted_at": now.isoformat(),
+        "order": checked.model_dump(mode="json"),
+    }
+    return Decision(accepted, _accepted_events(cause, checked, number, now), f"received {number}")
+
+
+def _accepted_events(cause: str, order: CheckedOrder, number: str, now: datetime) -> list[Outgoing]:
+    key = order_key(order.channel, order.channel_order_ref)
+    common: dict[str, Any] = {
+        "order_key": key,
+        "order_number": number,
+        "channel": order.channel,
+        "channel_order_ref": order.channel_order_ref,
+        "revision": order.revision,
+    }
+    accepted = OrderAccepted(
+        event_id=derive_id("accepted", cause),
+        submitted_at=order.submitted_at,
+        customer_id=order.customer_id,
+        lines=order.lines,
+        currency=order.currency,
+        total_amount=order.total_amount,
+        payment_method=order.payment_method,
+        requested_date=order.requested_date,
+        priority=order.priority,
+        special_requirements=order.special_requirements,
+        customer_confirmation_ref=order.customer_confirmation_ref,
+        **common,
+    )
+    shipping = OrderShipping(event_id=derive_id("shipping", cause), ship_to=order.ship_to, **common)
+    received = status(
+        cause, order.channel, order.channel_order_ref, "received", now, revision=order.revision,
+        order_number=number, decided_by=DECIDED_BY,
+    )
+    return [
+        received,
+        Outgoing.of(topics.ORDERS_ACCEPTED, key, accepted),
+        Outgoing.of(topics.ORDERS_SHIPPING, key, shipping),
+    ]
+
+
+def invalid_status(raw: dict[str, Any] | None, reason: str, cause: str, now: datetime) -> Outgoing | None:
+    """An `invalid` status for an unreadable message, when a channel and reference can be read from it."""
+    if raw is None:
+        return None
+    channel, ref = raw.get("channel"), raw.get("channel_order_ref")
+    if not (isinstance(channel, str) and channel and isinstance(ref, str) and ref):
+        return None
+    why = Reason(code="unreadable", field=None, message=reason[:500])
+    return status(cause, channel, ref, "invalid", now, reasons=[why], decided_by=DECIDED_BY)

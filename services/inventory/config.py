@@ -1,0 +1,13 @@
+"""Inventory settings (env prefix INVENTORY_)."""
+
+from pydantic_settings import SettingsConfigDict
+
+from services.runtime.settings import ServiceSettings
+
+
+class InventorySettings(ServiceSettings):
+    """Settings of the inventory service."""
+
+    model_config = SettingsConfigDict(env_prefix="INVENTORY_", extra="ignore", frozen=True)
+
+    warehouse_preference: tuple[str, ...] = ("WH-EAST", "WH-WEST")

@@ -1,0 +1,215 @@
+"""Inventory's subscriber logic: parse -> load -> decide -> record (the batch writes and publishes)."""
+
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel
+
+from contracts.internal import OrderApproved, OrderCancelled, StockShipped
+from contracts.public import (
+    ProductionUpdated,
+    PurchaseOrderUpdated,
+    ShortageDecision,
+    StockCounted,
+    StockReceived,
+)
+from services.inventory import domain
+from services.inventory.stock import PurchaseOrder, Stock
+from services.runtime.batch import Batch, Handler
+from services.runtime.messages import Incoming
+from services.runtime.outbox import Doc, record
+from services.runtime.status import order_key
+
+
+def keys(msg: BaseModel, rec: Incoming) -> Iterable[str]:
+    """The documents a message touches, loaded together with the batch."""
+    if isinstance(msg, OrderApproved):
+        skus = {l.sku for l in msg.lines} | {s for l in msg.lines for s in l.substitutes}
+        return [f"order:{msg.order_key}", *(f"stock:{s}" for s in sorted(skus))]
+    if isinstance(msg, OrderCancelled):
+        return [f"order:{msg.order_key}"]
+    if isinstance(msg, ShortageDecision):
+        return [f"order:{order_key(msg.channel, msg.channel_order_ref)}"]
+    if isinstance(msg, StockShipped):
+        return [f"stock:{l.sku}" for l in msg.lines]
+    if isinstance(msg, StockCounted | StockReceived | PurchaseOrderUpdated | ProductionUpdated):
+        return [f"stock:{msg.sku}"]
+    return []
+
+
+async def _stocks(batch: Batch, skus: Iterable[str]) -> tuple[dict[str, Doc], dict[str, Stock]]:
+    docs = {s: await batch.doc(f"stock:{s}") for s in sorted(set(skus))}
+    return docs, {s: Stock.from_doc(s, d.state) for s, d in docs.items()}
+
+
+def _save(docs: dict[str, Doc], stocks: dict[str, Stock], cause: str) -> None:
+    for sku, doc in docs.items():
+        record(doc, cause, stocks[sku].to_doc(), [])
+
+
+def _skus(order: OrderApproved) -> set[str]:
+    return {l.sku for l in order.lines} | {s for l in order.lines for s in l.substitutes}
+
+
+def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
+    """Inventory's handlers with the warehouse preference order."""
+
+    async def on_approved(batch: Batch, msg: OrderApproved, rec: Incoming) -> str:
+        doc = await batch.doc(f"order:{msg.order_key}")
+        if doc.seen(msg.event_id):
+            return "duplicate"
+        state = doc.state or {}
+        if state.get("status") == "cancelled" or msg.revision < state.get("revision", 0):
+            record(doc, msg.event_id, doc.state, [])
+            return "ignored: cancelled or older revision"
+        skus = _skus(msg) | ({l["sku"] for l in state.get("lines", {}).values()})
+        docs, stocks = await _stocks(batch, skus)
+        released = domain.release_all(doc.state, stocks)  # an amended revision is planned afresh
+        before = {s: st.to_doc() for s, st in stocks.items()}
+        result = domain.allocate(msg.event_id, msg, stocks, prefs, batch.now)
+        if result.keep_stock:
+            _save(docs, stocks, msg.event_id)
+        elif released:
+            _save(docs, {s: Stock.from_doc(s, d) for s, d in before.items()}, msg.event_id)
+        record(doc, msg.event_id, result.state, result.outputs)
+        return f"{result.outcome} {msg.order_number}"
+
+    async def on_cancelled(batch: Batch, msg: OrderCancelled, rec: Incoming) -> str:
+        doc = await batch.doc(f"order:{msg.order_key}")
+        if doc.seen(msg.event_id):
+            return "duplicate"
+        released = 0
+        if doc.state and "approved" in doc.state:
+            order = OrderApproved.model_validate(doc.state["approved"])
+            docs, stocks = await _stocks(batch, _skus(order))
+            released = domain.release_all(doc.state, stocks)
+            _save(docs, stocks, msg.event_id)
+        record(doc, msg.event_id, domain.cancelled(doc.state, msg), [])
+        return f"cancelled: released {released} units"
+
+    async def on_shipped(batch: Batch, msg: StockShipped, rec: Incoming) -> str:
+        cause = f"shipped:{msg.shipment_id}"
+        docs, stocks = await _stocks(batch, (l.sku for l in msg.lines))
+        if all(d.seen(cause) for d in docs.values()):
+            return "duplicate"
+        number = msg.order_number or msg.order_key
+        for line in msg.lines:
+            stocks[line.sku].consume(domain.rid(number, line.line_no), msg.warehouse, line.quantity)
+        _save(docs, stocks, cause)
+        return f"consumed for {msg.shipment_id}"
+
+    async def on_counted(batch: Batch, msg: StockCounted, rec: Incoming) -> str:
+        docs, stocks = await _stocks(batch, [msg.sku])
+        doc, st = docs[msg.sku], stocks[msg.sku]
+        cause = msg.event_id or rec.origin
+        if doc.seen(cause):
+            return "duplicate"
+        if msg.on_hand < st.reserved(msg.warehouse):
+            batch.dead_letter(rec, f"count of {msg.on_hand} for {msg.sku}@{msg.warehouse} is below the "
+                                   f"{st.reserved(msg.warehouse)} units reserved: resolve the reservations first")
+            return "refused: count below reserved"
+        st.on_hand[msg.warehouse] = msg.on_hand
+        await _fill_waiting(batch, st, msg.warehouse, cause)
+        _save(docs, stocks, cause)
+        return f"counted {msg.sku}@{msg.warehouse}={msg.on_hand}"
+
+    async def on_received(batch: Batch, msg: StockReceived, rec: Incoming) -> str:
+        docs, stocks = await _stocks(batch, [msg.sku])
+        doc, st = docs[msg.sku], stocks[msg.sku]
+        cause = msg.event_id or rec.origin
+        if doc.seen(cause):
+            return "duplicate"
+        st.on_hand[msg.warehouse] = st.on_hand.get(msg.warehouse, 0) + msg.quantity
+        if msg.po_number and msg.po_number in st.incoming:
+            po = st.incoming[msg.po_number]
+            po.quantity = max(0, po.quantity - msg.quantity)
+        filled = await _fill_waiting(batch, st, msg.warehouse, cause)
+        _save(docs, stocks, cause)
+        return f"received {msg.quantity} {msg.sku}@{msg.warehouse}; {filled} waiting line(s) reserved"
+
+    async def on_po(batch: Batch, msg: PurchaseOrderUpdated, rec: Incoming) -> str:
+        docs, stocks = await _stocks(batch, [msg.sku])
+        st = stocks[msg.sku]
+        old = st.incoming.get(msg.po_number)
+        st.incoming[msg.po_number] = PurchaseOrder(msg.warehouse, msg.quantity, msg.eta, msg.status,
+                                                   old.promised if old else {})
+        _save(docs, stocks, msg.event_id or rec.origin)
+        return f"po {msg.po_number} {msg.status}"
+
+    async def on_production(batch: Batch, msg: ProductionUpdated, rec: Incoming) -> str:
+        docs, stocks = await _stocks(batch, [msg.sku])
+        doc, st = docs[msg.sku], stocks[msg.sku]
+        cause = msg.event_id or rec.origin
+        if doc.seen(cause):
+            return "duplicate"
+        if msg.status == "done":
+            wh = prefs[0] if prefs else "MAIN"
+            st.on_hand[wh] = st.on_hand.get(wh, 0) + msg.quantity
+            waiting = [r for r, w in st.waiting.items() if w.get("request_id") == msg.production_request_id]
+            for r in waiting:
+                st.waiting[r]["since"] = "0"  # the produced goods go to the order that asked for them first
+            await _fill_waiting(batch, st, wh, cause)
+        _save(docs, stocks, cause)
+        return f"production {msg.production_request_id} {msg.status}"
+
+    async def _fill_waiting(batch: Batch, st: Stock, warehouse: str, cause: str) -> int:
+        """Reserve arrived goods for waiting orders, oldest promise first; complete orders fully covered."""
+        filled = 0
+        for r, w in sorted(st.waiting.items(), key=lambda kv: kv[1]["since"]):
+            if st.available(warehouse) < w["qty"]:
+                continue
+            st.reserve(r, {warehouse: w["qty"]})
+            st.release_promise(r)
+            del st.waiting[r]
+            filled += 1
+            order_doc = await batch.doc(f"order:{w['order_key']}")
+            await _line_reserved(batch, order_doc, r, cause, st)
+        return filled
+
+    async def _line_reserved(batch: Batch, doc: Doc, r: str, cause: str, st: Stock) -> None:
+        state = dict(doc.state or {})
+        if state.get("status") not in ("backordered", "in_production"):
+            return
+        line_no = r.rsplit("#", 1)[1]
+        lines = {k: dict(v) for k, v in state.get("lines", {}).items()}
+        if line_no in lines:
+            lines[line_no]["state"] = "reserved"
+        state["lines"] = lines
+        outputs = []
+        if all(v["state"] == "reserved" for v in lines.values()):
+            order = OrderApproved.model_validate(state["approved"])
+            _, stocks = await _stocks(batch, _skus(order) - {st.sku})
+            stocks[st.sku] = st
+            state["status"] = "reserved"
+            outputs = domain.reserved_events(f"{cause}:{order.order_key}", order, stocks, batch.now)
+        record(doc, f"{cause}:{r}", state, outputs)
+
+    async def on_shortage(batch: Batch, msg: ShortageDecision, rec: Incoming) -> str:
+        doc = await batch.doc(f"order:{order_key(msg.channel, msg.channel_order_ref)}")
+        if doc.seen(msg.command_id):
+            return "duplicate"
+        state = doc.state or {}
+        if state.get("status") != "awaiting_customer_decision":
+            record(doc, msg.command_id, doc.state, [domain.refused(msg, state, batch.now)])
+            return "refused: no decision awaited"
+        order = OrderApproved.model_validate(state["approved"])
+        skus = _skus(order) | ({msg.substitute_sku} if msg.substitute_sku else set())
+        docs, stocks = await _stocks(batch, skus)
+        result = domain.decide_shortage(msg, order, stocks, prefs, batch.now)
+        if result.keep_stock:
+            _save(docs, stocks, msg.command_id)
+        record(doc, msg.command_id, result.state, result.outputs)
+        return f"{msg.choice}: {result.outcome}"
+
+    return {
+        OrderApproved: on_approved,
+        OrderCancelled: on_cancelled,
+        StockShipped: on_shipped,
+        StockCounted: on_counted,
+        StockReceived: on_received,
+        PurchaseOrderUpdated: on_po,
+        ProductionUpdated: on_production,
+        ShortageDecision: on_shortage,
+    }
+
+

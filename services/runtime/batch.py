@@ -1,0 +1,167 @@
+"""One consumed batch as a unit of work: load documents, apply handlers, write once, publish, commit."""
+
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import structlog
+from pydantic import BaseModel
+from pymongo.errors import PyMongoError
+
+from contracts import topics
+from contracts.public import DeadLetter
+from contracts.registry import UnreadableMessage, parse
+from services.runtime.ids import derive_id
+from services.runtime.messages import Incoming, Outgoing
+from services.runtime.outbox import ConflictError, Doc, DocStore
+
+log = structlog.get_logger()
+
+# Errors worth retrying the whole batch for: the broker or the database is unreachable, or a replica raced us.
+try:
+    from aiokafka.errors import KafkaError
+except ImportError:  # pragma: no cover
+    KafkaError = OSError  # type: ignore[misc,assignment]
+TRANSIENT: tuple[type[BaseException], ...] = (PyMongoError, KafkaError, ConflictError, OSError, TimeoutError)
+
+
+class Publisher(Protocol):
+    """Sends messages and waits until the broker has them."""
+
+    async def send_all(self, messages: list[Outgoing]) -> None: ...
+
+
+class Batch:
+    """The documents and outputs of one batch; handlers read and record through it."""
+
+    def __init__(self, store: DocStore, now: datetime, service: str) -> None:
+        self.store = store
+        self.now = now
+        self.service = service
+        self.docs: dict[str, Doc] = {}
+        self.loose: list[Outgoing] = []
+
+    async def prefetch(self, keys: Iterable[str]) -> None:
+        """Load in one round trip the documents the batch will touch."""
+        missing = [k for k in keys if k not in self.docs]
+        self.docs.update(await self.store.load_many(missing))
+
+    async def doc(self, key: str) -> Doc:
+        """The document for `key`, loaded once per batch."""
+        if key not in self.docs:
+            await self.prefetch([key])
+        return self.docs[key]
+
+    def emit(self, message: Outgoing) -> None:
+        """An output not tied to a document (dead letters): sent with the batch, before the commit."""
+        self.loose.append(message)
+
+    def dead_letter(self, rec: Incoming, reason: str) -> None:
+        """Send a record that cannot be processed to the dead-letter topic with the reason and origin."""
+        payload = "" if rec.value is None else rec.value[:10_000].decode("utf-8", errors="replace")
+        letter = DeadLetter(
+            event_id=derive_id("dlq", self.service, rec.origin),
+            reason=reason[:2000],
+            service=self.service,
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            key=rec.key,
+            payload=payload,
+            occurred_at=self.now,
+        )
+        self.emit(Outgoing.of(topics.ORDERS_DLQ, rec.key or rec.origin, letter))
+
+    async def commit(self, publisher: Publisher, write_first: tuple[str, ...] = ()) -> int:
+        """Write dirty documents (shared ones, e.g. stock, first), publish every pending output, then clear
+        them; returns the number of messages sent."""
+        if write_first:
+            await self.store.save_many(d for d in self.docs.values() if d.key.startswith(write_first))
+        await self.store.save_many(self.docs.values())
+        with_pending = [d for d in self.docs.values() if d.pending]
+        out = [Outgoing.from_doc(p) for d in with_pending for p in d.pending] + self.loose
+        await publisher.send_all(out)
+        await self.store.clear_pending(with_pending)
+        return len(out)
+
+
+Handler = Callable[[Batch, Any, Incoming], Awaitable[str]]
+KeyOf = Callable[[BaseModel, Incoming], Iterable[str]]
+OnUnreadable = Callable[[Batch, Incoming, UnreadableMessage], None]
+
+
+class Processor:
+    """Runs a service's handlers over consumed batches with its guarantees (see docs/adr/0001)."""
+
+    def __init__(
+        self,
+        service: str,
+        store: DocStore,
+        publisher: Publisher,
+        handlers: dict[type[BaseModel], Handler],
+        key_of: KeyOf,
+        on_unreadable: OnUnreadable | None = None,
+        *,
+        write_first: tuple[str, ...] = (),
+        skip_unreadable: frozenset[str] = frozenset(),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.service = service
+        self.store = store
+        self.publisher = publisher
+        self.handlers = handlers
+        self.key_of = key_of
+        self.on_unreadable = on_unreadable
+        self.write_first = write_first
+        self.skip_unreadable = skip_unreadable
+        self.clock = clock
+
+    async def process(self, records: list[Incoming]) -> None:
+        """Process one batch; raises only transient errors (the caller then retries from the start)."""
+        batch = Batch(self.store, self.clock(), self.service)
+        readable: list[tuple[Incoming, BaseModel]] = []
+        for rec in records:
+            try:
+                readable.append((rec, parse(rec.topic, rec.value)))
+            except UnreadableMessage as exc:
+                if rec.topic in self.skip_unreadable:  # another service dead-letters this shared topic
+                    continue
+                log.warning("unreadable", topic=rec.topic, offset=rec.offset, event_id=rec.origin, error=exc.reason)
+                batch.dead_letter(rec, exc.reason)
+                if self.on_unreadable is not None:
+                    self.on_unreadable(batch, rec, exc)
+        await batch.prefetch(k for rec, msg in readable for k in self.key_of(msg, rec))
+        for rec, msg in readable:
+            await self._handle(batch, rec, msg)
+        await batch.commit(self.publisher, self.write_first)
+
+    async def _handle(self, batch: Batch, rec: Incoming, msg: BaseModel) -> None:
+        handler = self.handlers.get(type(msg))
+        if handler is None:
+            return  # a message of a shared topic meant for another service
+        started = time.perf_counter()
+        structlog.contextvars.bind_contextvars(
+            topic=rec.topic, partition=rec.partition, offset=rec.offset, event_id=rec.origin, key=rec.key
+        )
+        try:
+            outcome = await handler(batch, msg, rec)
+        except TRANSIENT:
+            raise
+        except Exception as exc:  # a bug or an impossible message: dead-letter it, never loop on it
+            log.exception("handler_failed", type=type(msg).__name__)
+            batch.dead_letter(rec, f"handler failed on {type(msg).__name__}: {type(exc).__name__}: {exc}")
+            outcome = "dead-lettered"
+        finally:
+            structlog.contextvars.unbind_contextvars("topic", "partition", "offset", "event_id", "key")
+        log.info(
+            "handled",
+            type=getattr(msg, "type", type(msg).__name__),
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            event_id=rec.origin,
+            order=rec.key,
+            outcome=outcome,
+            ms=round((time.perf_counter() - started) * 1000, 2),
+        )

@@ -1,0 +1,133 @@
+"""Kafka wiring shared by the services: broker, topics, the batch subscriber and the publisher."""
+
+import asyncio
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+
+from contracts import topics
+from services.runtime.batch import TRANSIENT, Processor
+from services.runtime.messages import Incoming, Outgoing
+
+log = structlog.get_logger()
+PARTITIONS = 6
+
+
+def make_broker(bootstrap: str, client_id: str, linger_ms: int = 5) -> KafkaBroker:
+    """A broker whose producer keeps per-partition order across retries (idempotent, acks=all)."""
+    return KafkaBroker(
+        bootstrap,
+        client_id=client_id,
+        linger_ms=linger_ms,
+        enable_idempotence=True,
+        logger=None,
+    )
+
+
+async def ensure_topics(bootstrap: str, names: Sequence[str] = topics.ALL, partitions: int = PARTITIONS) -> None:
+    """Create the project's topics if missing (master data compacted); safe to run from every replica."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="orderflow-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=1,
+                topic_configs={"cleanup.policy": "compact"} if name in topics.COMPACTED else {},
+            )
+            for name in names
+            if name not in existing
+        ]
+        if new:
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+class BrokerPublisher:
+    """Publishes a batch's outputs: statuses first, then the rest, each wave awaited as a whole."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self.broker = broker
+
+    async def send_all(self, messages: list[Outgoing]) -> None:
+        """Send every message, keeping their order per key, and wait for the broker's acks."""
+        first = [m for m in messages if m.topic == topics.ORDERS_STATUS]
+        rest = [m for m in messages if m.topic != topics.ORDERS_STATUS]
+        for wave in (first, rest):
+            pending: list[Any] = []
+            for m in wave:
+                sent = await self.broker.publish(m.value, m.topic, key=m.key.encode(), no_confirm=True)
+                if inspect.isawaitable(sent):
+                    pending.append(sent)
+            if pending:
+                await asyncio.gather(*pending)
+
+
+class Backoff:
+    """Exponential delay between retries of a batch that hit a transient error."""
+
+    def __init__(self, first: float = 0.2, cap: float = 10.0) -> None:
+        self.first, self.cap, self.failures = first, cap, 0
+
+    def next(self) -> float:
+        """The delay before the next retry."""
+        self.failures += 1
+        return float(min(self.cap, self.first * 2 ** (self.failures - 1)))
+
+    def reset(self) -> None:
+        """After a success."""
+        self.failures = 0
+
+
+def to_incoming(msg: KafkaMessage) -> list[Incoming]:
+    """The consumed records of a FastStream batch message."""
+    raw = msg.raw_message
+    records = list(raw) if isinstance(raw, list | tuple) else [raw]
+    return [
+        Incoming(
+            topic=r.topic,
+            partition=r.partition,
+            offset=r.offset,
+            key=r.key.decode("utf-8", errors="replace") if isinstance(r.key, bytes) else r.key,
+            value=r.value,
+            timestamp_ms=r.timestamp or 0,
+        )
+        for r in records
+    ]
+
+
+def subscribe(broker: KafkaBroker, group: str, names: Sequence[str], processor: Processor, max_records: int) -> None:
+    """Consume `names` in batches as consumer group `group`; offsets are committed only after the batch's
+    effects are stored and its outputs acknowledged (NACK_ON_ERROR rewinds on a transient error)."""
+    backoff = Backoff()
+
+    @broker.subscriber(
+        *names,
+        group_id=group,
+        batch=True,
+        max_records=max_records,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+    )
+    async def consume(body: list[bytes], msg: KafkaMessage) -> None:
+        try:
+            await processor.process(to_incoming(msg))
+        except TRANSIENT as exc:
+            delay = backoff.next()
+            log.warning("batch_retry", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
+            await asyncio.sleep(delay)
+            raise
+        backoff.reset()

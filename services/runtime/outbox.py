@@ -1,0 +1,101 @@
+"""Per-key documents with an inbox (processed input ids) and an outbox (pending outputs).
+
+A handler's state change and the events it causes are written in ONE document write; the events
+are published after the write and only then cleared from the document. A crash in between leaves
+them pending, and the next batch that touches the key (the redelivery of the same input, since the
+offset was not committed) publishes them again with the same event ids. That is the outbox pattern
+with the relay run inline by the consumer, on FerretDB's and MongoDB's single-document atomicity.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo import ReplaceOne, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError
+
+from services.runtime.messages import Outgoing
+
+INBOX_LIMIT = 256
+
+
+class ConflictError(RuntimeError):
+    """Another replica wrote the same document first: the batch is retried from its first record."""
+
+
+@dataclass
+class Doc:
+    """A loaded document: its key, version, state, and what it has processed and not yet published."""
+
+    key: str
+    version: int
+    state: dict[str, Any] | None
+    inbox: list[str] = field(default_factory=list)
+    pending: list[dict[str, str]] = field(default_factory=list)
+    dirty: bool = False
+
+    def seen(self, input_id: str) -> bool:
+        """Whether this input was already applied to the document."""
+        return input_id in self.inbox
+
+
+class DocStore:
+    """The per-key documents of one service collection."""
+
+    def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
+        self.collection = collection
+
+    async def load_many(self, keys: Iterable[str]) -> dict[str, Doc]:
+        """Load the documents for `keys`; missing ones come back empty at version 0."""
+        wanted = list(dict.fromkeys(keys))
+        docs = {k: Doc(k, 0, None) for k in wanted}
+        if wanted:
+            async for raw in self.collection.find({"_id": {"$in": wanted}}):
+                docs[raw["_id"]] = Doc(
+                    raw["_id"], raw.get("v", 0), raw.get("state"), raw.get("inbox", []), raw.get("pending", [])
+                )
+        return docs
+
+    async def save_many(self, docs: Iterable[Doc]) -> list[Doc]:
+        """Write every dirty document, each only if nobody wrote it since it was loaded."""
+        written = [d for d in docs if d.dirty]
+        if not written:
+            return written
+        ops = [
+            ReplaceOne(
+                {"_id": d.key, "v": d.version},
+                {"_id": d.key, "v": d.version + 1, "state": d.state, "inbox": d.inbox, "pending": d.pending},
+                upsert=True,
+            )
+            for d in written
+        ]
+        try:
+            await self.collection.bulk_write(ops, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if errors and all(e.get("code") == 11000 for e in errors):
+                raise ConflictError(f"{len(errors)} document(s) changed by another replica") from None
+            raise
+        for d in written:
+            d.version += 1
+            d.dirty = False
+        return written
+
+    async def clear_pending(self, docs: Iterable[Doc]) -> None:
+        """Mark the published outputs as sent (only where nobody has written since)."""
+        ops = [
+            UpdateOne({"_id": d.key, "v": d.version}, {"$set": {"pending": []}}) for d in docs if d.pending
+        ]
+        if ops:
+            await self.collection.bulk_write(ops, ordered=False)
+        for d in docs:
+            d.pending = []
+
+
+def record(doc: Doc, input_id: str, state: dict[str, Any] | None, outputs: Iterable[Outgoing]) -> None:
+    """Apply a handler's result to a loaded document (in memory; the batch writes it)."""
+    doc.state = state
+    doc.inbox = [*doc.inbox, input_id][-INBOX_LIMIT:]
+    doc.pending = [*doc.pending, *(o.to_doc() for o in outputs)]
+    doc.dirty = True

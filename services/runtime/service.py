@@ -1,0 +1,67 @@
+"""Start-up of one service process: logging, Mongo, topics, broker, subscriber, graceful stop."""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import structlog
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+
+from services.runtime import logging as runtime_logging
+from services.runtime.batch import Processor
+from services.runtime.kafka import BrokerPublisher, ensure_topics, make_broker, subscribe
+from services.runtime.outbox import DocStore
+from services.runtime.settings import ServiceSettings
+
+Collection = AsyncCollection[dict[str, Any]]
+BuildProcessor = Callable[[Collection, BrokerPublisher], Processor]
+Setup = Callable[[Collection], Awaitable[None]]
+
+
+def mongo_client(settings: ServiceSettings) -> AsyncMongoClient[dict[str, Any]]:
+    """The service's async MongoDB client (pymongo's asyncio API, Motor's successor)."""
+    return AsyncMongoClient(settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=5000)
+
+
+def wire(
+    name: str,
+    settings: ServiceSettings,
+    collection: Collection,
+    consumes: Sequence[str],
+    build: BuildProcessor,
+) -> tuple[KafkaBroker, Processor]:
+    """The broker with the service's batch subscriber on `consumes`, and its processor."""
+    broker = make_broker(settings.kafka_bootstrap_servers, name, settings.linger_ms)
+    processor = build(collection, BrokerPublisher(broker))
+    subscribe(broker, name, consumes, processor, settings.max_batch)
+    return broker, processor
+
+
+def doc_store(collection: Collection) -> DocStore:
+    """The per-key document store on a service's collection."""
+    return DocStore(collection)
+
+
+async def run(name: str, settings: ServiceSettings, consumes: Sequence[str], build: BuildProcessor, setup: Setup) -> None:
+    """Run the service until SIGTERM/SIGINT; in-flight batches finish and commit before it stops."""
+    runtime_logging.configure(name, settings.log_format, settings.log_level)
+    log = structlog.get_logger()
+    client = mongo_client(settings)
+    collection = client[settings.mongodb_database][name]
+    await setup(collection)
+    await ensure_topics(settings.kafka_bootstrap_servers)
+    broker, _ = wire(name, settings, collection, consumes, build)
+    log.info("starting", consumes=list(consumes))
+    try:
+        await FastStream(broker).run()
+    finally:
+        await client.close()
+        log.info("stopped")
+
+
+def main(coro: Awaitable[None]) -> None:
+    """Entry point helper for `python -m services.<name>.app`."""
+    asyncio.run(coro)  # type: ignore[arg-type]
