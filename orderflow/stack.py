@@ -203,8 +203,7 @@ def _run_streaming(
         raise
     if code != 0:
         raise StackError(
-            f"{label}: command failed with exit code {code}: {' '.join(cmd)}\nlast output:\n"
-            + "\n".join(tail)
+            f"{label}: command failed with exit code {code}: {' '.join(cmd)}\nlast output:\n" + "\n".join(tail)
         )
     progress(f"[{label}] done in {time.monotonic() - started:.0f}s")
 
@@ -248,9 +247,7 @@ def ensure_kafka(progress: Progress | None = None) -> Path:
     want = _sha256(KAFKA_POM)
     if libs.is_dir() and marker.is_file() and marker.read_text().strip() == want:
         return libs
-    mvn = _require_tool(
-        "mvn", "Maven is needed once to download the Kafka jars (e.g. `apt-get install maven`)."
-    )
+    mvn = _require_tool("mvn", "Maven is needed once to download the Kafka jars (e.g. `apt-get install maven`).")
     say(f"[kafka] downloading Apache Kafka {KAFKA_VERSION} jars from Maven Central into {libs}")
     partial = libs.parent / "libs.partial"
     shutil.rmtree(partial, ignore_errors=True)

@@ -56,8 +56,17 @@ class Result:
 
 
 def _status(cause: str, st: dict[str, Any], name: str, now: datetime, **kw: Any) -> Outgoing:
-    return status(cause, st["channel"], st["channel_order_ref"], name, now, revision=st.get("revision"),
-                  order_number=st.get("order_number"), decided_by=kw.pop("decided_by", RULES), **kw)
+    return status(
+        cause,
+        st["channel"],
+        st["channel_order_ref"],
+        name,
+        now,
+        revision=st.get("revision"),
+        order_number=st.get("order_number"),
+        decided_by=kw.pop("decided_by", RULES),
+        **kw,
+    )
 
 
 def shipping(state: dict[str, Any] | None, key: str, ship_to: ShipTo, base: dict[str, Any]) -> dict[str, Any]:
@@ -70,21 +79,40 @@ def open_shipments(state: dict[str, Any] | None, ev: AllocationReserved) -> Resu
     st: dict[str, Any] = dict(state or {})
     if st.get("status") == "cancelled":
         return Result(None, [], "ignored: cancelled")
-    st.update(order_key=ev.order_key, order_number=ev.order_number, channel=ev.channel,
-              channel_order_ref=ev.channel_order_ref, revision=ev.revision, customer_id=ev.customer_id,
-              currency=ev.currency, prices={k: str(v) for k, v in ev.prices.items()},
-              charges=[c.model_dump(mode="json") for c in ev.charges], complete=ev.complete, status="open")
+    st.update(
+        order_key=ev.order_key,
+        order_number=ev.order_number,
+        channel=ev.channel,
+        channel_order_ref=ev.channel_order_ref,
+        revision=ev.revision,
+        customer_id=ev.customer_id,
+        currency=ev.currency,
+        prices={k: str(v) for k, v in ev.prices.items()},
+        charges=[c.model_dump(mode="json") for c in ev.charges],
+        complete=ev.complete,
+        status="open",
+    )
     shipments = dict(st.get("shipments", {}))
     ship_to = ShipTo.model_validate(st["ship_to"]) if st.get("ship_to") else None
     outputs = []
     for alloc in ev.allocations:
         sid = f"{ev.order_number}-{alloc.warehouse}-{len(shipments) + 1}"
-        shipments[sid] = {"warehouse": alloc.warehouse, "lines": [l.model_dump() for l in alloc.lines],
-                          "state": "opened"}
+        shipments[sid] = {
+            "warehouse": alloc.warehouse,
+            "lines": [l.model_dump() for l in alloc.lines],
+            "state": "opened",
+        }
         opened = ShipmentOpened(
-            event_id=derive_id("opened", ev.event_id, sid), shipment_id=sid, order_number=ev.order_number or "",
-            channel=ev.channel, channel_order_ref=ev.channel_order_ref, warehouse=alloc.warehouse,
-            lines=alloc.lines, packaging=ev.packaging, notes=ev.notes, ship_to=ship_to,
+            event_id=derive_id("opened", ev.event_id, sid),
+            shipment_id=sid,
+            order_number=ev.order_number or "",
+            channel=ev.channel,
+            channel_order_ref=ev.channel_order_ref,
+            warehouse=alloc.warehouse,
+            lines=alloc.lines,
+            packaging=ev.packaging,
+            notes=ev.notes,
+            ship_to=ship_to,
         )
         outputs.append(Outgoing.of(topics.FULFILLMENT_SHIPMENTS, ev.order_number or ev.order_key, opened))
     st["shipments"] = shipments
@@ -93,10 +121,18 @@ def open_shipments(state: dict[str, Any] | None, ev: AllocationReserved) -> Resu
 
 def supply_instruction(ev: SupplyNeeded) -> Outgoing:
     """Turn inventory's supply need into the instruction production or purchasing acts on (2.4.1)."""
-    common = {"event_id": derive_id("instruction", ev.event_id), "order_number": ev.order_number or ev.order_key,
-              "sku": ev.sku, "quantity": ev.quantity, "needed_by": ev.needed_by}
-    msg = (ProductionRequested(production_request_id=ev.request_id, **common) if ev.kind == "production"
-           else PurchaseRequested(purchase_request_id=ev.request_id, **common))
+    common = {
+        "event_id": derive_id("instruction", ev.event_id),
+        "order_number": ev.order_number or ev.order_key,
+        "sku": ev.sku,
+        "quantity": ev.quantity,
+        "needed_by": ev.needed_by,
+    }
+    msg = (
+        ProductionRequested(production_request_id=ev.request_id, **common)
+        if ev.kind == "production"
+        else PurchaseRequested(purchase_request_id=ev.request_id, **common)
+    )
     return Outgoing.of(topics.SUPPLY_INSTRUCTIONS, ev.sku, msg)
 
 
@@ -117,9 +153,15 @@ def track(state: dict[str, Any] | None, ev: ShipmentEvent, cause: str, now: date
             ship["consumed"] = True
             outputs.append(_consume(st, ev.shipment_id, ship, cause))
         live = [s for s in st["shipments"].values() if s["state"] != "voided"]
-        name = "shipped" if st.get("complete", True) and all(s["state"] in SHIPPED for s in live) else "partially_shipped"
-        details = {"shipment_id": ev.shipment_id, "carrier": ev.carrier, "tracking_number": ev.tracking_number,
-                   "lines": ship["lines"]}
+        name = (
+            "shipped" if st.get("complete", True) and all(s["state"] in SHIPPED for s in live) else "partially_shipped"
+        )
+        details = {
+            "shipment_id": ev.shipment_id,
+            "carrier": ev.carrier,
+            "tracking_number": ev.tracking_number,
+            "lines": ship["lines"],
+        }
         outputs.insert(0, _status(cause, st, name, now, details=details))
         st["status"] = name
     elif isinstance(ev, ShipmentDelivered):
@@ -127,21 +169,37 @@ def track(state: dict[str, Any] | None, ev: ShipmentEvent, cause: str, now: date
         live = [s for s in st["shipments"].values() if s["state"] != "voided"]
         if all(s["state"] == "delivered" for s in live) and st.get("complete", True):
             st["status"] = "delivered"
-            outputs += [_status(cause, st, "delivered", now, details={"delivered_at": ev.delivered_at.isoformat()}),
-                        _invoice(st, cause, ev.delivered_at)]
+            outputs += [
+                _status(cause, st, "delivered", now, details={"delivered_at": ev.delivered_at.isoformat()}),
+                _invoice(st, cause, ev.delivered_at),
+            ]
     elif isinstance(ev, ShipmentException):
         st["status"] = "delivery_exception"
         reason = Reason(code=f"delivery_{ev.kind}", field=None, message=ev.note or ev.kind)
-        outputs.append(_status(cause, st, "delivery_exception", now, reasons=[reason],
-                               details={"shipment_id": ev.shipment_id, "kind": ev.kind}))
+        outputs.append(
+            _status(
+                cause,
+                st,
+                "delivery_exception",
+                now,
+                reasons=[reason],
+                details={"shipment_id": ev.shipment_id, "kind": ev.kind},
+            )
+        )
     return Result(st, outputs, f"{ev.shipment_id} {nxt}")
 
 
 def _consume(st: dict[str, Any], sid: str, ship: dict[str, Any], cause: str) -> Outgoing:
     msg = StockShipped(
-        event_id=derive_id("shipped", sid), order_key=st["order_key"], order_number=st.get("order_number"),
-        channel=st["channel"], channel_order_ref=st["channel_order_ref"], revision=st.get("revision", 1),
-        shipment_id=sid, warehouse=ship["warehouse"], lines=[ShipmentLine(**l) for l in ship["lines"]],
+        event_id=derive_id("shipped", sid),
+        order_key=st["order_key"],
+        order_number=st.get("order_number"),
+        channel=st["channel"],
+        channel_order_ref=st["channel_order_ref"],
+        revision=st.get("revision", 1),
+        shipment_id=sid,
+        warehouse=ship["warehouse"],
+        lines=[ShipmentLine(**l) for l in ship["lines"]],
     )
     return Outgoing.of(topics.FULFILLMENT_DISPATCHED, st["order_key"], msg)
 
@@ -152,45 +210,87 @@ def _invoice(st: dict[str, Any], cause: str, delivered_at: datetime) -> Outgoing
         if s["state"] == "delivered":
             for l in s["lines"]:
                 qty[l["sku"]] = qty.get(l["sku"], 0) + l["quantity"]
-    lines = [InvoiceLine(sku=k, quantity=q, unit_price=Decimal(st["prices"][k]),
-                         amount=(Decimal(st["prices"][k]) * q).quantize(Decimal("0.01")))
-             for k, q in sorted(qty.items())]
+    lines = [
+        InvoiceLine(
+            sku=k,
+            quantity=q,
+            unit_price=Decimal(st["prices"][k]),
+            amount=(Decimal(st["prices"][k]) * q).quantize(Decimal("0.01")),
+        )
+        for k, q in sorted(qty.items())
+    ]
     charges = [Charge.model_validate(c) for c in st.get("charges", [])]
     total = sum((l.amount for l in lines), Decimal(0)) + sum((c.amount for c in charges), Decimal(0))
     msg = InvoiceRequested(
-        event_id=derive_id("invoice", st["order_number"]), order_number=st["order_number"],
-        customer_id=st["customer_id"], currency=st["currency"], lines=lines, charges=charges,
-        total_amount=total, delivered_at=delivered_at,
+        event_id=derive_id("invoice", st["order_number"]),
+        order_number=st["order_number"],
+        customer_id=st["customer_id"],
+        currency=st["currency"],
+        lines=lines,
+        charges=charges,
+        total_amount=total,
+        delivered_at=delivered_at,
     )
     return Outgoing.of(topics.FINANCE_INVOICE_REQUESTS, st["order_number"], msg)
 
 
 def cancel(state: dict[str, Any] | None, cmd: OrderCancel, key: str, now: datetime) -> Result:
     """Cancel before dispatch: void open shipments, tell every service to release; refuse once shipped."""
-    st: dict[str, Any] = {"channel": cmd.channel, "channel_order_ref": cmd.channel_order_ref, "order_key": key,
-                          **(state or {})}
+    st: dict[str, Any] = {
+        "channel": cmd.channel,
+        "channel_order_ref": cmd.channel_order_ref,
+        "order_key": key,
+        **(state or {}),
+    }
     if st.get("status") == "cancelled":
         return Result(None, [], "already cancelled")
     shipped = [sid for sid, s in st.get("shipments", {}).items() if s["state"] in SHIPPED]
     if shipped:
-        why = Reason(code="already_shipped", field=None,
-                     message=f"cannot cancel: shipment(s) {', '.join(shipped)} already dispatched")
-        refused = _status(cmd.command_id, st, st.get("status", "shipped"), now, reasons=[why],
-                          details={"refused": cmd.type}, decided_by=cmd.issued_by)
+        why = Reason(
+            code="already_shipped",
+            field=None,
+            message=f"cannot cancel: shipment(s) {', '.join(shipped)} already dispatched",
+        )
+        refused = _status(
+            cmd.command_id,
+            st,
+            st.get("status", "shipped"),
+            now,
+            reasons=[why],
+            details={"refused": cmd.type},
+            decided_by=cmd.issued_by,
+        )
         return Result(None, [refused], "refused: already shipped")
     shipments = {k: dict(v) for k, v in st.get("shipments", {}).items()}
-    outputs = [_status(cmd.command_id, st, "cancelled", now, decided_by=cmd.issued_by,
-                       reasons=[Reason(code="cancelled", field=None, message=cmd.reason or "cancelled")])]
+    outputs = [
+        _status(
+            cmd.command_id,
+            st,
+            "cancelled",
+            now,
+            decided_by=cmd.issued_by,
+            reasons=[Reason(code="cancelled", field=None, message=cmd.reason or "cancelled")],
+        )
+    ]
     for sid, s in shipments.items():
         if s["state"] != "voided":
             s["state"] = "voided"
-            voided = ShipmentVoided(event_id=derive_id("voided", cmd.command_id, sid), shipment_id=sid,
-                                    order_number=st.get("order_number") or "", reason=cmd.reason or "cancelled")
+            voided = ShipmentVoided(
+                event_id=derive_id("voided", cmd.command_id, sid),
+                shipment_id=sid,
+                order_number=st.get("order_number") or "",
+                reason=cmd.reason or "cancelled",
+            )
             outputs.append(Outgoing.of(topics.FULFILLMENT_SHIPMENTS, st.get("order_number") or key, voided))
     cancelled = OrderCancelled(
-        event_id=derive_id("cancelled", cmd.command_id), order_key=key, order_number=st.get("order_number"),
-        channel=cmd.channel, channel_order_ref=cmd.channel_order_ref, revision=st.get("revision") or 1,
-        reason=cmd.reason, cancelled_by=cmd.issued_by,
+        event_id=derive_id("cancelled", cmd.command_id),
+        order_key=key,
+        order_number=st.get("order_number"),
+        channel=cmd.channel,
+        channel_order_ref=cmd.channel_order_ref,
+        revision=st.get("revision") or 1,
+        reason=cmd.reason,
+        cancelled_by=cmd.issued_by,
     )
     outputs.append(Outgoing.of(topics.ORDERS_CANCELLED, key, cancelled))
     st.update(status="cancelled", shipments=shipments)

@@ -40,8 +40,12 @@ def keys(msg: BaseModel, rec: Incoming) -> Iterable[str]:
 async def on_shipping(batch: Batch, msg: OrderShipping, rec: Incoming) -> str:
     """Keep the ship-to for the warehouse."""
     doc = await batch.doc(f"order:{msg.order_key}")
-    base = {"channel": msg.channel, "channel_order_ref": msg.channel_order_ref, "revision": msg.revision,
-            "order_number": msg.order_number}
+    base = {
+        "channel": msg.channel,
+        "channel_order_ref": msg.channel_order_ref,
+        "revision": msg.revision,
+        "order_number": msg.order_number,
+    }
     record(doc, msg.event_id, domain.shipping(doc.state, msg.order_key, msg.ship_to, base), [])
     return f"ship-to stored {msg.order_number}"
 

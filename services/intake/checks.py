@@ -102,9 +102,7 @@ def check_submission(msg: OrderSubmitted) -> tuple[CheckedOrder | None, list[Rea
     ck = _Check()
     fields: dict[str, Any] = {}
     fields["channel"] = _choice(ck, msg.channel, "channel", "The channel", CHANNELS)
-    fields["channel_order_ref"] = _text(
-        ck, msg.channel_order_ref, "channel_order_ref", "The channel's order reference"
-    )
+    fields["channel_order_ref"] = _text(ck, msg.channel_order_ref, "channel_order_ref", "The channel's order reference")
     fields["revision"] = _positive_int(ck, msg.revision, "revision", "The revision")
     fields["submitted_at"] = _timestamp(ck, msg.submitted_at, "submitted_at", "The submission time")
     fields["entered_by"] = _check_entered_by(ck, msg.entered_by, fields["channel"])
@@ -113,9 +111,7 @@ def check_submission(msg: OrderSubmitted) -> tuple[CheckedOrder | None, list[Rea
     fields["lines"], lines_sum = _check_lines(ck, msg.lines)
     fields["currency"] = _check_currency(ck, msg.currency)
     fields["total_amount"] = _check_total(ck, msg.total_amount, lines_sum)
-    fields["payment_method"] = _choice(
-        ck, msg.payment_method, "payment_method", "The payment method", PAYMENT_METHODS
-    )
+    fields["payment_method"] = _choice(ck, msg.payment_method, "payment_method", "The payment method", PAYMENT_METHODS)
     fields["requested_date"] = _check_requested_date(ck, msg.requested_date, fields["submitted_at"])
     fields["priority"] = _choice(ck, msg.priority, "priority", "The priority", PRIORITIES)
     fields["special_requirements"] = _check_special_requirements(ck, msg.special_requirements)
@@ -269,8 +265,7 @@ def _check_entered_by(ck: _Check, value: Any, channel: str | None) -> str | None
             ck.add(
                 ENTERED_BY_REQUIRED,
                 "entered_by",
-                f"An order received by {channel} is keyed in by a person: "
-                "entered_by must name who entered it.",
+                f"An order received by {channel} is keyed in by a person: entered_by must name who entered it.",
             )
         return None
     return _optional_text(ck, value, "entered_by", "The person who entered the order")
@@ -294,8 +289,7 @@ def _check_customer(ck: _Check, value: Any) -> dict[str, Any]:
         ck.add(
             CONTACT_REQUIRED,
             "customer",
-            "The customer contact needs a phone (customer.phone) or an email (customer.email); "
-            "neither is given.",
+            "The customer contact needs a phone (customer.phone) or an email (customer.email); neither is given.",
         )
     return result
 
@@ -466,8 +460,7 @@ def _check_requested_date(ck: _Check, value: Any, submitted_at: datetime | None)
         ck.add(
             DATE_IN_PAST,
             path,
-            f"{label} ({path}) {requested.isoformat()} is before the order was submitted "
-            f"({submitted_on.isoformat()}).",
+            f"{label} ({path}) {requested.isoformat()} is before the order was submitted ({submitted_on.isoformat()}).",
         )
         return None
     return requested

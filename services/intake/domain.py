@@ -27,9 +27,9 @@ class Decision:
 
 def identity(msg: OrderSubmitted) -> tuple[str, str] | None:
     """The channel and channel reference, when the submission names them (else it is not an order)."""
-    if isinstance(msg.channel, str) and msg.channel and isinstance(msg.channel_order_ref, str):
-        if msg.channel_order_ref.strip():
-            return msg.channel, msg.channel_order_ref
+    channel, ref = msg.channel, msg.channel_order_ref
+    if isinstance(channel, str) and channel and isinstance(ref, str) and ref.strip():
+        return channel, ref
     return None
 
 
@@ -69,8 +69,16 @@ def decide(state: dict[str, Any] | None, msg: OrderSubmitted, now: datetime, new
             message=f"revision {msg.revision} is older than revision {state['revision']} already received",
         )
         stale = status(
-            cause, channel, ref, state["status"], now, revision=msg.revision, order_number=number,
-            reasons=[reason], details={"ignored": True}, decided_by=DECIDED_BY,
+            cause,
+            channel,
+            ref,
+            state["status"],
+            now,
+            revision=msg.revision,
+            order_number=number,
+            reasons=[reason],
+            details={"ignored": True},
+            decided_by=DECIDED_BY,
         )
         return Decision(None, [stale], "stale revision")
     checked, reasons = check_submission(msg)
@@ -78,8 +86,15 @@ def decide(state: dict[str, Any] | None, msg: OrderSubmitted, now: datetime, new
     if checked is None:
         held = {**(state or {}), "revision": revision, "status": "needs_clarification", "order_number": number}
         out = status(
-            cause, channel, ref, "needs_clarification", now, revision=revision, order_number=number,
-            reasons=reasons, decided_by=DECIDED_BY,
+            cause,
+            channel,
+            ref,
+            "needs_clarification",
+            now,
+            revision=revision,
+            order_number=number,
+            reasons=reasons,
+            decided_by=DECIDED_BY,
         )
         return Decision(held, [out], f"held: {len(reasons)} reason(s)")
     number = number or new_number
@@ -120,8 +135,14 @@ def _accepted_events(cause: str, order: CheckedOrder, number: str, now: datetime
     )
     shipping = OrderShipping(event_id=derive_id("shipping", cause), ship_to=order.ship_to, **common)
     received = status(
-        cause, order.channel, order.channel_order_ref, "received", now, revision=order.revision,
-        order_number=number, decided_by=DECIDED_BY,
+        cause,
+        order.channel,
+        order.channel_order_ref,
+        "received",
+        now,
+        revision=order.revision,
+        order_number=number,
+        decided_by=DECIDED_BY,
     )
     return [
         received,

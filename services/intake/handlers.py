@@ -1,9 +1,11 @@
 """Intake's subscriber logic: parse -> load -> decide -> record (the batch writes and publishes)."""
 
+from pydantic import BaseModel
+
 from contracts.public import OrderSubmitted
 from contracts.registry import UnreadableMessage
 from services.intake import domain, store
-from services.runtime.batch import Batch
+from services.runtime.batch import Batch, Handler
 from services.runtime.messages import Incoming
 from services.runtime.outbox import record
 
@@ -40,4 +42,4 @@ def on_unreadable(batch: Batch, rec: Incoming, exc: UnreadableMessage) -> None:
         batch.emit(out)
 
 
-HANDLERS = {OrderSubmitted: on_submitted}
+HANDLERS: dict[type[BaseModel], Handler] = {OrderSubmitted: on_submitted}

@@ -23,8 +23,13 @@ def build_for(settings: InventorySettings) -> BuildProcessor:
 
     def build(collection: Collection, publisher: BrokerPublisher) -> Processor:
         return Processor(
-            NAME, DocStore(collection), publisher, handlers.handlers(settings.warehouse_preference), handlers.keys,
-            write_first=(store.STOCK,), skip_unreadable=frozenset({topics.ORDERS_COMMANDS}),
+            NAME,
+            DocStore(collection),
+            publisher,
+            handlers.handlers(settings.warehouse_preference),
+            handlers.keys,
+            write_first=(store.STOCK,),
+            skip_unreadable=frozenset({topics.ORDERS_COMMANDS}),
         )
 
     return build

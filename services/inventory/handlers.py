@@ -1,7 +1,6 @@
 """Inventory's subscriber logic: parse -> load -> decide -> record (the batch writes and publishes)."""
 
 from collections.abc import Iterable
-from typing import Any
 
 from pydantic import BaseModel
 
@@ -105,8 +104,11 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
         if doc.seen(cause):
             return "duplicate"
         if msg.on_hand < st.reserved(msg.warehouse):
-            batch.dead_letter(rec, f"count of {msg.on_hand} for {msg.sku}@{msg.warehouse} is below the "
-                                   f"{st.reserved(msg.warehouse)} units reserved: resolve the reservations first")
+            batch.dead_letter(
+                rec,
+                f"count of {msg.on_hand} for {msg.sku}@{msg.warehouse} is below the "
+                f"{st.reserved(msg.warehouse)} units reserved: resolve the reservations first",
+            )
             return "refused: count below reserved"
         st.on_hand[msg.warehouse] = msg.on_hand
         await _fill_waiting(batch, st, msg.warehouse, cause)
@@ -131,8 +133,9 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
         docs, stocks = await _stocks(batch, [msg.sku])
         st = stocks[msg.sku]
         old = st.incoming.get(msg.po_number)
-        st.incoming[msg.po_number] = PurchaseOrder(msg.warehouse, msg.quantity, msg.eta, msg.status,
-                                                   old.promised if old else {})
+        st.incoming[msg.po_number] = PurchaseOrder(
+            msg.warehouse, msg.quantity, msg.eta, msg.status, old.promised if old else {}
+        )
         _save(docs, stocks, msg.event_id or rec.origin)
         return f"po {msg.po_number} {msg.status}"
 
@@ -211,5 +214,3 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
         ProductionUpdated: on_production,
         ShortageDecision: on_shortage,
     }
-
-

@@ -132,8 +132,13 @@ class Stock:
             "on_hand": self.on_hand,
             "reservations": self.reservations,
             "incoming": {
-                n: {"warehouse": p.warehouse, "quantity": p.quantity, "eta": p.eta.isoformat(),
-                    "status": p.status, "promised": p.promised}
+                n: {
+                    "warehouse": p.warehouse,
+                    "quantity": p.quantity,
+                    "eta": p.eta.isoformat(),
+                    "status": p.status,
+                    "promised": p.promised,
+                }
                 for n, p in self.incoming.items()
             },
             "waiting": self.waiting,
@@ -149,8 +154,13 @@ class Stock:
             dict(doc.get("on_hand", {})),
             {k: dict(v) for k, v in doc.get("reservations", {}).items()},
             {
-                n: PurchaseOrder(p["warehouse"], p["quantity"], date.fromisoformat(p["eta"]), p["status"],
-                                 dict(p.get("promised", {})))
+                n: PurchaseOrder(
+                    p["warehouse"],
+                    p["quantity"],
+                    date.fromisoformat(p["eta"]),
+                    p["status"],
+                    dict(p.get("promised", {})),
+                )
                 for n, p in doc.get("incoming", {}).items()
             },
             {k: dict(v) for k, v in doc.get("waiting", {}).items()},

@@ -19,7 +19,7 @@ async def stock_levels(collection: Collection) -> list[dict[str, Any]]:
     """On hand and reserved per SKU and warehouse (for operators and the invariant checks)."""
     rows = []
     async for doc in collection.find({"_id": {"$regex": f"^{STOCK}"}}):
-        st = Stock.from_doc(doc["_id"][len(STOCK):], doc.get("state"))
+        st = Stock.from_doc(doc["_id"][len(STOCK) :], doc.get("state"))
         for wh, on_hand in sorted(st.on_hand.items()):
             rows.append({"sku": st.sku, "warehouse": wh, "on_hand": on_hand, "reserved": st.reserved(wh)})
     return rows

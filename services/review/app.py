@@ -37,7 +37,11 @@ def build_for(settings: ReviewSettings):  # type: ignore[no-untyped-def]
     def build(collection: Collection, publisher: BrokerPublisher) -> Processor:
         hs = handlers.handlers(policy_of(settings))
         return Processor(
-            NAME, DocStore(collection), publisher, hs, handlers.keys,
+            NAME,
+            DocStore(collection),
+            publisher,
+            hs,
+            handlers.keys,
             skip_unreadable=frozenset({topics.ORDERS_COMMANDS}),
         )
 

@@ -67,9 +67,7 @@ def review(
     if state is not None and order.revision <= state.get("revision", 0):
         return Decision(None, [], "ignored: revision already reviewed")
     today: date = now.date()
-    ev = evaluate(
-        order, customer, products, Decimal(open_exposure_cents) * CENT, _previous(state), today, policy
-    )
+    ev = evaluate(order, customer, products, Decimal(open_exposure_cents) * CENT, _previous(state), today, policy)
     audit = _audit(ev, order.revision, ev.decided_by, now)
     base: dict[str, Any] = {
         "revision": order.revision,
@@ -112,33 +110,65 @@ def decide_manual(state: dict[str, Any] | None, cmd: ReviewDecision, now: dateti
             message=f"order is {state.get('status') if state else 'unknown to review'}, not in the review queue",
         )
         refused = status(
-            cmd.command_id, cmd.channel, cmd.channel_order_ref, (state or {}).get("status", "received"), now,
-            revision=(state or {}).get("revision"), order_number=(state or {}).get("order_number"),
-            reasons=[reason], details={"refused": cmd.type}, decided_by=cmd.issued_by,
+            cmd.command_id,
+            cmd.channel,
+            cmd.channel_order_ref,
+            (state or {}).get("status", "received"),
+            now,
+            revision=(state or {}).get("revision"),
+            order_number=(state or {}).get("order_number"),
+            reasons=[reason],
+            details={"refused": cmd.type},
+            decided_by=cmd.issued_by,
         )
         return Decision(None, [refused], "refused: not in queue")
     approved = OrderApproved.model_validate(state["queued"]["approved"])
     new = {k: v for k, v in state.items() if k != "queued"}
     new["last_decided"] = state["queued"]["last_decided"]
-    audit = {"revision": approved.revision, "decided_by": cmd.issued_by, "outcome": cmd.decision,
-             "at": now.isoformat(), "reasons": cmd.reasons}
+    audit = {
+        "revision": approved.revision,
+        "decided_by": cmd.issued_by,
+        "outcome": cmd.decision,
+        "at": now.isoformat(),
+        "reasons": cmd.reasons,
+    }
     new["audit"] = [*state.get("audit", []), audit][-50:]
     if cmd.decision == "reject":
         new["status"] = "rejected"
         reasons = [Reason(code="reviewer_rejected", field=None, message=r) for r in cmd.reasons] or [
             Reason(code="reviewer_rejected", field=None, message="rejected by reviewer")
         ]
-        out = status(cmd.command_id, cmd.channel, cmd.channel_order_ref, "rejected", now,
-                     revision=approved.revision, order_number=approved.order_number, reasons=reasons,
-                     decided_by=cmd.issued_by)
+        out = status(
+            cmd.command_id,
+            cmd.channel,
+            cmd.channel_order_ref,
+            "rejected",
+            now,
+            revision=approved.revision,
+            order_number=approved.order_number,
+            reasons=reasons,
+            decided_by=cmd.issued_by,
+        )
         return Decision(new, [out], "rejected by reviewer")
     new["status"] = "approved"
     new["exposure_cents"] = cents(approved.total_amount)
     outputs = [
-        status(cmd.command_id, cmd.channel, cmd.channel_order_ref, "approved", now, revision=approved.revision,
-               order_number=approved.order_number, details=_approval_details(approved), decided_by=cmd.issued_by),
-        Outgoing.of(topics.ORDERS_APPROVED, approved.order_key,
-                    approved.model_copy(update={"event_id": derive_id("approved", cmd.command_id)})),
+        status(
+            cmd.command_id,
+            cmd.channel,
+            cmd.channel_order_ref,
+            "approved",
+            now,
+            revision=approved.revision,
+            order_number=approved.order_number,
+            details=_approval_details(approved),
+            decided_by=cmd.issued_by,
+        ),
+        Outgoing.of(
+            topics.ORDERS_APPROVED,
+            approved.order_key,
+            approved.model_copy(update={"event_id": derive_id("approved", cmd.command_id)}),
+        ),
     ]
     return Decision(new, outputs, "approved by reviewer", claim_cents=cents(approved.total_amount))
 
@@ -195,8 +225,7 @@ def _audit(ev: Evaluation, revision: int, decided_by: str, now: datetime) -> dic
         "outcome": ev.outcome,
         "at": now.isoformat(),
         "rules": [
-            {"rule": r.rule, "outcome": r.outcome, "inputs": r.inputs, "reasons": _dump(r.reasons)}
-            for r in ev.results
+            {"rule": r.rule, "outcome": r.outcome, "inputs": r.inputs, "reasons": _dump(r.reasons)} for r in ev.results
         ],
     }
 
@@ -206,10 +235,23 @@ def _dump(reasons: Any) -> list[dict[str, Any]]:
 
 
 def _status(
-    cause: str, order: OrderAccepted, name: str, now: datetime, reasons: Any, by: str,
+    cause: str,
+    order: OrderAccepted,
+    name: str,
+    now: datetime,
+    reasons: Any,
+    by: str,
     details: dict[str, Any] | None = None,
 ) -> Outgoing:
     return status(
-        cause, order.channel, order.channel_order_ref, name, now, revision=order.revision,
-        order_number=order.order_number, reasons=list(reasons), details=details, decided_by=by,
+        cause,
+        order.channel,
+        order.channel_order_ref,
+        name,
+        now,
+        revision=order.revision,
+        order_number=order.order_number,
+        reasons=list(reasons),
+        details=details,
+        decided_by=by,
     )

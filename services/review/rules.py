@@ -139,9 +139,7 @@ def _norm(text: str) -> str:
     return "".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
-def _result(
-    rule: str, inputs: dict[str, str], reasons: Iterable[Reason], when_any: RuleOutcome
-) -> RuleResult:
+def _result(rule: str, inputs: dict[str, str], reasons: Iterable[Reason], when_any: RuleOutcome) -> RuleResult:
     found = tuple(reasons)
     return RuleResult(rule, when_any if found else "pass", inputs, found)
 
@@ -184,9 +182,7 @@ def check_customer(order: OrderAccepted, customer: CustomerUpserted | None) -> R
     if customer.status == "blocked":
         msg = f"customer {customer.customer_id} is blocked"
         reasons.append(Reason(code="customer_blocked", field=path, message=msg))
-    return _result(
-        "customer", {"customer_id": customer.customer_id, "status": customer.status}, reasons, "reject"
-    )
+    return _result("customer", {"customer_id": customer.customer_id, "status": customer.status}, reasons, "reject")
 
 
 def check_credit(
@@ -227,15 +223,9 @@ def check_credit(
     if needed <= ceiling:
         tolerance = policy.credit_tolerance_pct
         msg = f"{figures} is over the credit limit {limit} but within {tolerance}%: needs review"
-        return RuleResult(
-            "credit", "manual", inputs, (Reason(code="credit_review", field=None, message=msg),)
-        )
-    msg = (
-        f"{figures} exceeds the credit limit {limit} by more than {policy.credit_tolerance_pct}% ({ceiling})"
-    )
-    return RuleResult(
-        "credit", "reject", inputs, (Reason(code="credit_limit_exceeded", field=None, message=msg),)
-    )
+        return RuleResult("credit", "manual", inputs, (Reason(code="credit_review", field=None, message=msg),))
+    msg = f"{figures} exceeds the credit limit {limit} by more than {policy.credit_tolerance_pct}% ({ceiling})"
+    return RuleResult("credit", "reject", inputs, (Reason(code="credit_limit_exceeded", field=None, message=msg),))
 
 
 def check_payment_method(order: OrderAccepted, customer: CustomerUpserted | None) -> RuleResult:
@@ -272,9 +262,7 @@ def check_product(index: int, line: OrderLine, product: ProductUpserted | None) 
     inputs = {"line": path, "sku": line.sku, "spec": line.spec, "product_name": line.product_name}
     if product is None:
         msg = f"SKU {line.sku} is not in the product master data"
-        return _result(
-            "product", inputs, [Reason(code="unknown_sku", field=f"{path}.sku", message=msg)], "reject"
-        )
+        return _result("product", inputs, [Reason(code="unknown_sku", field=f"{path}.sku", message=msg)], "reject")
     inputs |= {"status": product.status, "specs": ",".join(product.specs), "master_name": product.name}
     reasons = []
     if product.status == "discontinued":
@@ -326,18 +314,13 @@ def check_price(
     if line.unit_price >= floor:
         return RuleResult("price", "pass", inputs)
     discount = (
-        f"unit price {line.unit_price} for {line.sku} is below list {product.list_price} "
-        f"less {max_pct}% ({floor})"
+        f"unit price {line.unit_price} for {line.sku} is below list {product.list_price} less {max_pct}% ({floor})"
     )
     if line.unit_price >= review_floor:
         msg = f"{discount}, within {policy.discount_tolerance_points} points: needs review"
-        return RuleResult(
-            "price", "manual", inputs, (Reason(code="discount_review", field=field_path, message=msg),)
-        )
+        return RuleResult("price", "manual", inputs, (Reason(code="discount_review", field=field_path, message=msg),))
     msg = f"{discount} and below the review floor {review_floor}"
-    return RuleResult(
-        "price", "reject", inputs, (Reason(code="price_below_policy", field=field_path, message=msg),)
-    )
+    return RuleResult("price", "reject", inputs, (Reason(code="price_below_policy", field=field_path, message=msg),))
 
 
 def check_total(order: OrderAccepted) -> RuleResult:
@@ -368,11 +351,7 @@ def check_packaging(order: OrderAccepted, products: Mapping[str, ProductUpserted
     if name is None:
         return RuleResult("packaging", "pass", {"packaging": "standard"})
     missing = sorted(
-        {
-            line.sku
-            for line in order.lines
-            if line.sku in products and name not in products[line.sku].packaging_options
-        }
+        {line.sku for line in order.lines if line.sku in products and name not in products[line.sku].packaging_options}
     )
     reasons = []
     if missing:
@@ -432,9 +411,7 @@ def check_customisation(order: OrderAccepted, policy: Policy = DEFAULT_POLICY) -
 
 
 # ---- dates and revisions ----
-def check_requested_date(
-    order: OrderAccepted, products: Mapping[str, ProductUpserted], today: date
-) -> RuleResult:
+def check_requested_date(order: OrderAccepted, products: Mapping[str, ProductUpserted], today: date) -> RuleResult:
     """The requested date must not be before today, nor before today + lead days of a make-to-order product
     (`date_not_feasible`)."""
     lead = {
@@ -452,9 +429,7 @@ def check_requested_date(
     }
     reasons = []
     if order.requested_date < earliest:
-        late = sorted(
-            sku for sku, days in lead.items() if order.requested_date < today + timedelta(days=days)
-        )
+        late = sorted(sku for sku, days in lead.items() if order.requested_date < today + timedelta(days=days))
         why = f" ({', '.join(late)} made to order, {longest} days' lead time)" if late else " (in the past)"
         msg = f"requested date {order.requested_date} is before the earliest feasible date {earliest}{why}"
         reasons.append(Reason(code="date_not_feasible", field="requested_date", message=msg))
@@ -500,9 +475,7 @@ def check_revision(order: OrderAccepted, previous: PreviousRevision | None) -> R
 # ---- all together ----
 def _approved_line(line: OrderLine, product: ProductUpserted | None) -> ApprovedLine:
     if product is None:
-        return ApprovedLine(
-            line_no=line.line_no, sku=line.sku, quantity=line.quantity, unit_price=line.unit_price
-        )
+        return ApprovedLine(line_no=line.line_no, sku=line.sku, quantity=line.quantity, unit_price=line.unit_price)
     return ApprovedLine(
         line_no=line.line_no,
         sku=line.sku,
@@ -541,10 +514,7 @@ def evaluate(
         check_payment_method(order, customer),
         check_currency(order, customer),
         *(check_product(i, line, products.get(line.sku)) for i, line in enumerate(order.lines)),
-        *(
-            check_price(i, line, products.get(line.sku), customer, policy)
-            for i, line in enumerate(order.lines)
-        ),
+        *(check_price(i, line, products.get(line.sku), customer, policy) for i, line in enumerate(order.lines)),
         check_total(order),
         check_packaging(order, products),
         check_customisation(order, policy),

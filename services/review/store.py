@@ -33,9 +33,7 @@ async def claim(collection: Collection, customer_id: str, order_number: str, amo
     cond: dict[str, Any] = {"_id": _id(customer_id), f"orders.{order_number}": {"$exists": False}}
     if ceiling is not None:
         cond["total"] = {"$lte": ceiling - amount}
-    result = await collection.update_one(
-        cond, {"$set": {f"orders.{order_number}": amount}, "$inc": {"total": amount}}
-    )
+    result = await collection.update_one(cond, {"$set": {f"orders.{order_number}": amount}, "$inc": {"total": amount}})
     if result.modified_count == 1:
         return True
     _, orders = await exposure(collection, customer_id)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import structlog
+from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 from pymongo.errors import PyMongoError
 
@@ -19,10 +20,6 @@ from services.runtime.outbox import ConflictError, Doc, DocStore
 log = structlog.get_logger()
 
 # Errors worth retrying the whole batch for: the broker or the database is unreachable, or a replica raced us.
-try:
-    from aiokafka.errors import KafkaError
-except ImportError:  # pragma: no cover
-    KafkaError = OSError  # type: ignore[misc,assignment]
 TRANSIENT: tuple[type[BaseException], ...] = (PyMongoError, KafkaError, ConflictError, OSError, TimeoutError)
 
 

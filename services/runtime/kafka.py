@@ -1,6 +1,7 @@
 """Kafka wiring shared by the services: broker, topics, the batch subscriber and the publisher."""
 
 import asyncio
+import contextlib
 import inspect
 from collections.abc import Sequence
 from typing import Any
@@ -48,10 +49,8 @@ async def ensure_topics(bootstrap: str, names: Sequence[str] = topics.ALL, parti
             if name not in existing
         ]
         if new:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()
 
@@ -122,7 +121,7 @@ def subscribe(broker: KafkaBroker, group: str, names: Sequence[str], processor: 
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
     )
-    async def consume(body: list[bytes], msg: KafkaMessage) -> None:
+    async def consume(body: Any, msg: KafkaMessage) -> None:
         try:
             await processor.process(to_incoming(msg))
         except TRANSIENT as exc:

@@ -84,9 +84,7 @@ class DocStore:
 
     async def clear_pending(self, docs: Iterable[Doc]) -> None:
         """Mark the published outputs as sent (only where nobody has written since)."""
-        ops = [
-            UpdateOne({"_id": d.key, "v": d.version}, {"$set": {"pending": []}}) for d in docs if d.pending
-        ]
+        ops = [UpdateOne({"_id": d.key, "v": d.version}, {"$set": {"pending": []}}) for d in docs if d.pending]
         if ops:
             await self.collection.bulk_write(ops, ordered=False)
         for d in docs:

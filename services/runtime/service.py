@@ -45,7 +45,9 @@ def doc_store(collection: Collection) -> DocStore:
     return DocStore(collection)
 
 
-async def run(name: str, settings: ServiceSettings, consumes: Sequence[str], build: BuildProcessor, setup: Setup) -> None:
+async def run(
+    name: str, settings: ServiceSettings, consumes: Sequence[str], build: BuildProcessor, setup: Setup
+) -> None:
     """Run the service until SIGTERM/SIGINT; in-flight batches finish and commit before it stops."""
     runtime_logging.configure(name, settings.log_format, settings.log_level)
     log = structlog.get_logger()

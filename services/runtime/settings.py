@@ -12,12 +12,8 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers")
     )
-    mongodb_uri: str = Field(
-        "mongodb://127.0.0.1:27017/", validation_alias=AliasChoices("MONGODB_URI", "mongodb_uri")
-    )
-    mongodb_database: str = Field(
-        "orderflow", validation_alias=AliasChoices("MONGODB_DATABASE", "mongodb_database")
-    )
+    mongodb_uri: str = Field("mongodb://127.0.0.1:27017/", validation_alias=AliasChoices("MONGODB_URI", "mongodb_uri"))
+    mongodb_database: str = Field("orderflow", validation_alias=AliasChoices("MONGODB_DATABASE", "mongodb_database"))
     log_format: str = Field("json", validation_alias=AliasChoices("LOG_FORMAT", "log_format"))
     log_level: str = Field("INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
     max_batch: int = 500

@@ -36,7 +36,7 @@ def status(
         channel_order_ref=channel_order_ref,
         revision=revision,
         order_number=order_number,
-        status=status,  # type: ignore[arg-type]
+        status=status,
         reasons=reasons or [],
         promise_date=promise_date,
         details=details or {},

@@ -4,7 +4,7 @@ import copy
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from contracts.common import Reason
 from contracts.public import CHANNELS, PAYMENT_METHODS, PRIORITIES, OrderSubmitted
-from services.intake import checks
 from services.intake.checks import (
     CONTACT_REQUIRED,
     CURRENCIES,
@@ -111,7 +111,7 @@ def _changed(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return doc
 
 
-def _check(doc: dict[str, Any]) -> tuple[CheckedOrder | None, list[checks.Reason]]:
+def _check(doc: dict[str, Any]) -> tuple[CheckedOrder | None, list[Reason]]:
     return check_submission(OrderSubmitted.model_validate(doc))
 
 
@@ -178,14 +178,19 @@ def _simple(path: str, *cases: tuple[Any, str]) -> list[Corruption]:
     return [_put(path, code, value) for value, code in cases]
 
 
-_ABSENT = ((REMOVE, MISSING), (None, MISSING), ("", MISSING), ("  ", MISSING))
-_TEXT = (*_ABSENT, (7, WRONG_TYPE), (["x"], WRONG_TYPE))
-_OBJECT = ((REMOVE, MISSING), (None, MISSING), ("x", WRONG_TYPE), ([], WRONG_TYPE))
-_POSITIVE = (
+_ABSENT: tuple[tuple[Any, str], ...] = ((REMOVE, MISSING), (None, MISSING), ("", MISSING), ("  ", MISSING))
+_TEXT: tuple[tuple[Any, str], ...] = (*_ABSENT, (7, WRONG_TYPE), (["x"], WRONG_TYPE))
+_OBJECT: tuple[tuple[Any, str], ...] = (
+    (REMOVE, MISSING),
+    (None, MISSING),
+    ("x", WRONG_TYPE),
+    ([], WRONG_TYPE),
+)
+_POSITIVE: tuple[tuple[Any, str], ...] = (
     (REMOVE, MISSING), (None, MISSING), (0, NOT_POSITIVE), (-3, NOT_POSITIVE),
     (True, WRONG_TYPE), ("1", WRONG_TYPE), (1.5, WRONG_TYPE), (2.0, WRONG_TYPE),
 )  # fmt: skip
-_MONEY = (
+_MONEY: tuple[tuple[Any, str], ...] = (
     *_ABSENT, (1.5, WRONG_TYPE), (5, WRONG_TYPE), ("abc", INVALID_FORMAT), ("1e3", INVALID_FORMAT),
     ("1,50", INVALID_FORMAT), ("NaN", INVALID_FORMAT), ("-1.00", NEGATIVE), ("1.234", TOO_MANY_DECIMALS),
 )  # fmt: skip
@@ -195,10 +200,15 @@ CORRUPTIONS: list[Corruption] = [
     *_simple("channel_order_ref", *_TEXT),
     *_simple("revision", *_POSITIVE),
     *_simple(
-        "submitted_at", *_ABSENT, (1700000000, WRONG_TYPE), ("2026-11-27T08:15:00", INVALID_FORMAT),
-        ("2026-11-27", INVALID_FORMAT), ("2026-02-30T08:00:00+08:00", INVALID_FORMAT),
-        ("2026-11-27 08:15:00+08:00", INVALID_FORMAT), ("yesterday", INVALID_FORMAT),
-    ),  # fmt: skip
+        "submitted_at",
+        *_ABSENT,
+        (1700000000, WRONG_TYPE),
+        ("2026-11-27T08:15:00", INVALID_FORMAT),
+        ("2026-11-27", INVALID_FORMAT),
+        ("2026-02-30T08:00:00+08:00", INVALID_FORMAT),
+        ("2026-11-27 08:15:00+08:00", INVALID_FORMAT),
+        ("yesterday", INVALID_FORMAT),
+    ),
     *_simple("entered_by", (42, WRONG_TYPE), (["x"], WRONG_TYPE)),
     *[
         Corruption("entered_by", ENTERED_BY_REQUIRED, _make_keyed_without_entered_by(v), f"entered_by={v!r}")
@@ -209,13 +219,20 @@ CORRUPTIONS: list[Corruption] = [
     *_simple("customer.name", *_TEXT),
     *_simple("customer.contact_name", *_TEXT),
     *_simple(
-        "customer.phone", ("call me", INVALID_FORMAT), ("12-34", INVALID_FORMAT),
-        ("+1 " + "2" * 21, INVALID_FORMAT), ("12+34567", INVALID_FORMAT), (5712345, WRONG_TYPE),
-    ),  # fmt: skip
+        "customer.phone",
+        ("call me", INVALID_FORMAT),
+        ("12-34", INVALID_FORMAT),
+        ("+1 " + "2" * 21, INVALID_FORMAT),
+        ("12+34567", INVALID_FORMAT),
+        (5712345, WRONG_TYPE),
+    ),
     *_simple(
-        "customer.email", ("li.example.com", INVALID_FORMAT), ("li@example", INVALID_FORMAT),
-        ("li wei@example.com", INVALID_FORMAT), (5, WRONG_TYPE),
-    ),  # fmt: skip
+        "customer.email",
+        ("li.example.com", INVALID_FORMAT),
+        ("li@example", INVALID_FORMAT),
+        ("li wei@example.com", INVALID_FORMAT),
+        (5, WRONG_TYPE),
+    ),
     Corruption("customer", CONTACT_REQUIRED, _drop_contact, "customer: no phone, no email"),
     *_simple("ship_to", *_OBJECT),
     *_simple("ship_to.recipient", *_TEXT),
@@ -223,9 +240,13 @@ CORRUPTIONS: list[Corruption] = [
     *_simple("ship_to.city", *_TEXT),
     *_simple("ship_to.postal_code", *_TEXT),
     *_simple(
-        "ship_to.country", *_ABSENT, ("cn", INVALID_FORMAT), ("CHN", INVALID_FORMAT),
-        ("C1", INVALID_FORMAT), (86, WRONG_TYPE),
-    ),  # fmt: skip
+        "ship_to.country",
+        *_ABSENT,
+        ("cn", INVALID_FORMAT),
+        ("CHN", INVALID_FORMAT),
+        ("C1", INVALID_FORMAT),
+        (86, WRONG_TYPE),
+    ),
     *_simple("ship_to.line2", (5, WRONG_TYPE)),
     *_simple("ship_to.region", ({"a": 1}, WRONG_TYPE)),
     *_simple("lines", *_OBJECT[:3], ([], MISSING), ({}, WRONG_TYPE)),
@@ -239,17 +260,26 @@ CORRUPTIONS: list[Corruption] = [
     *_simple("lines[{i}].quantity", *_POSITIVE),
     *_simple("lines[{i}].unit_price", *_MONEY),
     *_simple(
-        "currency", *_ABSENT, ("usd", INVALID_FORMAT), ("US", INVALID_FORMAT), ("XYZ", UNKNOWN_VALUE),
+        "currency",
+        *_ABSENT,
+        ("usd", INVALID_FORMAT),
+        ("US", INVALID_FORMAT),
+        ("XYZ", UNKNOWN_VALUE),
         (840, WRONG_TYPE),
-    ),  # fmt: skip
+    ),
     *_simple("total_amount", *_MONEY),
     Corruption("total_amount", TOTAL_MISMATCH, _total_off_by_a_cent, "total_amount off by 0.01"),
     *_simple("payment_method", *_ABSENT, ("iou", UNKNOWN_VALUE), (3, WRONG_TYPE)),
     *_simple(
-        "requested_date", *_ABSENT, ("2026-13-01", INVALID_FORMAT), ("2026-02-30", INVALID_FORMAT),
-        ("05/12/2026", INVALID_FORMAT), ("2026-12-5", INVALID_FORMAT),
-        ("2026-12-05T00:00:00+08:00", INVALID_FORMAT), (20261205, WRONG_TYPE),
-    ),  # fmt: skip
+        "requested_date",
+        *_ABSENT,
+        ("2026-13-01", INVALID_FORMAT),
+        ("2026-02-30", INVALID_FORMAT),
+        ("05/12/2026", INVALID_FORMAT),
+        ("2026-12-5", INVALID_FORMAT),
+        ("2026-12-05T00:00:00+08:00", INVALID_FORMAT),
+        (20261205, WRONG_TYPE),
+    ),
     Corruption("requested_date", DATE_IN_PAST, _date_before_submission, "requested_date before submission"),
     *_simple("priority", *_ABSENT, ("asap", UNKNOWN_VALUE), (1, WRONG_TYPE)),
     *_simple("special_requirements", ("fragile", WRONG_TYPE), ([], WRONG_TYPE), (5, WRONG_TYPE)),
@@ -275,7 +305,7 @@ def test_contract_example_passes() -> None:
     assert reasons == []
     assert order is not None
     assert order.channel == "web" and order.channel_order_ref == "WEB-100234" and order.revision == 1
-    assert order.submitted_at == datetime(2026, 11, 27, 0, 15, tzinfo=timezone.utc)
+    assert order.submitted_at == datetime(2026, 11, 27, 0, 15, tzinfo=UTC)
     assert order.customer_id == "C-1001" and order.customer_name == "Hangzhou Lighting Co."
     assert order.contact_name == "Li Wei" and order.email == "liwei@example.com"
     assert order.ship_to.city == "Hangzhou" and order.ship_to.line2 is None
@@ -381,9 +411,7 @@ def test_a_malformed_phone_still_counts_as_an_attempted_contact() -> None:
     assert found == {(INVALID_FORMAT, "customer.phone")}
 
 
-@pytest.mark.parametrize(
-    "phone", ["+86 571 5550 1234", "(0571) 555-01234", "555.123.456", "123456", "+" + "9" * 20]
-)
+@pytest.mark.parametrize("phone", ["+86 571 5550 1234", "(0571) 555-01234", "555.123.456", "123456", "+" + "9" * 20])
 def test_well_formed_phones(phone: str) -> None:
     assert _found(_changed(EXAMPLE, customer__phone=phone)) == set()
 
@@ -491,11 +519,25 @@ def test_all_reasons_are_reported_at_once() -> None:
         ship_to__city=None,
         ship_to__country="China",
         lines=[
-            {"line_no": 1, "sku": "A", "product_name": "a", "spec": "s", "quantity": 2, "uom": "EA",
-             "unit_price": "1.50"},
-            {"line_no": 1, "sku": "", "product_name": "b", "spec": "s", "quantity": -1, "uom": "EA",
-             "unit_price": 2.5},
-        ],  # fmt: skip
+            {
+                "line_no": 1,
+                "sku": "A",
+                "product_name": "a",
+                "spec": "s",
+                "quantity": 2,
+                "uom": "EA",
+                "unit_price": "1.50",
+            },
+            {
+                "line_no": 1,
+                "sku": "",
+                "product_name": "b",
+                "spec": "s",
+                "quantity": -1,
+                "uom": "EA",
+                "unit_price": 2.5,
+            },
+        ],
         currency="RMB",
         total_amount="5.00",
         payment_method="barter",

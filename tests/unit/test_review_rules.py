@@ -118,9 +118,7 @@ def run(
     previous: PreviousRevision | None = None,
     policy: Policy = DEFAULT_POLICY,
 ) -> Evaluation:
-    return evaluate(
-        o or order(), c, PRODUCTS if products is None else products, exposure, previous, TODAY, policy
-    )
+    return evaluate(o or order(), c, PRODUCTS if products is None else products, exposure, previous, TODAY, policy)
 
 
 def codes(ev: Evaluation) -> list[str]:
@@ -427,9 +425,7 @@ def test_customisation_notes_go_to_the_manual_queue(notes: str) -> None:
     assert only(ev, "customisation_review").field == "special_requirements.notes"
 
 
-@pytest.mark.parametrize(
-    "notes", ["deliver before noon", "call the customer first", "customs papers inside", ""]
-)
+@pytest.mark.parametrize("notes", ["deliver before noon", "call the customer first", "customs papers inside", ""])
 def test_ordinary_notes_pass(notes: str) -> None:
     assert run(order(special_requirements={"notes": notes})).outcome == "approved"
 
@@ -442,9 +438,7 @@ def test_manual_words_come_from_the_policy() -> None:
 def test_unknown_special_requirement_goes_to_a_person() -> None:
     ev = run(order(special_requirements={"labels": "bilingual", "pallet": None}))
     assert ev.outcome == "in_review"
-    assert [(r.code, r.field) for r in ev.reasons] == [
-        ("customisation_review", "special_requirements.labels")
-    ]
+    assert [(r.code, r.field) for r in ev.reasons] == [("customisation_review", "special_requirements.labels")]
 
 
 # ---- requested date ----

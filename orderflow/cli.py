@@ -1,0 +1,132 @@
+"""The `orderflow` command: local servers, the four services, the demo, the simulator, lag."""
+
+import asyncio
+import json
+import os
+import time
+from typing import Annotated
+
+import typer
+
+from orderflow import procs, stack
+
+app = typer.Typer(help="orderflow: order processing on Kafka + a MongoDB-wire store.", no_args_is_help=True)
+stack_app = typer.Typer(help="Local Kafka (KRaft) and FerretDB, provisioned without Docker.", no_args_is_help=True)
+services_app = typer.Typer(help="The four services as background processes.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+app.add_typer(services_app, name="services")
+
+
+def _bootstrap() -> str:
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or stack.env()["KAFKA_BOOTSTRAP_SERVERS"]
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Build/download if needed, start Kafka and FerretDB, create the topics; prints the addresses."""
+    from services.runtime.kafka import ensure_topics
+
+    env = stack.up(progress=typer.echo)
+    asyncio.run(ensure_topics(env["KAFKA_BOOTSTRAP_SERVERS"]))
+    for k, v in env.items():
+        typer.echo(f"{k}={v}")
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop Kafka and FerretDB (data is kept)."""
+    stack.down(progress=typer.echo)
+
+
+@stack_app.command("reset")
+def stack_reset() -> None:
+    """Stop the servers and delete their data."""
+    stack.reset(progress=typer.echo)
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Whether each server runs, with its pid and address."""
+    for name, st in stack.status().items():
+        typer.echo(f"{name:<10} {'running' if st['running'] else 'stopped':<8} pid={st['pid']} {st['address']}")
+
+
+@services_app.command("up")
+def services_up(replicas: Annotated[int, typer.Option(help="replicas of each service")] = 1) -> None:
+    """Start the services in the background; logs go to .orderflow/logs/."""
+    for name, pids in procs.up(replicas).items():
+        typer.echo(f"{name:<12} pids {pids}  log {procs.log_path(name)}")
+
+
+@services_app.command("down")
+def services_down() -> None:
+    """Stop every service replica gracefully (SIGTERM: finish the batch, commit)."""
+    procs.down()
+    typer.echo("services stopped")
+
+
+@services_app.command("status")
+def services_status() -> None:
+    """The running replicas of each service."""
+    for name in procs.SERVICES:
+        typer.echo(f"{name:<12} replicas {procs.replicas(name)}")
+
+
+@app.command()
+def demo(
+    orders: Annotated[int, typer.Option(help="orders to publish")] = 60,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for orders to settle")] = 180,
+) -> None:
+    """Load sample data, publish orders from every channel, play warehouse and carrier, print a table."""
+    from orderflow.demo import run
+
+    figures = asyncio.run(run(_bootstrap(), orders, timeout, typer.echo))
+    missing = figures["final"].get("(no status)", 0)
+    if missing:
+        typer.echo(f"{missing} order(s) got no status", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def simulate(
+    exception_rate: Annotated[float, typer.Option(help="share of shipments with a delivery exception")] = 0.05,
+    seconds: Annotated[float, typer.Option(help="how long to run (0 = until Ctrl-C)")] = 0,
+) -> None:
+    """Play warehouse and carrier for opened shipments (pick, pack, dispatch, deliver or exception)."""
+    from orderflow.simulator import Simulator
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        if seconds:
+            asyncio.get_running_loop().call_later(seconds, stop.set)
+        await Simulator(_bootstrap(), exception_rate=exception_rate).run(stop)
+
+    asyncio.run(go())
+
+
+@app.command("lag")
+def lag_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    watch: Annotated[bool, typer.Option(help="refresh every 2 seconds")] = False,
+) -> None:
+    """Consumer lag per service group, topic and partition."""
+    from orderflow import lag
+
+    while True:
+        rows = asyncio.run(lag.measure(_bootstrap()))
+        if as_json:
+            typer.echo(json.dumps([r.to_dict() for r in rows]))
+        else:
+            if watch:
+                typer.echo("\x1b[2J\x1b[H", nl=False)
+            typer.echo(f"{'group':<12}{'topic':<34}{'part':>5}{'committed':>11}{'end':>9}{'lag':>8}")
+            for r in rows:
+                typer.echo(f"{r.group:<12}{r.topic:<34}{r.partition:>5}{r.committed!s:>11}{r.log_end:>9}{r.lag:>8}")
+        if not watch:
+            return
+        time.sleep(2)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

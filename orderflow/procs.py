@@ -1,0 +1,114 @@
+"""Run the four services as background processes (one or more replicas each), logs in one place."""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from orderflow import stack
+
+SERVICES: tuple[str, ...] = ("intake", "review", "inventory", "fulfillment")
+
+
+def _run_dir() -> Path:
+    path = stack.state_dir() / "run"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _pid_file(service: str, replica: int) -> Path:
+    return _run_dir() / f"{service}-{replica}.pid"
+
+
+def log_path(service: str, replica: int = 1) -> Path:
+    """Where a service replica writes its log."""
+    logs = stack.state_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return logs / f"{service}-{replica}.log"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def pid_of(service: str, replica: int = 1) -> int | None:
+    """The pid of a running replica, or None."""
+    path = _pid_file(service, replica)
+    if not path.exists():
+        return None
+    pid = int(path.read_text())
+    return pid if _alive(pid) else None
+
+
+def start(service: str, replica: int = 1, env: dict[str, str] | None = None) -> int:
+    """Start one replica in the background (no-op when it runs); returns its pid."""
+    running = pid_of(service, replica)
+    if running:
+        return running
+    with open(log_path(service, replica), "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"services.{service}.app"],
+            cwd=stack.REPO_ROOT,
+            env={**os.environ, **stack.env(), **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    _pid_file(service, replica).write_text(str(proc.pid))
+    return proc.pid
+
+
+def stop(service: str, replica: int = 1, sig: signal.Signals = signal.SIGTERM, timeout: float = 20.0) -> None:
+    """Stop one replica: SIGTERM lets it finish its batch and commit; SIGKILL after `timeout`."""
+    pid = pid_of(service, replica)
+    if pid is not None:
+        os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        _reap(pid)
+    _pid_file(service, replica).unlink(missing_ok=True)
+
+
+def kill(service: str, replica: int = 1) -> None:
+    """SIGKILL one replica at once (fault injection)."""
+    stop(service, replica, signal.SIGKILL, timeout=5.0)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def replicas(service: str) -> list[int]:
+    """The replica numbers with a live process."""
+    return sorted(
+        int(p.stem.rsplit("-", 1)[1])
+        for p in _run_dir().glob(f"{service}-*.pid")
+        if pid_of(service, int(p.stem.rsplit("-", 1)[1]))
+    )
+
+
+def up(count: int = 1, env: dict[str, str] | None = None) -> dict[str, list[int]]:
+    """Start `count` replicas of every service."""
+    return {s: [start(s, r, env) for r in range(1, count + 1)] for s in SERVICES}
+
+
+def down() -> None:
+    """Stop every replica of every service."""
+    for s in SERVICES:
+        for r in replicas(s):
+            stop(s, r)

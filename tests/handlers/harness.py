@@ -1,0 +1,56 @@
+"""Run one service's subscriber on FastStream's in-memory TestKafkaBroker over a real collection."""
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from faststream.kafka import TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from contracts import topics
+from services.runtime.service import BuildProcessor, Collection, wire
+from services.runtime.settings import ServiceSettings
+
+OUTPUTS = [t for t in topics.ALL]
+
+
+class Harness:
+    """Publish to the service's topics; every message it publishes is captured per topic."""
+
+    def __init__(self, name: str, consumes: Sequence[str], build: BuildProcessor, collection: Collection) -> None:
+        self.collection = collection
+        self.broker, self.processor = wire(name, ServiceSettings(), collection, consumes, build)
+        self.out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for topic in (t for t in OUTPUTS if t not in consumes):
+            self._capture(topic)
+        self._test = TestKafkaBroker(self.broker)
+
+    def _capture(self, topic: str) -> None:
+        @self.broker.subscriber(topic, batch=True)
+        async def sink(body: Any, msg: KafkaMessage) -> None:
+            raw = msg.raw_message
+            for r in raw if isinstance(raw, list | tuple) else [raw]:
+                value = json.loads(r.value)
+                value["_key"] = r.key.decode() if isinstance(r.key, bytes) else r.key
+                self.out[topic].append(value)
+
+    async def __aenter__(self) -> "Harness":
+        await self._test.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._test.__aexit__(*exc)
+
+    async def send(self, topic: str, value: dict[str, Any] | bytes, key: str = "k") -> None:
+        """Publish one message as an outside system would (JSON bytes)."""
+        raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+        await self.broker.publish(raw, topic, key=key.encode())
+
+    def statuses(self) -> list[str]:
+        """The `status` of every captured order.status, in order."""
+        return [m["status"] for m in self.out[topics.ORDERS_STATUS]]
+
+    def clear(self) -> None:
+        """Forget the captured messages."""
+        self.out.clear()
