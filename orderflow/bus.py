@@ -30,6 +30,12 @@ async def publish(p: AIOKafkaProducer, topic: str, items: Iterable[tuple[str, An
     return len(futures)
 
 
+async def partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
+    """The partition numbers of `topic` (fresh cluster metadata; empty when the topic does not exist)."""
+    cluster = await consumer._client.fetch_all_metadata()
+    return sorted(cluster.partitions_for_topic(topic) or set())
+
+
 async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     """The current end offset of every partition of `topic`."""
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap)
@@ -58,7 +64,8 @@ async def read(
 async def follow(
     bootstrap: str, topic: str, start: dict[int, int] | None = None, *, stop_at_end: bool = False, idle: float = 1.0
 ) -> AsyncIterator[dict[str, Any]]:
-    """Yield decoded messages of `topic` (value JSON + _key/_partition/_offset) as they arrive."""
+    """Yield decoded messages of `topic` (value JSON + _key/_partition/_offset) as they arrive, and an empty
+    dict after each idle interval without any."""
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await c.start()
     try:
@@ -78,6 +85,8 @@ async def follow(
             if stop_at_end and all([await c.position(tp) >= ends[tp] for tp in tps]):
                 return
             batch = await c.getmany(timeout_ms=int(idle * 1000), max_records=5000)
+            if not batch and not stop_at_end:
+                yield {}  # a heartbeat, so callers can check their deadlines while nothing arrives
             for recs in batch.values():
                 for r in recs:
                     try:

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka.errors import KafkaError
+
 from contracts import topics
 from orderflow import bus, lag, sample
 from orderflow.simulator import Simulator
@@ -46,7 +48,12 @@ async def wait_drained(
     """Wait until the given service groups have no lag; True if they drained in time."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        lags = await lag.total(bootstrap, {g: lag.GROUPS[g] for g in groups})
+        try:
+            lags = await lag.total(bootstrap, {g: lag.GROUPS[g] for g in groups})
+        except KafkaError as exc:  # e.g. the group coordinator of a fresh broker is not up yet
+            say(f"  waiting for Kafka's group coordinator ({type(exc).__name__})")
+            await asyncio.sleep(1.0)
+            continue
         if not any(lags.values()):
             return True
         say("  waiting for services to catch up: " + ", ".join(f"{g} lag {n}" for g, n in lags.items()))

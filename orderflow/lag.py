@@ -6,6 +6,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from orderflow import bus
 from orderflow.procs import SERVICES
 from services.fulfillment.app import CONSUMES as FULFILLMENT
 from services.intake.app import CONSUMES as INTAKE
@@ -43,11 +44,10 @@ async def measure(bootstrap: str, groups: dict[str, tuple[str, ...]] = GROUPS) -
     await admin.start()
     await consumer.start()
     try:
-        await consumer.topics()  # loads partition metadata of every topic
         rows = []
         for group, names in groups.items():
             committed = await admin.list_consumer_group_offsets(group)
-            tps = [TopicPartition(t, p) for t in names for p in sorted(consumer.partitions_for_topic(t) or set())]
+            tps = [TopicPartition(t, p) for t in names for p in await bus.partitions(consumer, t)]
             if not tps:
                 continue
             ends = await consumer.end_offsets(tps)

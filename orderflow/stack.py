@@ -419,7 +419,7 @@ def _prepare_ferretdb(progress: Progress) -> list[str]:
     binary = ensure_ferretdb(progress)
     data = data_dir("ferretdb")
     data.mkdir(parents=True, exist_ok=True)
-    return [str(binary), "-listen-addr", address("ferretdb"), "-sqlite-url", f"file:{data}/"]
+    return [str(binary), "-listen-addr", address("ferretdb"), "-sqlite-url", f"file:{data}/?_txlock=immediate"]
 
 
 async def _kafka_answers(bootstrap: str) -> None:

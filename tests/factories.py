@@ -33,5 +33,13 @@ def product(sku: str = "SKU-0001", **over: Any) -> dict[str, Any]:
 
 def command(kind: str, ref: str = "WEB-1", cid: str = "cmd-1", **fields: Any) -> dict[str, Any]:
     """An `orders.commands` message."""
-    return {"type": kind, "version": 1, "command_id": cid, "channel": "web", "channel_order_ref": ref,
-            "issued_by": "supervisor-1", "issued_at": NOW.isoformat(), **fields}
+    return {
+        "type": kind,
+        "version": 1,
+        "command_id": cid,
+        "channel": "web",
+        "channel_order_ref": ref,
+        "issued_by": "supervisor-1",
+        "issued_at": NOW.isoformat(),
+        **fields,
+    }

@@ -15,6 +15,7 @@ from contracts.public import (
 )
 from services.fulfillment import domain
 from services.runtime.batch import Batch, Handler
+from services.runtime.ids import derive_id
 from services.runtime.messages import Incoming
 from services.runtime.outbox import record
 from services.runtime.status import order_key
@@ -73,6 +74,18 @@ async def on_supply(batch: Batch, msg: SupplyNeeded, rec: Incoming) -> str:
     return f"{msg.kind} requested {msg.request_id}"
 
 
+def _cause(msg: domain.ShipmentEvent) -> str:
+    """The inbox id of a shipment event. Dispatch and exception may legitimately repeat (exception, then
+    re-dispatch with a new tracking number), so for them the message's own content tells a repeat from a
+    redelivery; the other events happen once per shipment."""
+    base = f"{msg.type}:{msg.shipment_id}"
+    if isinstance(msg, ShipmentDispatched):
+        return f"{base}:{msg.tracking_number}"
+    if isinstance(msg, ShipmentException):
+        return f"{base}:{derive_id(msg.model_dump_json())}"
+    return base
+
+
 async def on_shipment_event(batch: Batch, msg: domain.ShipmentEvent, rec: Incoming) -> str:
     """Apply a warehouse/carrier event; an impossible one goes to the dead-letter topic with the reason."""
     alias = await batch.doc(f"number:{_number(msg, rec)}")
@@ -80,7 +93,7 @@ async def on_shipment_event(batch: Batch, msg: domain.ShipmentEvent, rec: Incomi
         batch.dead_letter(rec, f"{msg.type} refused: unknown order number {_number(msg, rec)!r}")
         return "refused: unknown order"
     doc = await batch.doc(f"order:{alias.state['order_key']}")
-    cause = f"{msg.type}:{msg.shipment_id}"
+    cause = _cause(msg)
     if doc.seen(cause):
         return "duplicate"
     try:

@@ -241,9 +241,9 @@ def cancel_event(cause: str, order: OrderApproved, reason: str, by: str, now: da
     ]
 
 
-def refused(cmd: ShortageDecision, state: dict[str, Any], now: datetime) -> Outgoing:
-    """A shortage decision for an order that awaits none: refused with a reason, nothing changes."""
-    why = Reason(
+def refused(cmd: ShortageDecision, state: dict[str, Any], now: datetime, why: Reason | None = None) -> Outgoing:
+    """A shortage decision that cannot be carried out (by default: the order awaits none); nothing changes."""
+    why = why or Reason(
         code="no_decision_awaited",
         field="command_id",
         message=f"order is {state.get('status', 'unknown to inventory')}, not awaiting a shortage decision",
@@ -305,6 +305,7 @@ def decide_shortage(
                         "order_number": order.order_number,
                     },
                     now,
+                    Reason(code="nothing_available", field="choice", message="nothing of the order is in stock now"),
                 )
             ],
             "nothing to ship",

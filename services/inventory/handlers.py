@@ -64,12 +64,12 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
         skus = _skus(msg) | ({l["sku"] for l in state.get("lines", {}).values()})
         docs, stocks = await _stocks(batch, skus)
         released = domain.release_all(doc.state, stocks)  # an amended revision is planned afresh
-        before = {s: st.to_doc() for s, st in stocks.items()}
+        before = {s: Stock.from_doc(s, st.to_doc()) for s, st in stocks.items()}  # a copy: allocate mutates
         result = domain.allocate(msg.event_id, msg, stocks, prefs, batch.now)
         if result.keep_stock:
             _save(docs, stocks, msg.event_id)
         elif released:
-            _save(docs, {s: Stock.from_doc(s, d) for s, d in before.items()}, msg.event_id)
+            _save(docs, before, msg.event_id)
         record(doc, msg.event_id, result.state, result.outputs)
         return f"{result.outcome} {msg.order_number}"
 
@@ -132,11 +132,14 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
     async def on_po(batch: Batch, msg: PurchaseOrderUpdated, rec: Incoming) -> str:
         docs, stocks = await _stocks(batch, [msg.sku])
         st = stocks[msg.sku]
+        cause = msg.event_id or rec.origin
+        if docs[msg.sku].seen(cause):
+            return "duplicate"
         old = st.incoming.get(msg.po_number)
         st.incoming[msg.po_number] = PurchaseOrder(
             msg.warehouse, msg.quantity, msg.eta, msg.status, old.promised if old else {}
         )
-        _save(docs, stocks, msg.event_id or rec.origin)
+        _save(docs, stocks, cause)
         return f"po {msg.po_number} {msg.status}"
 
     async def on_production(batch: Batch, msg: ProductionUpdated, rec: Incoming) -> str:
@@ -201,7 +204,7 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
         result = domain.decide_shortage(msg, order, stocks, prefs, batch.now)
         if result.keep_stock:
             _save(docs, stocks, msg.command_id)
-        record(doc, msg.command_id, result.state, result.outputs)
+        record(doc, msg.command_id, result.state if result.state is not None else doc.state, result.outputs)
         return f"{msg.choice}: {result.outcome}"
 
     return {

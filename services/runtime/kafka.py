@@ -28,7 +28,6 @@ def make_broker(bootstrap: str, client_id: str, linger_ms: int = 5) -> KafkaBrok
         client_id=client_id,
         linger_ms=linger_ms,
         enable_idempotence=True,
-        logger=None,
     )
 
 

@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo import ReplaceOne, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
@@ -58,36 +57,38 @@ class DocStore:
         return docs
 
     async def save_many(self, docs: Iterable[Doc]) -> list[Doc]:
-        """Write every dirty document, each only if nobody wrote it since it was loaded."""
+        """Write every dirty document, each only if nobody wrote it since it was loaded (else ConflictError)."""
         written = [d for d in docs if d.dirty]
-        if not written:
-            return written
-        ops = [
-            ReplaceOne(
-                {"_id": d.key, "v": d.version},
-                {"_id": d.key, "v": d.version + 1, "state": d.state, "inbox": d.inbox, "pending": d.pending},
-                upsert=True,
-            )
-            for d in written
-        ]
-        try:
-            await self.collection.bulk_write(ops, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if errors and all(e.get("code") == 11000 for e in errors):
-                raise ConflictError(f"{len(errors)} document(s) changed by another replica") from None
-            raise
+        fresh = [self._body(d) for d in written if d.version == 0]
+        if fresh:
+            try:
+                await self.collection.insert_many(fresh, ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if errors and all(e.get("code") == 11000 for e in errors):
+                    raise ConflictError(f"{len(errors)} new document(s) created by another replica") from None
+                raise
+        for d in written:
+            if d.version:
+                body = self._body(d)
+                del body["_id"]
+                result = await self.collection.update_one({"_id": d.key, "v": d.version}, {"$set": body})
+                if result.matched_count != 1:
+                    raise ConflictError(f"document {d.key} changed by another replica")
         for d in written:
             d.version += 1
             d.dirty = False
         return written
 
+    @staticmethod
+    def _body(d: Doc) -> dict[str, Any]:
+        return {"_id": d.key, "v": d.version + 1, "state": d.state, "inbox": d.inbox, "pending": d.pending}
+
     async def clear_pending(self, docs: Iterable[Doc]) -> None:
         """Mark the published outputs as sent (only where nobody has written since)."""
-        ops = [UpdateOne({"_id": d.key, "v": d.version}, {"$set": {"pending": []}}) for d in docs if d.pending]
-        if ops:
-            await self.collection.bulk_write(ops, ordered=False)
         for d in docs:
+            if d.pending:
+                await self.collection.update_one({"_id": d.key, "v": d.version}, {"$set": {"pending": []}})
             d.pending = []
 
 

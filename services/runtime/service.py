@@ -52,7 +52,7 @@ async def run(
     runtime_logging.configure(name, settings.log_format, settings.log_level)
     log = structlog.get_logger()
     client = mongo_client(settings)
-    collection = client[settings.mongodb_database][name]
+    collection = client[f"{settings.mongodb_database}_{name}"][name]
     await setup(collection)
     await ensure_topics(settings.kafka_bootstrap_servers)
     broker, _ = wire(name, settings, collection, consumes, build)

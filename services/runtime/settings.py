@@ -16,5 +16,5 @@ class ServiceSettings(BaseSettings):
     mongodb_database: str = Field("orderflow", validation_alias=AliasChoices("MONGODB_DATABASE", "mongodb_database"))
     log_format: str = Field("json", validation_alias=AliasChoices("LOG_FORMAT", "log_format"))
     log_level: str = Field("INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
-    max_batch: int = 500
+    max_batch: int = 200
     linger_ms: int = 5

@@ -1,0 +1,60 @@
+# orderflow: `make demo` runs the system, `make test` runs the tests (both from a fresh clone).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+OF     := $(BIN)/orderflow
+PYTEST := $(BIN)/pytest
+
+.PHONY: install stack services demo test test-fast chaos lint schemas bench down reset clean
+
+$(VENV)/.installed: pyproject.toml
+	@echo "==> creating $(VENV) and installing orderflow with its pinned dependencies"
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --progress-bar on -q -U pip
+	@$(BIN)/pip install --progress-bar on -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+stack: install
+	@echo "==> starting Kafka (KRaft) and FerretDB (first run downloads jars and builds FerretDB: ~3 min)"
+	@$(OF) stack up
+
+services: stack
+	@echo "==> starting the four services (logs in .orderflow/logs/)"
+	@$(OF) services up
+
+demo: services
+	@echo "==> running the demo"
+	@$(OF) demo --orders 200
+	@echo "Services and servers keep running: 'make down' stops them; '$(OF) lag' shows consumer lag."
+
+lint: install
+	@echo "==> ruff + mypy"
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+	@$(BIN)/mypy
+
+test: lint stack
+	@echo "==> tests: unit, handlers (in-memory broker), end-to-end (real Kafka + FerretDB)"
+	@$(PYTEST) -m "not chaos" -p no:cacheprovider
+
+test-fast: install
+	@$(PYTEST) tests/unit -q
+
+chaos: stack
+	@echo "==> fault-injection suite"
+	@$(PYTEST) -m chaos tests/chaos -p no:cacheprovider -s
+
+schemas: install
+	@$(BIN)/python -m contracts.schema
+
+down:
+	@-$(OF) services down
+	@-$(OF) stack down
+
+reset: down
+	@$(OF) stack reset
+
+clean: down
+	rm -rf $(VENV) .orderflow *.egg-info

@@ -1,0 +1,38 @@
+"""Reading `orders.status` back and checking what the channel saw."""
+
+import asyncio
+import time
+from collections import defaultdict
+from typing import Any
+
+from contracts import topics
+from orderflow import bus
+
+
+async def statuses_until(
+    bootstrap: str, start: dict[int, int], expected: dict[str, str], timeout: float
+) -> dict[str, list[dict[str, Any]]]:
+    """Follow `orders.status` from `start` until every key reached its expected status (or time runs out)."""
+    deadline = time.monotonic() + timeout
+    done: set[str] = set()
+    async for msg in bus.follow(bootstrap, topics.ORDERS_STATUS, start, idle=0.5):
+        key = msg.get("_key")
+        if key in expected and msg["status"] == expected[key]:
+            done.add(key)
+        if len(done) == len(expected) or time.monotonic() > deadline:
+            break
+    await asyncio.sleep(2.0)  # late duplicates, if any, arrive before the final read
+    seen: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for msg in await bus.read(bootstrap, topics.ORDERS_STATUS, start):
+        if msg.get("_key") in expected:
+            seen[msg["_key"]].append(msg)
+    return seen
+
+
+def transitions(msgs: list[dict[str, Any]]) -> dict[tuple[Any, str], set[str]]:
+    """(revision, status) -> the distinct event ids that announced it (refusals and ignores left out)."""
+    out: dict[tuple[Any, str], set[str]] = defaultdict(set)
+    for m in msgs:
+        if not (m.get("details") or {}).get("refused") and not (m.get("details") or {}).get("ignored"):
+            out[(m.get("revision"), m["status"])].add(m["event_id"])
+    return out

@@ -1,0 +1,289 @@
+"""Fulfillment's handlers on the in-memory broker: shipments, tracking, invoicing, cancellation, supply
+instructions, out-of-order events, duplicates."""
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from contracts import topics
+from services.fulfillment.app import CONSUMES, NAME, build
+from tests.factories import NOW, command
+from tests.handlers.events import number, okey, reserved, shipping, supply_needed, wire
+from tests.handlers.harness import Harness
+
+pytestmark = pytest.mark.e2e
+
+EAST, WEST = "WH-EAST", "WH-WEST"
+
+
+@pytest.fixture
+async def ful(collection: Any) -> AsyncIterator[Harness]:
+    async with Harness(NAME, CONSUMES, build, collection) as h:
+        yield h
+
+
+async def open_order(
+    h: Harness, ref: str, allocations: dict[str, list[tuple[str, int, str]]] | None = None, complete: bool = True
+) -> list[str]:
+    """Ship-to, then the reservation; returns the opened shipment ids."""
+    await h.send(topics.ORDERS_SHIPPING, wire(shipping(ref)), okey(ref))
+    alloc = allocations or {EAST: [("SKU-0001", 10, "11.00")]}
+    await h.send(topics.INVENTORY_ALLOCATIONS, wire(reserved(ref, alloc, complete=complete)), okey(ref))
+    return [m["shipment_id"] for m in h.out[topics.FULFILLMENT_SHIPMENTS] if m["order_number"] == number(ref)]
+
+
+async def event(h: Harness, what: str, ref: str, sid: str, **fields: Any) -> None:
+    """A warehouse/carrier event on `fulfillment.events`, keyed by order number."""
+    msg = {"type": f"shipment.{what}", "version": 1, "shipment_id": sid, "order_number": number(ref), **fields}
+    await h.send(topics.FULFILLMENT_EVENTS, msg, number(ref))
+
+
+async def dispatch(h: Harness, ref: str, sid: str, tracking: str = "SF100") -> None:
+    await event(h, "dispatched", ref, sid, carrier="SF Express", tracking_number=tracking)
+
+
+async def deliver(h: Harness, ref: str, sid: str) -> None:
+    await event(h, "delivered", ref, sid, signed_by="Li Wei", delivered_at=NOW.isoformat())
+
+
+async def ship(h: Harness, ref: str, sid: str, tracking: str = "SF100") -> None:
+    await event(h, "picked", ref, sid)
+    await event(h, "packed", ref, sid)
+    await dispatch(h, ref, sid, tracking)
+
+
+async def cancel(h: Harness, ref: str, cid: str) -> None:
+    await h.send(topics.ORDERS_COMMANDS, command("order.cancel", ref, cid, reason="customer asked"), okey(ref))
+
+
+async def state(h: Harness, ref: str) -> dict[str, Any]:
+    doc = await h.collection.find_one({"_id": f"order:{okey(ref)}"})
+    assert doc is not None
+    return dict(doc["state"])
+
+
+# ---- shipments ----
+async def test_reservation_opens_one_shipment_per_warehouse_with_the_address(ful: Harness) -> None:
+    sids = await open_order(ful, "F-1", {EAST: [("SKU-0001", 6, "11.00")], WEST: [("SKU-0001", 4, "11.00")]})
+    assert len(sids) == 2 and len(set(sids)) == 2
+    east, west = ful.out[topics.FULFILLMENT_SHIPMENTS]
+    assert (east["warehouse"], west["warehouse"]) == (EAST, WEST)
+    assert [(l["sku"], l["quantity"]) for l in east["lines"]] == [("SKU-0001", 6)]
+    assert east["ship_to"]["city"] == "Hangzhou" and east["packaging"] == "export_carton"
+    assert east["_key"] == number("F-1") and east["channel_order_ref"] == "F-1"
+    assert ful.statuses() == []
+
+
+async def test_full_path_ships_delivers_and_invoices_once(ful: Harness) -> None:
+    [sid] = await open_order(ful, "F-2", {EAST: [("SKU-0001", 10, "11.00"), ("SKU-0002", 2, "12.00")]})
+    await ship(ful, "F-2", sid)
+    assert ful.statuses() == ["shipped"]
+    shipped = ful.out[topics.ORDERS_STATUS][0]
+    assert shipped["details"]["tracking_number"] == "SF100" and shipped["details"]["carrier"] == "SF Express"
+    [consumed] = ful.out[topics.FULFILLMENT_DISPATCHED]
+    assert consumed["type"] == "stock.shipped" and consumed["warehouse"] == EAST and consumed["shipment_id"] == sid
+    assert [(l["sku"], l["quantity"]) for l in consumed["lines"]] == [("SKU-0001", 10), ("SKU-0002", 2)]
+    await deliver(ful, "F-2", sid)
+    assert ful.statuses() == ["shipped", "delivered"]
+    [inv] = ful.out[topics.FINANCE_INVOICE_REQUESTS]
+    assert inv["order_number"] == number("F-2") and inv["customer_id"] == "C-1001" and inv["_key"] == number("F-2")
+    assert [(l["sku"], l["quantity"], l["amount"]) for l in inv["lines"]] == [
+        ("SKU-0001", 10, "110.00"),
+        ("SKU-0002", 2, "24.00"),
+    ]
+    assert inv["total_amount"] == "134.00"
+    assert not ful.out[topics.ORDERS_DLQ]
+
+
+async def test_split_order_is_partially_shipped_then_shipped_and_invoiced_once(ful: Harness) -> None:
+    east, west = await open_order(ful, "F-3", {EAST: [("SKU-0001", 6, "11.00")], WEST: [("SKU-0001", 4, "11.00")]})
+    await ship(ful, "F-3", east, "SF1")
+    await ship(ful, "F-3", west, "SF2")
+    assert ful.statuses() == ["partially_shipped", "shipped"]
+    assert len(ful.out[topics.FULFILLMENT_DISPATCHED]) == 2
+    await deliver(ful, "F-3", east)
+    assert not ful.out[topics.FINANCE_INVOICE_REQUESTS]
+    await deliver(ful, "F-3", west)
+    assert ful.statuses() == ["partially_shipped", "shipped", "delivered"]
+    [inv] = ful.out[topics.FINANCE_INVOICE_REQUESTS]
+    assert [(l["sku"], l["quantity"]) for l in inv["lines"]] == [("SKU-0001", 10)] and inv["total_amount"] == "110.00"
+
+
+async def test_partial_reservation_is_delivered_and_invoiced(ful: Harness) -> None:
+    [sid] = await open_order(ful, "F-4", {EAST: [("SKU-0001", 6, "11.00")]}, complete=False)  # customer: ship part
+    await ship(ful, "F-4", sid)
+    await deliver(ful, "F-4", sid)
+    assert ful.statuses() == ["partially_shipped", "delivered"]
+    [inv] = ful.out[topics.FINANCE_INVOICE_REQUESTS]
+    assert inv["total_amount"] == "66.00"
+
+
+@pytest.mark.parametrize(
+    ("steps", "late", "current"),
+    [
+        ((), "delivered", "opened"),
+        (("picked",), "dispatched", "picked"),
+        (("picked", "packed"), "delivered", "packed"),
+        (("picked", "packed"), "exception", "packed"),
+    ],
+)
+async def test_out_of_order_event_is_dead_lettered_and_not_applied(
+    ful: Harness, steps: tuple[str, ...], late: str, current: str
+) -> None:
+    [sid] = await open_order(ful, "F-5")
+    for step in steps:
+        await event(ful, step, "F-5", sid)
+    fields = {
+        "delivered": {"signed_by": "Li Wei", "delivered_at": NOW.isoformat()},
+        "dispatched": {"carrier": "SF Express", "tracking_number": "SF1"},
+        "exception": {"kind": "lost"},
+    }[late]
+    before = await state(ful, "F-5")
+    await event(ful, late, "F-5", sid, **fields)
+    [letter] = ful.out[topics.ORDERS_DLQ]
+    assert letter["reason"] == f"shipment.{late} refused: shipment {sid} is {current}"
+    assert letter["service"] == "fulfillment" and letter["topic"] == topics.FULFILLMENT_EVENTS
+    assert ful.statuses() == [] and not ful.out[topics.FINANCE_INVOICE_REQUESTS]
+    assert await state(ful, "F-5") == before
+
+
+async def test_event_for_an_unknown_order_is_dead_lettered(ful: Harness) -> None:
+    await event(ful, "picked", "F-6", "nope")
+    [letter] = ful.out[topics.ORDERS_DLQ]
+    assert "unknown order number" in letter["reason"]
+
+
+async def test_exception_then_redispatch_then_delivery(ful: Harness) -> None:
+    [sid] = await open_order(ful, "F-7")
+    await ship(ful, "F-7", sid, "SF1")
+    await event(ful, "exception", "F-7", sid, kind="lost", note="parcel lost at hub")
+    assert ful.statuses() == ["shipped", "delivery_exception"]
+    exc = ful.out[topics.ORDERS_STATUS][-1]
+    assert [(r["code"], r["message"]) for r in exc["reasons"]] == [("delivery_lost", "parcel lost at hub")]
+    await dispatch(ful, "F-7", sid, "SF2")  # re-shipped with a new tracking number
+    assert ful.statuses() == ["shipped", "delivery_exception", "shipped"]
+    assert ful.out[topics.ORDERS_STATUS][-1]["details"]["tracking_number"] == "SF2"
+    assert len({s["event_id"] for s in ful.out[topics.ORDERS_STATUS]}) == 3
+    assert len(ful.out[topics.FULFILLMENT_DISPATCHED]) == 1  # the stock left once
+    before = await state(ful, "F-7")
+    await event(ful, "exception", "F-7", sid, kind="lost", note="parcel lost at hub")  # a replay of both
+    await dispatch(ful, "F-7", sid, "SF2")
+    assert await state(ful, "F-7") == before and len(ful.out[topics.ORDERS_STATUS]) == 3
+    await deliver(ful, "F-7", sid)
+    assert ful.statuses()[-1] == "delivered" and len(ful.out[topics.FINANCE_INVOICE_REQUESTS]) == 1
+    assert not ful.out[topics.ORDERS_DLQ]
+
+
+# ---- cancellation ----
+async def test_cancel_before_dispatch_voids_shipments_and_tells_every_service(ful: Harness) -> None:
+    east, west = await open_order(ful, "F-8", {EAST: [("SKU-0001", 6, "11.00")], WEST: [("SKU-0001", 4, "11.00")]})
+    await event(ful, "picked", "F-8", east)
+    await cancel(ful, "F-8", "cmd-8")
+    assert ful.statuses() == ["cancelled"]
+    assert ful.out[topics.ORDERS_STATUS][0]["decided_by"] == "supervisor-1"
+    voided = [m for m in ful.out[topics.FULFILLMENT_SHIPMENTS] if m["type"] == "shipment.voided"]
+    assert sorted(v["shipment_id"] for v in voided) == sorted([east, west])
+    [ev] = ful.out[topics.ORDERS_CANCELLED]
+    assert ev["order_key"] == okey("F-8") and ev["order_number"] == number("F-8") and ev["_key"] == okey("F-8")
+    await event(ful, "packed", "F-8", east)  # the warehouse is too late: refused
+    assert "voided" in ful.out[topics.ORDERS_DLQ][0]["reason"]
+    assert not ful.out[topics.FULFILLMENT_DISPATCHED]
+
+
+async def test_cancel_before_any_shipment_still_releases(ful: Harness) -> None:
+    await cancel(ful, "F-9", "cmd-9")  # e.g. while the order waits for a decision: nothing opened yet
+    assert ful.statuses() == ["cancelled"]
+    [ev] = ful.out[topics.ORDERS_CANCELLED]
+    assert ev["order_key"] == okey("F-9")
+    await ful.send(topics.INVENTORY_ALLOCATIONS, wire(reserved("F-9", {EAST: [("SKU-0001", 1, "11.00")]})), okey("F-9"))
+    assert not ful.out[topics.FULFILLMENT_SHIPMENTS]  # a late reservation opens nothing
+
+
+async def test_cancel_after_dispatch_is_refused(ful: Harness) -> None:
+    [sid] = await open_order(ful, "F-10")
+    await ship(ful, "F-10", sid)
+    await cancel(ful, "F-10", "cmd-10")
+    refused = ful.out[topics.ORDERS_STATUS][-1]
+    assert refused["status"] == "shipped" and [r["code"] for r in refused["reasons"]] == ["already_shipped"]
+    assert refused["details"] == {"refused": "order.cancel"}
+    assert not ful.out[topics.ORDERS_CANCELLED]
+    assert not [m for m in ful.out[topics.FULFILLMENT_SHIPMENTS] if m["type"] == "shipment.voided"]
+    await deliver(ful, "F-10", sid)
+    assert ful.statuses()[-1] == "delivered"
+
+
+# ---- supply instructions ----
+@pytest.mark.parametrize(("kind", "out_type", "id_field"), [
+    ("production", "production.requested", "production_request_id"),
+    ("purchase", "purchase.requested", "purchase_request_id"),
+])  # fmt: skip
+async def test_supply_need_becomes_an_instruction(ful: Harness, kind: str, out_type: str, id_field: str) -> None:
+    need = supply_needed("F-11", kind)
+    await ful.send(topics.INVENTORY_ALLOCATIONS, wire(need), okey("F-11"))
+    [msg] = ful.out[topics.SUPPLY_INSTRUCTIONS]
+    assert msg["type"] == out_type and msg[id_field] == need.request_id and msg["_key"] == "SIGN-CUSTOM"
+    assert (msg["order_number"], msg["sku"], msg["quantity"]) == (number("F-11"), "SIGN-CUSTOM", 4)
+    assert msg["needed_by"] == need.needed_by.isoformat()
+
+
+# ---- duplicate delivery: the same message twice, effects and outputs once ----
+async def test_duplicate_shipping_is_stored_once(ful: Harness) -> None:
+    for _ in range(2):
+        await ful.send(topics.ORDERS_SHIPPING, wire(shipping("F-20")), okey("F-20"))
+    assert dict(ful.out) == {}
+    assert (await state(ful, "F-20"))["ship_to"]["city"] == "Hangzhou"
+    await ful.send(
+        topics.INVENTORY_ALLOCATIONS, wire(reserved("F-20", {EAST: [("SKU-0001", 1, "11.00")]})), okey("F-20")
+    )
+    assert len(ful.out[topics.FULFILLMENT_SHIPMENTS]) == 1
+
+
+async def test_duplicate_reservation_opens_shipments_once(ful: Harness) -> None:
+    await open_order(ful, "F-21", {EAST: [("SKU-0001", 6, "11.00")], WEST: [("SKU-0001", 4, "11.00")]})
+    alloc = reserved("F-21", {EAST: [("SKU-0001", 6, "11.00")], WEST: [("SKU-0001", 4, "11.00")]})
+    await ful.send(topics.INVENTORY_ALLOCATIONS, wire(alloc), okey("F-21"))
+    assert len(ful.out[topics.FULFILLMENT_SHIPMENTS]) == 2
+    assert len((await state(ful, "F-21"))["shipments"]) == 2
+
+
+async def test_duplicate_supply_need_is_instructed_once(ful: Harness) -> None:
+    for _ in range(2):
+        await ful.send(topics.INVENTORY_ALLOCATIONS, wire(supply_needed("F-22", "production")), okey("F-22"))
+    assert len(ful.out[topics.SUPPLY_INSTRUCTIONS]) == 1
+
+
+@pytest.mark.parametrize("kind", ["picked", "packed", "dispatched", "exception", "delivered"])
+async def test_duplicate_shipment_event_is_applied_once(ful: Harness, kind: str) -> None:
+    [sid] = await open_order(ful, "F-23")
+    path = ["picked", "packed", "dispatched", kind if kind in ("exception", "delivered") else ""]
+    fields: dict[str, dict[str, Any]] = {
+        "dispatched": {"carrier": "SF Express", "tracking_number": "SF1"},
+        "delivered": {"signed_by": "Li Wei", "delivered_at": NOW.isoformat()},
+        "exception": {"kind": "damaged"},
+    }
+    for step in path[: path.index(kind) + 1]:
+        await event(ful, step, "F-23", sid, **fields.get(step, {}))
+    before = await state(ful, "F-23")
+    outputs = {t: len(v) for t, v in ful.out.items()}
+    await event(ful, kind, "F-23", sid, **fields.get(kind, {}))
+    assert {t: len(v) for t, v in ful.out.items()} == outputs  # no new status, stock.shipped, invoice or DLQ
+    assert (await state(ful, "F-23")) == before
+
+
+async def test_duplicate_cancel_is_applied_once(ful: Harness) -> None:
+    await open_order(ful, "F-24")
+    for _ in range(2):
+        await cancel(ful, "F-24", "cmd-24")
+    assert ful.statuses() == ["cancelled"]
+    assert len([m for m in ful.out[topics.FULFILLMENT_SHIPMENTS] if m["type"] == "shipment.voided"]) == 1
+    assert len(ful.out[topics.ORDERS_CANCELLED]) == 1
+
+
+async def test_duplicate_refused_cancel_is_answered_once(ful: Harness) -> None:
+    [sid] = await open_order(ful, "F-25")
+    await ship(ful, "F-25", sid)
+    for _ in range(2):
+        await cancel(ful, "F-25", "cmd-25")
+    assert ful.statuses() == ["shipped", "shipped"]  # the dispatch, then one refusal
+    assert not ful.out[topics.ORDERS_CANCELLED]

@@ -1,0 +1,445 @@
+"""Inventory's handlers on the in-memory broker: reserve, split, backorder, produce, shortage decisions,
+release, consume, duplicates; `reserved <= on_hand` per warehouse is checked after every message."""
+
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from contracts import topics
+from contracts.internal import StockShipped
+from contracts.public import ShipmentLine
+from services.inventory import store
+from services.inventory.app import CONSUMES, NAME, build_for
+from services.inventory.config import InventorySettings
+from services.runtime.messages import Incoming
+from tests.factories import NOW, command
+from tests.handlers.events import REQUESTED, approved, cancelled, number, okey, wire
+from tests.handlers.harness import Harness
+
+pytestmark = pytest.mark.e2e
+
+EAST, WEST = InventorySettings().warehouse_preference
+Levels = dict[tuple[str, str], tuple[int, int]]  # (sku, warehouse) -> (on hand, reserved)
+
+
+@pytest.fixture
+async def inv(collection: Any) -> AsyncIterator[Harness]:
+    async with Harness(NAME, CONSUMES, build_for(InventorySettings()), collection) as h:
+        yield h
+
+
+@pytest.fixture
+async def inv_open_loop(collection: Any) -> AsyncIterator[Harness]:
+    """Inventory without its own subscription to `order.cancelled`, so what it publishes there is captured.
+    (The test broker would hand inventory its own cancellation back inside the publishing batch, before
+    that batch clears its outbox; a real broker delivers it after the commit.)"""
+    consumes = tuple(t for t in CONSUMES if t != topics.ORDERS_CANCELLED)
+    async with Harness(NAME, consumes, build_for(InventorySettings()), collection) as h:
+        yield h
+
+
+async def levels(h: Harness) -> Levels:
+    """Stock per SKU and warehouse, asserting the invariant 0 <= reserved <= on hand."""
+    rows = await store.stock_levels(h.collection)
+    bad = [r for r in rows if not 0 <= r["reserved"] <= r["on_hand"]]
+    assert not bad, f"reserved above on hand: {bad}"
+    return {(r["sku"], r["warehouse"]): (r["on_hand"], r["reserved"]) for r in rows}
+
+
+async def put(h: Harness, topic: str, message: BaseModel | dict[str, Any], key: str) -> Levels:
+    """Deliver one message, then check the invariant; returns the stock levels after it."""
+    await h.send(topic, wire(message) if isinstance(message, BaseModel) else message, key)
+    return await levels(h)
+
+
+def movement(kind: str, event_id: str, **fields: Any) -> dict[str, Any]:
+    """An `inventory.movements` message with an explicit event_id (the test broker gives every record offset 0)."""
+    return {"type": kind, "version": 1, "event_id": event_id, **fields}
+
+
+async def count(h: Harness, sku: str, wh: str, on_hand: int) -> Levels:
+    return await put(
+        h,
+        topics.INVENTORY_MOVEMENTS,
+        movement("stock.counted", f"count-{sku}-{wh}-{on_hand}", sku=sku, warehouse=wh, on_hand=on_hand),
+        sku,
+    )
+
+
+async def receive(h: Harness, sku: str, wh: str, qty: int, eid: str, po: str | None = None) -> Levels:
+    msg = movement("stock.received", eid, sku=sku, warehouse=wh, quantity=qty, po_number=po)
+    return await put(h, topics.INVENTORY_MOVEMENTS, msg, sku)
+
+
+def po_update(po: str, qty: int, eta_days: int, status: str = "open", sku: str = "SKU-0001") -> dict[str, Any]:
+    eta = (NOW.date() + timedelta(days=eta_days)).isoformat()
+    return movement(
+        "purchase-order.updated",
+        f"{po}-{status}-{qty}-{eta}",
+        po_number=po,
+        sku=sku,
+        warehouse=EAST,
+        quantity=qty,
+        eta=eta,
+        status=status,
+    )
+
+
+async def approve(h: Harness, ref: str, lines: list[tuple[str, int, str]] | None = None, **kw: Any) -> Levels:
+    return await put(h, topics.ORDERS_APPROVED, approved(ref, lines, **kw), okey(ref))
+
+
+async def shortage(h: Harness, ref: str, cid: str, choice: str, **kw: Any) -> Levels:
+    cmd = command("order.shortage-decision", ref, cid, choice=choice, **kw)
+    return await put(h, topics.ORDERS_COMMANDS, cmd, okey(ref))
+
+
+def allocations(h: Harness, i: int = -1) -> dict[str, list[tuple[int, str, int]]]:
+    ev = h.out[topics.INVENTORY_ALLOCATIONS][i]
+    assert ev["type"] == "allocation.reserved"
+    return {a["warehouse"]: [(l["line_no"], l["sku"], l["quantity"]) for l in a["lines"]] for a in ev["allocations"]}
+
+
+def reserved_events(h: Harness) -> list[dict[str, Any]]:
+    return [e for e in h.out[topics.INVENTORY_ALLOCATIONS] if e["type"] == "allocation.reserved"]
+
+
+# ---- allocation ----
+async def test_one_warehouse_serves_the_whole_line(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 5)
+    await count(inv, "SKU-0001", WEST, 20)
+    after = await approve(inv, "I-1")
+    [st] = inv.out[topics.ORDERS_STATUS]
+    assert st["status"] == "reserved" and st["order_number"] == number("I-1")
+    assert allocations(inv) == {WEST: [(1, "SKU-0001", 10)]}
+    ev = inv.out[topics.INVENTORY_ALLOCATIONS][0]
+    assert ev["complete"] and ev["prices"] == {"SKU-0001": "11.00"} and ev["packaging"] == "export_carton"
+    assert after == {("SKU-0001", EAST): (5, 0), ("SKU-0001", WEST): (20, 10)}
+
+
+async def test_preferred_warehouse_first(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 50)
+    await count(inv, "SKU-0001", WEST, 50)
+    await approve(inv, "I-2")
+    assert allocations(inv) == {EAST: [(1, "SKU-0001", 10)]}
+
+
+async def test_line_is_split_when_no_warehouse_has_it_all(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 6)
+    await count(inv, "SKU-0001", WEST, 6)
+    await count(inv, "SKU-0002", EAST, 2)
+    after = await approve(inv, "I-3", [("SKU-0001", 10, "11.00"), ("SKU-0002", 2, "12.00")])
+    assert inv.statuses() == ["reserved"]
+    assert allocations(inv) == {EAST: [(1, "SKU-0001", 6), (2, "SKU-0002", 2)], WEST: [(1, "SKU-0001", 4)]}
+    assert after[("SKU-0001", EAST)] == (6, 6) and after[("SKU-0001", WEST)] == (6, 4)
+
+
+async def test_last_unit_goes_to_one_order_only(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 10)
+    await approve(inv, "I-5")
+    await approve(inv, "I-6")
+    assert inv.statuses() == ["reserved", "awaiting_customer_decision"]
+    assert (await levels(inv))[("SKU-0001", EAST)] == (10, 10)
+
+
+# ---- backorders ----
+async def test_shortage_with_purchase_order_in_time_is_backordered_then_reserved_on_receipt(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 4)
+    await put(inv, topics.INVENTORY_MOVEMENTS, po_update("PO-1", 20, 5), "SKU-0001")
+    after = await approve(inv, "I-7")
+    [st] = inv.out[topics.ORDERS_STATUS]
+    assert st["status"] == "backordered" and st["promise_date"] == (NOW.date() + timedelta(days=5)).isoformat()
+    assert not reserved_events(inv)
+    assert after[("SKU-0001", EAST)] == (4, 4)  # what is there is held already
+    after = await receive(inv, "SKU-0001", EAST, 20, "rcv-1", po="PO-1")
+    assert inv.statuses() == ["backordered", "reserved"]
+    assert allocations(inv) == {EAST: [(1, "SKU-0001", 10)]}
+    assert after[("SKU-0001", EAST)] == (24, 10)
+
+
+async def test_received_goods_fill_the_oldest_promise_first(inv: Harness) -> None:
+    await put(inv, topics.INVENTORY_MOVEMENTS, po_update("PO-2", 30, 3), "SKU-0001")
+    await approve(inv, "I-8")
+    await approve(inv, "I-9")
+    assert inv.statuses() == ["backordered", "backordered"]
+    await receive(inv, "SKU-0001", EAST, 10, "rcv-2", po="PO-2")
+    [first] = reserved_events(inv)
+    assert first["order_number"] == number("I-8")
+    await receive(inv, "SKU-0001", EAST, 10, "rcv-3", po="PO-2")
+    assert [e["order_number"] for e in reserved_events(inv)] == [number("I-8"), number("I-9")]
+    assert (await levels(inv))[("SKU-0001", EAST)] == (20, 20)
+
+
+async def test_purchase_order_arriving_too_late_is_offered_as_wait(inv: Harness) -> None:
+    await put(inv, topics.INVENTORY_MOVEMENTS, po_update("PO-3", 30, 20), "SKU-0001")  # after the requested date
+    await approve(inv, "I-10")
+    [st] = inv.out[topics.ORDERS_STATUS]
+    assert st["status"] == "awaiting_customer_decision"
+    assert st["details"]["options"]["wait"] == {"promise_date": (NOW.date() + timedelta(days=20)).isoformat()}
+
+
+# ---- make to order ----
+async def test_make_to_order_goes_to_production_then_is_reserved(inv: Harness) -> None:
+    await approve(inv, "I-11", [("SIGN-CUSTOM", 4, "120.00")], make_to_order=True, lead_days=3)
+    [st] = inv.out[topics.ORDERS_STATUS]
+    assert st["status"] == "in_production" and st["promise_date"] == (NOW.date() + timedelta(days=3)).isoformat()
+    [need] = inv.out[topics.INVENTORY_ALLOCATIONS]
+    assert need["type"] == "supply.needed" and need["kind"] == "production" and need["quantity"] == 4
+    assert need["sku"] == "SIGN-CUSTOM" and need["_key"] == okey("I-11")
+    done = movement(
+        "production.updated",
+        "prod-1",
+        production_request_id=need["request_id"],
+        sku="SIGN-CUSTOM",
+        quantity=4,
+        expected_completion=NOW.date().isoformat(),
+        status="done",
+    )
+    after = await put(inv, topics.INVENTORY_MOVEMENTS, done, "SIGN-CUSTOM")
+    assert inv.statuses() == ["in_production", "reserved"]
+    assert allocations(inv) == {EAST: [(1, "SIGN-CUSTOM", 4)]}
+    assert after[("SIGN-CUSTOM", EAST)] == (4, 4)
+
+
+# ---- shortage and the customer's decision ----
+async def test_no_stock_and_no_purchase_order_offers_options(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 3)
+    await count(inv, "SKU-0002", WEST, 50)
+    after = await approve(inv, "I-12", substitutes=["SKU-0002"])
+    [st] = inv.out[topics.ORDERS_STATUS]
+    assert st["status"] == "awaiting_customer_decision"
+    assert [(r["code"], r["field"]) for r in st["reasons"]] == [("insufficient_stock", "lines[line_no=1]")]
+    assert st["details"]["options"] == {
+        "ship_partial": {"1": 3},
+        "wait": {"promise_date": None},
+        "substitute": {"1": ["SKU-0002"]},
+        "cancel": True,
+    }
+    assert not inv.out[topics.INVENTORY_ALLOCATIONS]
+    assert after[("SKU-0001", EAST)] == (3, 0)  # an order waiting for a decision holds nothing
+
+
+async def test_ship_partial_reserves_what_there_is(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 6)
+    await approve(inv, "I-13")
+    after = await shortage(inv, "I-13", "cmd-13", "ship_partial")
+    assert inv.statuses() == ["awaiting_customer_decision", "reserved"]
+    assert allocations(inv) == {EAST: [(1, "SKU-0001", 6)]}
+    assert inv.out[topics.INVENTORY_ALLOCATIONS][-1]["complete"] is False
+    assert after[("SKU-0001", EAST)] == (6, 6)
+
+
+async def test_ship_partial_with_nothing_available_is_refused_and_keeps_the_order(inv: Harness) -> None:
+    await approve(inv, "I-14")
+    await shortage(inv, "I-14", "cmd-14a", "ship_partial")
+    refused = inv.out[topics.ORDERS_STATUS][-1]
+    assert refused["status"] == "awaiting_customer_decision"
+    assert [r["code"] for r in refused["reasons"]] == ["nothing_available"]
+    assert refused["details"] == {"refused": "order.shortage-decision"}
+    await shortage(inv, "I-14", "cmd-14b", "wait")  # the order still awaits a decision
+    assert inv.statuses()[-1] == "backordered"
+
+
+async def test_wait_backorders_and_asks_purchasing(inv: Harness) -> None:
+    await approve(inv, "I-15")
+    await shortage(inv, "I-15", "cmd-15", "wait")
+    assert inv.statuses() == ["awaiting_customer_decision", "backordered"]
+    [need] = inv.out[topics.INVENTORY_ALLOCATIONS]
+    assert need["type"] == "supply.needed" and need["kind"] == "purchase" and need["quantity"] == 10
+    assert need["needed_by"] == REQUESTED.isoformat()
+    after = await receive(inv, "SKU-0001", WEST, 10, "rcv-15")
+    assert inv.statuses()[-1] == "reserved" and allocations(inv) == {WEST: [(1, "SKU-0001", 10)]}
+    assert after[("SKU-0001", WEST)] == (10, 10)
+
+
+async def test_substitute_reserves_the_substitute(inv: Harness) -> None:
+    await count(inv, "SKU-0002", WEST, 50)
+    await approve(inv, "I-16", substitutes=["SKU-0002"])
+    after = await shortage(inv, "I-16", "cmd-16", "substitute", substitute_sku="SKU-0002")
+    assert inv.statuses() == ["awaiting_customer_decision", "reserved"]
+    assert allocations(inv) == {WEST: [(1, "SKU-0002", 10)]}
+    assert after[("SKU-0002", WEST)] == (50, 10)
+
+
+async def test_cancel_choice_cancels_and_tells_every_service(inv_open_loop: Harness) -> None:
+    inv = inv_open_loop
+    await count(inv, "SKU-0001", EAST, 4)
+    await approve(inv, "I-17")
+    await shortage(inv, "I-17", "cmd-17", "cancel")
+    assert inv.statuses() == ["awaiting_customer_decision", "cancelled"]
+    [ev] = inv.out[topics.ORDERS_CANCELLED]
+    assert ev["order_key"] == okey("I-17") and ev["cancelled_by"] == "supervisor-1" and ev["_key"] == okey("I-17")
+    # inventory consumes its own cancellation after the commit, as a real broker delivers it: nothing more happens
+    raw = json.dumps({k: v for k, v in ev.items() if k != "_key"}).encode()
+    await inv.processor.process([Incoming(topics.ORDERS_CANCELLED, 0, 1, okey("I-17"), raw)])
+    assert inv.statuses() == ["awaiting_customer_decision", "cancelled"] and len(inv.out[topics.ORDERS_CANCELLED]) == 1
+    await approve(inv, "I-17", revision=2)  # a cancelled order is not planned again
+    assert inv.statuses() == ["awaiting_customer_decision", "cancelled"]
+    assert (await levels(inv))[("SKU-0001", EAST)] == (4, 0)
+
+
+async def test_decision_when_none_is_awaited_is_refused(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 50)
+    await approve(inv, "I-18")
+    after = await shortage(inv, "I-18", "cmd-18", "cancel")
+    last = inv.out[topics.ORDERS_STATUS][-1]
+    assert last["status"] == "reserved" and [r["code"] for r in last["reasons"]] == ["no_decision_awaited"]
+    assert after[("SKU-0001", EAST)] == (50, 10)
+
+
+# ---- release and consumption ----
+async def test_cancellation_releases_every_reservation(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 6)
+    await count(inv, "SKU-0001", WEST, 6)
+    await count(inv, "SKU-0002", EAST, 6)
+    await approve(inv, "I-19", [("SKU-0001", 10, "11.00"), ("SKU-0002", 5, "12.00")])
+    assert inv.statuses() == ["reserved"]
+    after = await put(inv, topics.ORDERS_CANCELLED, cancelled("I-19"), okey("I-19"))
+    assert {k: r for k, (_, r) in after.items()} == {
+        ("SKU-0001", EAST): 0,
+        ("SKU-0001", WEST): 0,
+        ("SKU-0002", EAST): 0,
+    }
+    await approve(inv, "I-19", revision=2)  # a later approval of a cancelled order is ignored
+    assert (await levels(inv))[("SKU-0001", EAST)] == (6, 0)
+
+
+async def test_cancelled_backorder_gives_up_its_promise(inv: Harness) -> None:
+    await put(inv, topics.INVENTORY_MOVEMENTS, po_update("PO-4", 10, 3), "SKU-0001")
+    await approve(inv, "I-20")
+    await put(inv, topics.ORDERS_CANCELLED, cancelled("I-20"), okey("I-20"))
+    await approve(inv, "I-21")  # the PO is free to promise again
+    assert inv.statuses() == ["backordered", "backordered"]
+    after = await receive(inv, "SKU-0001", EAST, 10, "rcv-21", po="PO-4")
+    assert [e["order_number"] for e in reserved_events(inv)] == [number("I-21")]
+    assert after[("SKU-0001", EAST)] == (10, 10)
+
+
+def shipped(ref: str, wh: str, qty: int, sid: str = "S-1") -> StockShipped:
+    return StockShipped(
+        event_id=f"shipped-{sid}", order_key=okey(ref), order_number=number(ref), channel="web",
+        channel_order_ref=ref, revision=1, shipment_id=sid, warehouse=wh,
+        lines=[ShipmentLine(line_no=1, sku="SKU-0001", quantity=qty)],
+    )  # fmt: skip
+
+
+async def test_shipment_consumes_on_hand_and_the_reservation(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 100)
+    await approve(inv, "I-22")
+    after = await put(inv, topics.FULFILLMENT_DISPATCHED, shipped("I-22", EAST, 10), okey("I-22"))
+    assert after[("SKU-0001", EAST)] == (90, 0)
+    after = await put(inv, topics.ORDERS_CANCELLED, cancelled("I-22"), okey("I-22"))  # nothing left to release
+    assert after[("SKU-0001", EAST)] == (90, 0)
+
+
+async def test_count_below_reserved_is_dead_lettered(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 20)
+    await approve(inv, "I-23")
+    after = await count(inv, "SKU-0001", EAST, 5)
+    [letter] = inv.out[topics.ORDERS_DLQ]
+    assert "below the 10 units reserved" in letter["reason"]
+    assert after[("SKU-0001", EAST)] == (20, 10)
+
+
+async def test_amended_revision_is_planned_afresh(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 20)
+    await approve(inv, "I-24")
+    assert (await levels(inv))[("SKU-0001", EAST)] == (20, 10)
+    after = await approve(inv, "I-24", [("SKU-0001", 15, "11.00")], revision=2)
+    assert after[("SKU-0001", EAST)] == (20, 15)
+    assert allocations(inv) == {EAST: [(1, "SKU-0001", 15)]}
+
+
+async def test_amended_revision_that_runs_short_holds_nothing(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 20)
+    await approve(inv, "I-25")
+    after = await approve(inv, "I-25", [("SKU-0001", 10, "11.00"), ("SKU-0002", 5, "12.00")], revision=2)
+    assert inv.statuses() == ["reserved", "awaiting_customer_decision"]
+    assert after[("SKU-0001", EAST)] == (20, 0)
+    after = await shortage(inv, "I-25", "cmd-25", "ship_partial")
+    assert allocations(inv) == {EAST: [(1, "SKU-0001", 10)]}
+    assert after[("SKU-0001", EAST)] == (20, 10)
+
+
+# ---- duplicate delivery: the same message twice, effects and outputs once ----
+async def test_duplicate_approval_reserves_once(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 100)
+    for _ in range(2):
+        after = await approve(inv, "I-30")
+    assert inv.statuses() == ["reserved"] and len(inv.out[topics.INVENTORY_ALLOCATIONS]) == 1
+    assert after[("SKU-0001", EAST)] == (100, 10)
+
+
+async def test_duplicate_cancellation_releases_once(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 100)
+    await approve(inv, "I-31")
+    await approve(inv, "I-32")
+    for _ in range(2):
+        after = await put(inv, topics.ORDERS_CANCELLED, cancelled("I-31"), okey("I-31"))
+    assert after[("SKU-0001", EAST)] == (100, 10)
+    assert inv.statuses() == ["reserved", "reserved"]
+
+
+async def test_duplicate_shipment_consumes_once(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 100)
+    await approve(inv, "I-33")
+    for _ in range(2):
+        after = await put(inv, topics.FULFILLMENT_DISPATCHED, shipped("I-33", EAST, 10), okey("I-33"))
+    assert after[("SKU-0001", EAST)] == (90, 0)
+
+
+async def test_duplicate_count_is_applied_once(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 100)
+    await approve(inv, "I-34")
+    await put(inv, topics.FULFILLMENT_DISPATCHED, shipped("I-34", EAST, 10), okey("I-34"))
+    after = await count(inv, "SKU-0001", EAST, 100)  # the same count again must not undo the shipment
+    assert after[("SKU-0001", EAST)] == (90, 0)
+
+
+async def test_duplicate_receipt_is_applied_once(inv: Harness) -> None:
+    await put(inv, topics.INVENTORY_MOVEMENTS, po_update("PO-5", 10, 3), "SKU-0001")
+    await approve(inv, "I-35")
+    for _ in range(2):
+        after = await receive(inv, "SKU-0001", EAST, 10, "rcv-35", po="PO-5")
+    assert after[("SKU-0001", EAST)] == (10, 10)
+    assert inv.statuses() == ["backordered", "reserved"] and len(reserved_events(inv)) == 1
+
+
+async def test_duplicate_purchase_order_update_is_applied_once(inv: Harness) -> None:
+    opened = po_update("PO-6", 10, 3)
+    await put(inv, topics.INVENTORY_MOVEMENTS, opened, "SKU-0001")
+    await put(inv, topics.INVENTORY_MOVEMENTS, po_update("PO-6", 10, 3, status="cancelled"), "SKU-0001")
+    await put(inv, topics.INVENTORY_MOVEMENTS, opened, "SKU-0001")  # redelivered: must not reopen the PO
+    await approve(inv, "I-36")
+    assert inv.statuses() == ["awaiting_customer_decision"]
+
+
+async def test_duplicate_production_done_is_applied_once(inv: Harness) -> None:
+    await approve(inv, "I-37", [("SIGN-CUSTOM", 4, "120.00")], make_to_order=True, lead_days=3)
+    [need] = inv.out[topics.INVENTORY_ALLOCATIONS]
+    done = movement(
+        "production.updated",
+        "prod-37",
+        production_request_id=need["request_id"],
+        sku="SIGN-CUSTOM",
+        quantity=4,
+        expected_completion=NOW.date().isoformat(),
+        status="done",
+    )
+    for _ in range(2):
+        after = await put(inv, topics.INVENTORY_MOVEMENTS, done, "SIGN-CUSTOM")
+    assert after[("SIGN-CUSTOM", EAST)] == (4, 4)
+    assert inv.statuses() == ["in_production", "reserved"] and len(reserved_events(inv)) == 1
+
+
+async def test_duplicate_shortage_decision_is_applied_once(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 6)
+    await approve(inv, "I-38")
+    for _ in range(2):
+        after = await shortage(inv, "I-38", "cmd-38", "ship_partial")
+    assert inv.statuses() == ["awaiting_customer_decision", "reserved"]
+    assert len(reserved_events(inv)) == 1 and after[("SKU-0001", EAST)] == (6, 6)

@@ -1,0 +1,255 @@
+"""Review's handlers on the in-memory broker: rules, manual queue, credit exposure, duplicates."""
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from contracts import topics
+from contracts.public import InvoiceRequested
+from services.review import store
+from services.review.app import CONSUMES, NAME, build_for
+from services.review.config import ReviewSettings
+from tests.factories import NOW, command, customer, product
+from tests.handlers.events import accepted, cancelled, number, okey, wire
+from tests.handlers.harness import Harness
+
+pytestmark = pytest.mark.e2e
+
+CREDIT = "C-2001"  # a credit customer with a small limit: 1000.00, nothing outstanding
+
+
+@pytest.fixture
+async def review(collection: Any) -> AsyncIterator[Harness]:
+    async with Harness(NAME, CONSUMES, build_for(ReviewSettings()), collection) as h:
+        for sku in ("SKU-0001", "SKU-0002"):
+            await h.send(topics.MASTERDATA_PRODUCTS, product(sku), sku)
+        for cust in (
+            customer("C-1001"),
+            customer("C-9999", status="blocked"),
+            customer(CREDIT, credit_limit="1000.00", outstanding_balance="0.00"),
+        ):
+            await h.send(topics.MASTERDATA_CUSTOMERS, cust, cust["customer_id"])
+        yield h
+
+
+async def exposure(h: Harness, cid: str = "C-1001") -> tuple[int, dict[str, int]]:
+    return await store.exposure(h.collection, cid)
+
+
+async def send_accepted(h: Harness, ref: str, **kw: Any) -> None:
+    await h.send(topics.ORDERS_ACCEPTED, wire(accepted(ref, **kw)), okey(ref))
+
+
+async def decide(h: Harness, ref: str, cid: str, decision: str = "approve", **kw: Any) -> None:
+    await h.send(topics.ORDERS_COMMANDS, command("order.review-decision", ref, cid, decision=decision, **kw), okey(ref))
+
+
+def codes(status: dict[str, Any]) -> list[str]:
+    return [r["code"] for r in status["reasons"]]
+
+
+async def test_clean_order_is_approved_with_packaging_charges(review: Harness) -> None:
+    await send_accepted(review, "R-1", special={"packaging": "export_carton", "notes": "deliver before noon"})
+    [st] = review.out[topics.ORDERS_STATUS]
+    assert st["status"] == "approved" and st["order_number"] == number("R-1") and st["decided_by"]
+    [ev] = review.out[topics.ORDERS_APPROVED]
+    assert ev["_key"] == okey("R-1") and ev["packaging"] == "export_carton"
+    assert [(c["code"], c["amount"]) for c in ev["charges"]] == [("packaging:export_carton", "2.00")]
+    assert ev["total_amount"] == "112.00" == st["details"]["total_amount"]  # 10 x 11.00 + 10 x 0.20
+    assert ev["lines"][0]["sku"] == "SKU-0001" and ev["lines"][0]["quantity"] == 10
+    assert await exposure(review) == (11200, {number("R-1"): 11200})
+
+
+async def test_blocked_customer_is_rejected(review: Harness) -> None:
+    await send_accepted(review, "R-2", customer="C-9999")
+    [st] = review.out[topics.ORDERS_STATUS]
+    assert st["status"] == "rejected" and "customer_blocked" in codes(st)
+    assert not review.out[topics.ORDERS_APPROVED]
+    assert await exposure(review, "C-9999") == (0, {})
+
+
+async def test_unknown_sku_is_rejected_naming_the_line(review: Harness) -> None:
+    await send_accepted(review, "R-3", lines=[("SKU-0001", 1, "11.00"), ("SKU-0042", 1, "52.00")])
+    [st] = review.out[topics.ORDERS_STATUS]
+    assert st["status"] == "rejected"
+    assert {"code": "unknown_sku", "field": "lines[1].sku"} in [
+        {"code": r["code"], "field": r["field"]} for r in st["reasons"]
+    ]
+    assert not review.out[topics.ORDERS_APPROVED]
+
+
+async def test_credit_near_limit_is_queued_then_approved_by_a_reviewer(review: Harness) -> None:
+    await send_accepted(review, "R-4", customer=CREDIT, lines=[("SKU-0001", 95, "11.00")])  # 1045.00 of 1000.00
+    [queued] = review.out[topics.ORDERS_STATUS]
+    assert queued["status"] == "in_review" and codes(queued) == ["credit_review"]
+    assert not review.out[topics.ORDERS_APPROVED]
+    assert await exposure(review, CREDIT) == (0, {})
+
+    await decide(review, "R-4", "cmd-r4")
+    assert review.statuses() == ["in_review", "approved"]
+    approved = review.out[topics.ORDERS_STATUS][-1]
+    assert approved["decided_by"] == "supervisor-1" and approved["order_number"] == number("R-4")
+    [ev] = review.out[topics.ORDERS_APPROVED]
+    assert ev["total_amount"] == "1045.00" and ev["order_number"] == number("R-4")
+    assert await exposure(review, CREDIT) == (104500, {number("R-4"): 104500})
+
+
+async def test_reviewer_rejection_records_the_reasons(review: Harness) -> None:
+    await send_accepted(review, "R-5", customer=CREDIT, lines=[("SKU-0001", 95, "11.00")])
+    await decide(review, "R-5", "cmd-r5", decision="reject", reasons=["customer owes too much"])
+    last = review.out[topics.ORDERS_STATUS][-1]
+    assert last["status"] == "rejected" and codes(last) == ["reviewer_rejected"]
+    assert last["reasons"][0]["message"] == "customer owes too much"
+    assert not review.out[topics.ORDERS_APPROVED]
+    assert await exposure(review, CREDIT) == (0, {})
+
+
+@pytest.mark.parametrize("known", [True, False])
+async def test_decision_for_an_order_not_queued_is_refused(review: Harness, known: bool) -> None:
+    if known:
+        await send_accepted(review, "R-6")  # approved by the rules: not in the queue
+        review.clear()
+    await decide(review, "R-6", "cmd-r6")
+    [st] = review.out[topics.ORDERS_STATUS]
+    assert codes(st) == ["not_in_review_queue"] and st["details"] == {"refused": "order.review-decision"}
+    assert st["status"] == ("approved" if known else "received")
+    assert not review.out[topics.ORDERS_APPROVED]
+    assert await exposure(review) == ((11000, {number("R-6"): 11000}) if known else (0, {}))
+
+
+async def test_cancellation_releases_exposure(review: Harness) -> None:
+    await send_accepted(review, "R-7")
+    await send_accepted(review, "R-8")
+    assert (await exposure(review))[0] == 2 * 11000
+    await review.send(topics.ORDERS_CANCELLED, wire(cancelled("R-7")), okey("R-7"))
+    assert await exposure(review) == (11000, {number("R-8"): 11000})
+    assert not review.out[topics.ORDERS_STATUS][2:]  # fulfillment answers the channel, not review
+    doc = await review.collection.find_one({"_id": f"order:{okey('R-7')}"})
+    assert doc is not None and doc["state"]["status"] == "cancelled"
+
+
+async def test_cancelled_order_is_not_reviewed_again(review: Harness) -> None:
+    await review.send(topics.ORDERS_CANCELLED, wire(cancelled("R-9")), okey("R-9"))
+    await send_accepted(review, "R-9")
+    assert review.statuses() == [] and not review.out[topics.ORDERS_APPROVED]
+    assert await exposure(review) == (0, {})
+
+
+async def test_cancellation_removes_an_order_from_the_queue(review: Harness) -> None:
+    await send_accepted(review, "R-10", customer=CREDIT, lines=[("SKU-0001", 95, "11.00")])
+    await review.send(topics.ORDERS_CANCELLED, wire(cancelled("R-10")), okey("R-10"))
+    await decide(review, "R-10", "cmd-r10")
+    last = review.out[topics.ORDERS_STATUS][-1]
+    assert codes(last) == ["not_in_review_queue"] and last["status"] == "cancelled"
+    assert not review.out[topics.ORDERS_APPROVED]
+    assert await exposure(review, CREDIT) == (0, {})
+
+
+def invoice(ref: str, cid: str = "C-1001", amount: str = "110.00") -> bytes:
+    return wire(
+        InvoiceRequested(
+            event_id=f"invoice-{ref}",
+            order_number=number(ref),
+            customer_id=cid,
+            currency="CNY",
+            lines=[],
+            total_amount=Decimal(amount),
+            delivered_at=NOW,
+        )
+    )
+
+
+async def test_invoice_request_releases_exposure(review: Harness) -> None:
+    await send_accepted(review, "R-11")
+    await send_accepted(review, "R-12")
+    await review.send(topics.FINANCE_INVOICE_REQUESTS, invoice("R-11"), number("R-11"))
+    assert await exposure(review) == (11000, {number("R-12"): 11000})
+
+
+async def test_two_credit_orders_never_pass_the_ceiling(review: Harness) -> None:
+    await send_accepted(review, "R-13", customer=CREDIT, lines=[("SKU-0001", 60, "11.00")])  # 660.00
+    await send_accepted(review, "R-14", customer=CREDIT, lines=[("SKU-0001", 40, "11.00")])  # 1100.00: tolerance
+    await send_accepted(review, "R-15", customer=CREDIT, lines=[("SKU-0001", 50, "11.00")])  # 1210.00: too much
+    assert review.statuses() == ["approved", "in_review", "rejected"]
+    assert codes(review.out[topics.ORDERS_STATUS][1]) == ["credit_review"]
+    assert codes(review.out[topics.ORDERS_STATUS][2]) == ["credit_limit_exceeded"]
+    assert await exposure(review, CREDIT) == (66000, {number("R-13"): 66000})
+    # once the first order is invoiced (paid or not, it is on the balance feed now), room opens again
+    await review.send(topics.FINANCE_INVOICE_REQUESTS, invoice("R-13", CREDIT, "660.00"), number("R-13"))
+    await send_accepted(review, "R-16", customer=CREDIT, lines=[("SKU-0001", 50, "11.00")])
+    assert review.statuses()[-1] == "approved"
+    assert await exposure(review, CREDIT) == (55000, {number("R-16"): 55000})
+
+
+async def test_amended_revision_replaces_the_exposure(review: Harness) -> None:
+    await send_accepted(review, "R-17")
+    await send_accepted(review, "R-17", revision=2, lines=[("SKU-0001", 20, "11.00")], confirmation="FAX-7")
+    assert review.statuses() == ["approved", "approved"]
+    assert [e["revision"] for e in review.out[topics.ORDERS_APPROVED]] == [1, 2]
+    assert await exposure(review) == (22000, {number("R-17"): 22000})
+
+
+async def test_major_change_without_confirmation_is_rejected(review: Harness) -> None:
+    await send_accepted(review, "R-18")
+    await send_accepted(review, "R-18", revision=2, lines=[("SKU-0001", 10, "10.50")])
+    assert review.statuses() == ["approved", "rejected"]
+    assert codes(review.out[topics.ORDERS_STATUS][-1]) == ["confirmation_required"]
+    assert await exposure(review) == (0, {})  # the rejected amendment holds nothing
+
+
+async def test_infeasible_date_is_rejected(review: Harness) -> None:
+    await send_accepted(review, "R-19", requested=NOW.date() - timedelta(days=1))
+    [st] = review.out[topics.ORDERS_STATUS]
+    assert st["status"] == "rejected" and codes(st) == ["date_not_feasible"]
+
+
+# ---- duplicate delivery: the same message twice, effects and outputs once ----
+async def test_duplicate_master_data_is_stored_once(review: Harness) -> None:
+    review.clear()
+    for _ in range(2):
+        await review.send(topics.MASTERDATA_PRODUCTS, product("SKU-0003", list_price="20.00"), "SKU-0003")
+    doc = await review.collection.find_one({"_id": "product:SKU-0003"})
+    assert doc is not None and doc["state"]["list_price"] == "20.00" and doc["pending"] == []
+    assert dict(review.out) == {}
+
+
+async def test_duplicate_accepted_is_reviewed_once(review: Harness) -> None:
+    for _ in range(2):
+        await send_accepted(review, "R-20")
+    assert review.statuses() == ["approved"] and len(review.out[topics.ORDERS_APPROVED]) == 1
+    assert await exposure(review) == (11000, {number("R-20"): 11000})
+
+
+async def test_repeated_decision_command_is_applied_once(review: Harness) -> None:
+    await send_accepted(review, "R-21", customer=CREDIT, lines=[("SKU-0001", 95, "11.00")])
+    for _ in range(2):
+        await decide(review, "R-21", "cmd-r21")
+    assert review.statuses() == ["in_review", "approved"] and len(review.out[topics.ORDERS_APPROVED]) == 1
+    assert await exposure(review, CREDIT) == (104500, {number("R-21"): 104500})
+
+
+async def test_duplicate_refused_decision_is_answered_once(review: Harness) -> None:
+    for _ in range(2):
+        await decide(review, "R-22", "cmd-r22")
+    assert len(review.out[topics.ORDERS_STATUS]) == 1
+
+
+async def test_duplicate_cancellation_releases_once(review: Harness) -> None:
+    await send_accepted(review, "R-23")
+    await send_accepted(review, "R-24")
+    for _ in range(2):
+        await review.send(topics.ORDERS_CANCELLED, wire(cancelled("R-23")), okey("R-23"))
+    assert await exposure(review) == (11000, {number("R-24"): 11000})
+    assert review.statuses() == ["approved", "approved"]
+
+
+async def test_duplicate_invoice_request_releases_once(review: Harness) -> None:
+    await send_accepted(review, "R-25")
+    await send_accepted(review, "R-26")
+    for _ in range(2):
+        await review.send(topics.FINANCE_INVOICE_REQUESTS, invoice("R-25"), number("R-25"))
+    assert await exposure(review) == (11000, {number("R-26"): 11000})
+    assert review.statuses() == ["approved", "approved"]
