@@ -1,5 +1,6 @@
 """Consumer lag per group, topic and partition: committed offset, log end, lag (no commit = from log start)."""
 
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -37,6 +38,11 @@ class PartitionLag:
         return {**asdict(self), "lag": self.lag}
 
 
+def prefix() -> str:
+    """The consumer-group prefix in force (KAFKA_GROUP_PREFIX; empty in production)."""
+    return os.environ.get("KAFKA_GROUP_PREFIX", "")
+
+
 async def measure(bootstrap: str, groups: dict[str, tuple[str, ...]] = GROUPS) -> list[PartitionLag]:
     """Lag of every service group on every partition of the topics it consumes."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -46,7 +52,7 @@ async def measure(bootstrap: str, groups: dict[str, tuple[str, ...]] = GROUPS) -
     try:
         rows = []
         for group, names in groups.items():
-            committed = await admin.list_consumer_group_offsets(group)
+            committed = await admin.list_consumer_group_offsets(prefix() + group)
             tps = [TopicPartition(t, p) for t in names for p in await bus.partitions(consumer, t)]
             if not tps:
                 continue
@@ -68,3 +74,16 @@ async def total(bootstrap: str, groups: dict[str, tuple[str, ...]] = GROUPS) -> 
     for row in await measure(bootstrap, groups):
         out[row.group] += row.lag
     return out
+
+
+async def start_at_end(bootstrap: str, groups: dict[str, tuple[str, ...]] = GROUPS) -> None:
+    """Commit every group's offsets at the current end of its topics (new groups then skip the history)."""
+    for group, names in groups.items():
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=prefix() + group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(t, p) for t in names for p in await bus.partitions(consumer, t)]
+            ends = await consumer.end_offsets(tps)
+            await consumer.commit({tp: off for tp, off in ends.items()})
+        finally:
+            await consumer.stop()

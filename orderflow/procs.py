@@ -13,8 +13,14 @@ from orderflow import stack
 SERVICES: tuple[str, ...] = ("intake", "review", "inventory", "fulfillment")
 
 
+def _base() -> Path:
+    """Where pid files and logs go: ORDERFLOW_PROCS_DIR (tests give each session its own) or the state dir."""
+    given = os.environ.get("ORDERFLOW_PROCS_DIR")
+    return Path(given) if given else stack.state_dir()
+
+
 def _run_dir() -> Path:
-    path = stack.state_dir() / "run"
+    path = _base() / "run"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -25,7 +31,7 @@ def _pid_file(service: str, replica: int) -> Path:
 
 def log_path(service: str, replica: int = 1) -> Path:
     """Where a service replica writes its log."""
-    logs = stack.state_dir() / "logs"
+    logs = _base() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     return logs / f"{service}-{replica}.log"
 

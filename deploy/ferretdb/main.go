@@ -1,4 +1,5 @@
-// Command ferretdb runs an embedded FerretDB 1.24.2 (MongoDB wire protocol) with the SQLite backend.
+// Command ferretdb runs an embedded FerretDB 1.24.2 (MongoDB wire protocol) with the PostgreSQL
+// (default) or SQLite backend.
 //
 // `go install github.com/FerretDB/FerretDB/cmd/ferretdb` panics on a missing version file, so the
 // project embeds the library instead. Built and started by orderflow/stack.py.
@@ -16,6 +17,10 @@ import (
 
 func main() {
 	listenAddr := flag.String("listen-addr", "127.0.0.1:27017", "TCP listen address (empty disables)")
+	handler := flag.String("handler", "postgresql", "backend handler: postgresql or sqlite")
+	postgresqlURL := flag.String(
+		"postgresql-url", "postgres://postgres@127.0.0.1:5433/ferretdb", "PostgreSQL URL for -handler postgresql",
+	)
 	sqliteURL := flag.String("sqlite-url", "file:data/", "SQLite URI of the data directory (must end with /)")
 	tlsAddr := flag.String("tls-listen-addr", "", "TLS listen address (empty disables)")
 	tlsCert := flag.String("tls-cert-file", "", "TLS server certificate file")
@@ -23,12 +28,23 @@ func main() {
 	tlsCA := flag.String("tls-ca-file", "", "TLS root CA file (optional)")
 	flag.Parse()
 
+	var backend string
+	switch *handler {
+	case "postgresql":
+		backend = *postgresqlURL
+	case "sqlite":
+		backend = *sqliteURL
+	default:
+		log.Fatalf("ferretdb: unknown -handler %q (want postgresql or sqlite)", *handler)
+	}
+
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener: ferretdb.ListenerConfig{
 			TCP: *listenAddr, TLS: *tlsAddr, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey, TLSCAFile: *tlsCA,
 		},
-		Handler:   "sqlite",
-		SQLiteURL: *sqliteURL,
+		Handler:       *handler,
+		PostgreSQLURL: *postgresqlURL,
+		SQLiteURL:     *sqliteURL,
 	})
 	if err != nil {
 		log.Fatalf("ferretdb: %v", err)
@@ -37,7 +53,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	log.Printf("ferretdb: listening on %s (sqlite %s)", *listenAddr, *sqliteURL)
+	log.Printf("ferretdb: listening on %s (%s %s)", *listenAddr, *handler, backend)
 	if err := f.Run(ctx); err != nil && ctx.Err() == nil {
 		log.Fatalf("ferretdb: %v", err)
 	}

@@ -36,7 +36,7 @@ def wire(
     """The broker with the service's batch subscriber on `consumes`, and its processor."""
     broker = make_broker(settings.kafka_bootstrap_servers, name, settings.linger_ms)
     processor = build(collection, BrokerPublisher(broker))
-    subscribe(broker, name, consumes, processor, settings.max_batch)
+    subscribe(broker, settings.group_prefix + name, consumes, processor, settings.max_batch)
     return broker, processor
 
 

@@ -14,6 +14,7 @@ class ServiceSettings(BaseSettings):
     )
     mongodb_uri: str = Field("mongodb://127.0.0.1:27017/", validation_alias=AliasChoices("MONGODB_URI", "mongodb_uri"))
     mongodb_database: str = Field("orderflow", validation_alias=AliasChoices("MONGODB_DATABASE", "mongodb_database"))
+    group_prefix: str = Field("", validation_alias=AliasChoices("KAFKA_GROUP_PREFIX", "group_prefix"))
     log_format: str = Field("json", validation_alias=AliasChoices("LOG_FORMAT", "log_format"))
     log_level: str = Field("INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
     max_batch: int = 200

@@ -10,14 +10,16 @@ from orderflow import bus
 
 
 async def statuses_until(
-    bootstrap: str, start: dict[int, int], expected: dict[str, str], timeout: float
+    bootstrap: str, start: dict[int, int], expected: dict[str, str] | dict[str, tuple[str, ...]], timeout: float
 ) -> dict[str, list[dict[str, Any]]]:
-    """Follow `orders.status` from `start` until every key reached its expected status (or time runs out)."""
+    """Follow `orders.status` from `start` until every key reached its expected status, or one of them when a
+    tuple is given (or time runs out); then return every status message of those keys."""
     deadline = time.monotonic() + timeout
     done: set[str] = set()
     async for msg in bus.follow(bootstrap, topics.ORDERS_STATUS, start, idle=0.5):
         key = msg.get("_key")
-        if key in expected and msg["status"] == expected[key]:
+        want = expected.get(key) if key else None
+        if want is not None and msg["status"] in ((want,) if isinstance(want, str) else want):
             done.add(key)
         if len(done) == len(expected) or time.monotonic() > deadline:
             break

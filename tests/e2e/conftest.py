@@ -1,33 +1,48 @@
-"""End-to-end fixtures: the four services as real processes on the real servers, with a fresh database."""
+"""End-to-end fixtures: the four services as real processes on the real servers, isolated per session.
+
+Each session gets its own database prefix, consumer-group prefix (groups start at the current end of
+the topics) and process directory, so it never disturbs a running demo or another test session.
+"""
 
 import asyncio
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
-from orderflow import demo, procs
+from orderflow import demo, lag, procs
+from services.runtime.kafka import ensure_topics
 
 
 @pytest.fixture(scope="session")
 def system(servers: dict[str, str]) -> Iterator[dict[str, str]]:
-    """The four services (one replica each) on a throwaway database; stopped afterwards."""
-    procs.down()
-    env = {**servers, "MONGODB_DATABASE": f"e2e_{uuid.uuid4().hex[:8]}", "LOG_LEVEL": "INFO"}
-    os.environ["MONGODB_DATABASE"] = env["MONGODB_DATABASE"]
+    """The four services (one replica each) on throwaway databases and consumer groups; stopped afterwards."""
+    run = uuid.uuid4().hex[:8]
+    env = {
+        **servers,
+        "MONGODB_DATABASE": f"e2e_{run}",
+        "KAFKA_GROUP_PREFIX": f"e2e-{run}-",
+        "ORDERFLOW_PROCS_DIR": tempfile.mkdtemp(prefix=f"orderflow-e2e-{run}-"),
+        "LOG_LEVEL": "INFO",
+    }
+    os.environ.update(env)
+    bootstrap = servers["KAFKA_BOOTSTRAP_SERVERS"]
+    asyncio.run(ensure_topics(bootstrap))
+    asyncio.run(lag.start_at_end(bootstrap))
     procs.up(1, env)
-    asyncio.run(demo.load_reference_data(servers["KAFKA_BOOTSTRAP_SERVERS"], print, timeout=120))
+    asyncio.run(demo.load_reference_data(bootstrap, print, timeout=120))
     yield env
     procs.down()
 
 
 @pytest.fixture
 async def db(system: dict[str, str]) -> AsyncIterator[Any]:
-    """The services' database (read-only use in assertions)."""
+    """The MongoDB client for assertions on the services' databases."""
     from pymongo import AsyncMongoClient
 
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(system["MONGODB_URI"], tz_aware=True)
-    yield client[system["MONGODB_DATABASE"]]
+    yield client
     await client.close()
