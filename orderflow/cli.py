@@ -104,6 +104,26 @@ def simulate(
     asyncio.run(go())
 
 
+@app.command("track")
+def track_cmd(
+    ref: Annotated[str, typer.Argument(help="channel:channel_order_ref (e.g. web:WEB-100234) or an order number")],
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Every step of one order: status, time, revision, reasons, details, and who or which rule decided."""
+    from rich.console import Console
+
+    from orderflow import track
+
+    timeline = asyncio.run(track.fetch(ref))
+    if timeline is None:
+        typer.echo(f"no order {ref!r} known (give channel:channel_order_ref or an order number)", err=True)
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps(timeline))
+    else:
+        Console().print(track.table(timeline))
+
+
 @app.command("lag")
 def lag_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,

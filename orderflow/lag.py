@@ -83,6 +83,7 @@ async def start_at_end(bootstrap: str, groups: dict[str, tuple[str, ...]] = GROU
         await consumer.start()
         try:
             tps = [TopicPartition(t, p) for t in names for p in await bus.partitions(consumer, t)]
+            consumer.assign(tps)
             ends = await consumer.end_offsets(tps)
             await consumer.commit({tp: off for tp, off in ends.items()})
         finally:

@@ -1,8 +1,11 @@
-"""Provision and run the real servers without Docker: Apache Kafka (KRaft) and FerretDB (SQLite).
+"""Provision and run the real servers without Docker: PostgreSQL, Apache Kafka (KRaft) and FerretDB.
 
 Kafka runs from Maven Central jars (``deploy/kafka/pom.xml``) on Java 17; FerretDB is embedded in a
-tiny Go program (``deploy/ferretdb``). Downloads and builds are cached in :func:`cache_dir`, so a
-second start takes seconds; data, pid files and logs live in :func:`state_dir`.
+tiny Go program (``deploy/ferretdb``) and stores its data in PostgreSQL (Debian's packaged binaries,
+``/usr/lib/postgresql/<major>/bin``; a private cluster, not the system one). ``ORDERFLOW_FERRETDB_BACKEND=sqlite``
+selects FerretDB's SQLite backend instead (no PostgreSQL; it deadlocks on large bulk updates).
+Downloads and builds are cached in :func:`cache_dir`, so a second start takes seconds; data, pid
+files and logs live in :func:`state_dir`.
 
 Manual use: ``python -m orderflow.stack up|down|status|reset`` (and ``start|stop|kill <component>``).
 """
@@ -16,6 +19,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import pwd
 import queue
 import re
 import shutil
@@ -32,19 +36,194 @@ from typing import Literal, TypedDict
 
 import psutil  # type: ignore[import-untyped,unused-ignore]
 
-Component = Literal["kafka", "ferretdb"]
-COMPONENTS: tuple[Component, ...] = ("kafka", "ferretdb")
+Component = Literal["postgres", "kafka", "ferretdb"]
+# Start order; stop order is the reverse (FerretDB needs PostgreSQL).
+COMPONENTS: tuple[Component, ...] = ("postgres", "kafka", "ferretdb")
 
 KAFKA_VERSION = "4.4.0"
 # Fixed, valid base64 UUID: the single-node cluster keeps its identity across restarts.
 KAFKA_CLUSTER_ID = "zd_TZyT2VD6keLHkQMyI2Q"
 KAFKA_HEAP = ("-Xms512m", "-Xmx1g")
 
+PG_OS_USER = "postgres"  # the OS user the server runs as when we are root (created by Debian's package)
+PG_SUPERUSER = "postgres"  # the database superuser created by initdb
+PG_DATABASE = "ferretdb"
+PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
+PG_PREFERRED_MAJOR = 15
+# Development/test server only: durability is traded for speed (a crash of the *machine* may lose
+# or corrupt data; a crash of the server process does not lose committed data with fsync=off alone).
+PG_SETTINGS: dict[str, str] = {
+    "listen_addresses": "127.0.0.1",
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "shared_buffers": "128MB",
+    "max_connections": "200",
+    "logging_collector": "off",  # log to stderr, i.e. our log file
+    "log_min_messages": "warning",
+    "log_line_prefix": "%m [%p] ",
+}
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEPLOY_DIR = REPO_ROOT / "deploy"
 KAFKA_POM = DEPLOY_DIR / "kafka" / "pom.xml"
 KAFKA_LOG4J = DEPLOY_DIR / "kafka" / "log4j2.properties"
 FERRETDB_SRC = DEPLOY_DIR / "ferretdb"
+FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
+
+# Fixes for FerretDB 1.24.2 (the last 1.x release), applied at build time to a copy of the module in
+# the build cache (used via `go build -modfile` + `replace`; the Go module cache and deploy/ferretdb/go.mod
+# stay pristine): (file in the module, exact upstream text or "" for a new file, replacement).
+# 1. Upstream `update` defers closing each statement's query to the end of the whole command, so every
+#    statement keeps a pooled backend connection checked out: a command with >= pool-size statements
+#    (PostgreSQL 50, SQLite 100) waits forever for a connection. `update` and `findAndModify` also keep
+#    the query's connection while the write takes a second one, which deadlocks the pool under
+#    concurrency. Both now read the matching documents and release the query before writing, like
+#    upstream's `delete` already does.
+# 2. Upstream updates are read-modify-write without row locks: concurrent `$inc`s of one document lose
+#    writes (measured: 33 of 200 survived). Update statements and findAndModify are now serialized per
+#    collection inside the (single) FerretDB process.
+# 3. The PostgreSQL backend pushes `{_id: <scalar>}` down as `_jsonb->$1 @> $2`, which cannot use the
+#    unique index on `(_jsonb->'_id')`: every lookup by _id scanned the whole table (~12 ms at 30k
+#    documents). An extra, equivalent `_jsonb->'_id' = $n::jsonb` condition lets PostgreSQL use the index
+#    (`_id` is never an array, so containment is equality; FerretDB re-checks every row anyway).
+FERRETDB_PATCHES: tuple[tuple[str, str, str], ...] = (
+    (
+        "internal/backends/postgresql/query.go",
+        """\
+		case float64, string, types.ObjectID, bool, time.Time, int32, int64:
+			if f, a := filterEqual(p, key, v, keyOperator); f != "" {
+				filters = append(filters, f)
+				args = append(args, a...)
+			}
+""",
+        """\
+		case float64, string, types.ObjectID, bool, time.Time, int32, int64:
+			if f, a := filterEqual(p, key, v, keyOperator); f != "" {
+				filters = append(filters, f)
+				args = append(args, a...)
+
+				// orderflow patch: an index-friendly equality for _id (the unique index is on _jsonb->'_id').
+				if _, isFloat := v.(float64); rootKey == "_id" && !isFloat && strings.Contains(f, " @> ") {
+					filters = append(filters, fmt.Sprintf("%s = %s::jsonb", metadata.IDColumn, p.Next()))
+					args = append(args, a[len(a)-1])
+				}
+			}
+""",
+    ),
+    (
+        "internal/handler/orderflow_lock.go",
+        "",
+        """\
+package handler
+
+import "sync"
+
+// orderflow patch: FerretDB 1.x updates read a document and write it back without a row lock, so
+// concurrent updates of one document lose writes; serialize them per collection in this process.
+var orderflowCollectionLocks sync.Map // "db.collection" -> *sync.Mutex (database names cannot contain dots)
+
+// orderflowLockCollection locks the collection for a read-modify-write and returns the unlock function.
+func orderflowLockCollection(db, collection string) func() {
+	v, _ := orderflowCollectionLocks.LoadOrStore(db+"."+collection, new(sync.Mutex))
+	m := v.(*sync.Mutex)
+	m.Lock()
+
+	return m.Unlock
+}
+""",
+    ),
+    (
+        "internal/handler/msg_update.go",
+        """\
+		res, err := c.Query(ctx, &qp)
+		if err != nil {
+			return 0, 0, nil, lazyerrors.Error(err)
+		}
+
+		closer := iterator.NewMultiCloser()
+		defer closer.Close()
+
+		closer.Add(res.Iter)
+
+		iter := common.FilterIterator(res.Iter, closer, u.Filter)
+
+		if !u.Multi {
+			iter = common.LimitIterator(iter, closer, 1)
+		}
+
+		result, err := common.UpdateDocument(ctx, c, "update", iter, &u)
+""",
+        """\
+		// orderflow patch: lock the collection for the read-modify-write; read the matches and
+		// release the query's connection before writing.
+		unlock := orderflowLockCollection(params.DB, params.Collection)
+
+		res, err := c.Query(ctx, &qp)
+		if err != nil {
+			unlock()
+			return 0, 0, nil, lazyerrors.Error(err)
+		}
+
+		closer := iterator.NewMultiCloser()
+		closer.Add(res.Iter)
+
+		iter := common.FilterIterator(res.Iter, closer, u.Filter)
+
+		if !u.Multi {
+			iter = common.LimitIterator(iter, closer, 1)
+		}
+
+		docs, err := iterator.ConsumeValues(iter)
+		closer.Close()
+
+		if err != nil {
+			unlock()
+			return 0, 0, nil, lazyerrors.Error(err)
+		}
+
+		docsIter := iterator.Values(iterator.ForSlice(docs))
+		result, err := common.UpdateDocument(ctx, c, "update", docsIter, &u)
+		docsIter.Close()
+		unlock()
+""",
+    ),
+    (
+        "internal/handler/msg_findandmodify.go",
+        """\
+	queryRes, err := c.Query(ctx, &qp)
+""",
+        """\
+	// orderflow patch: lock the collection for the read-modify-write.
+	unlock := orderflowLockCollection(params.DB, params.Collection)
+	defer unlock()
+
+	queryRes, err := c.Query(ctx, &qp)
+""",
+    ),
+    (
+        "internal/handler/msg_findandmodify.go",
+        """\
+	// findAndModify modifies a single document
+	iter = common.LimitIterator(iter, closer, 1)
+""",
+        """\
+	// findAndModify modifies a single document
+	iter = common.LimitIterator(iter, closer, 1)
+
+	// orderflow patch: read it and release the query's connection before writing.
+	found, err := iterator.ConsumeValues(iter)
+	queryRes.Iter.Close()
+
+	if err != nil {
+		return nil, lazyerrors.Error(err)
+	}
+
+	iter = iterator.Values(iterator.ForSlice(found))
+	closer.Add(iter)
+""",
+    ),
+)
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 60.0
@@ -106,7 +285,36 @@ def mongo_port() -> int:
     return int(os.environ.get("ORDERFLOW_MONGO_PORT", "27017"))
 
 
+def postgres_port() -> int:
+    """Return the PostgreSQL port (``$ORDERFLOW_PG_PORT``, default 5433 so a system cluster on 5432 is left alone)."""
+    return int(os.environ.get("ORDERFLOW_PG_PORT", "5433"))
+
+
+def ferretdb_backend() -> Literal["postgresql", "sqlite"]:
+    """Return FerretDB's backend (``$ORDERFLOW_FERRETDB_BACKEND``: ``postgresql`` (default) or ``sqlite``)."""
+    value = os.environ.get("ORDERFLOW_FERRETDB_BACKEND", "postgresql").strip().lower()
+    if value in ("postgresql", "postgres", "pg", ""):
+        return "postgresql"
+    if value == "sqlite":
+        return "sqlite"
+    raise StackError(f"ORDERFLOW_FERRETDB_BACKEND={value!r}; expected postgresql or sqlite")
+
+
+def postgres_url() -> str:
+    """Return the URL FerretDB uses to reach PostgreSQL (trust auth, local dev server)."""
+    return f"postgres://{PG_SUPERUSER}@{HOST}:{postgres_port()}/{PG_DATABASE}"
+
+
+_PORT_ENV: dict[Component, str] = {
+    "postgres": "ORDERFLOW_PG_PORT",
+    "kafka": "ORDERFLOW_KAFKA_PORT",
+    "ferretdb": "ORDERFLOW_MONGO_PORT",
+}
+
+
 def _port(component: Component) -> int:
+    if component == "postgres":
+        return postgres_port()
     return kafka_port() if component == "kafka" else mongo_port()
 
 
@@ -143,6 +351,27 @@ def _require_tool(name: str, why: str) -> str:
     return path
 
 
+class _UserKwargs(TypedDict, total=False):
+    user: int
+    group: int
+    extra_groups: list[int]
+
+
+def _user_kwargs(user: str | None) -> _UserKwargs:
+    """Popen arguments that drop root privileges to ``user`` (none when user is None)."""
+    if user is None:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+def _user_env(user: str | None) -> dict[str, str]:
+    if user is None:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"HOME": entry.pw_dir, "USER": user, "LOGNAME": user}
+
+
 def _sha256(*paths: Path) -> str:
     digest = hashlib.sha256()
     for path in paths:
@@ -160,19 +389,24 @@ def _run_streaming(
     progress: Progress,
     cwd: Path | None = None,
     extra_env: dict[str, str] | None = None,
+    as_user: str | None = None,
 ) -> None:
-    """Run a command, echoing its output line by line, with a heartbeat when it is quiet."""
+    """Run a command, echoing its output line by line, with a heartbeat when it is quiet.
+
+    ``as_user`` (root only) runs it as that OS user, like ``runuser -u <user> --``.
+    """
     started = time.monotonic()
-    progress(f"[{label}] $ {' '.join(cmd)}")
+    progress(f"[{label}] $ {' '.join(cmd)}" + (f"  (as {as_user})" if as_user else ""))
     proc = subprocess.Popen(
         list(cmd),
         cwd=cwd,
-        env={**os.environ, **(extra_env or {})},
+        env={**os.environ, **(extra_env or {}), **_user_env(as_user)},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
+        **_user_kwargs(as_user),
     )
     lines: queue.Queue[str | None] = queue.Queue()
 
@@ -274,11 +508,70 @@ def ensure_kafka(progress: Progress | None = None) -> Path:
 
 
 def ferretdb_binary() -> Path:
-    """Return the path of the FerretDB binary for the current sources (it may not be built yet)."""
+    """Return the path of the FerretDB binary for the current sources and patches (it may not be built yet)."""
     sources = [FERRETDB_SRC / "main.go", FERRETDB_SRC / "go.mod"]
     if (FERRETDB_SRC / "go.sum").is_file():
         sources.append(FERRETDB_SRC / "go.sum")
-    return cache_dir() / f"ferretdb-{_sha256(*sources)[:12]}" / "ferretdb"
+    digest = hashlib.sha256((_sha256(*sources) + repr(FERRETDB_PATCHES)).encode()).hexdigest()
+    return cache_dir() / f"ferretdb-{digest[:12]}" / "ferretdb"
+
+
+def _ferretdb_patched_modfile(go: str, workdir: Path, progress: Progress) -> Path:
+    """Copy FerretDB's module, apply FERRETDB_PATCHES, and return a go.mod that `replace`s it with the copy."""
+    env = {**os.environ, "GOFLAGS": "-mod=mod"}
+    _run_streaming(
+        [go, "mod", "download", FERRETDB_MODULE],
+        label="ferretdb",
+        progress=progress,
+        cwd=FERRETDB_SRC,
+        extra_env={"GOFLAGS": "-mod=mod"},
+    )
+    listed = subprocess.run(
+        [go, "list", "-m", "-f", "{{.Dir}}", FERRETDB_MODULE],
+        cwd=FERRETDB_SRC,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    module_dir = Path(listed.stdout.strip())
+    if listed.returncode != 0 or not listed.stdout.strip() or not module_dir.is_dir():
+        raise StackError(f"ferretdb: cannot locate {FERRETDB_MODULE} sources: {listed.stderr.strip()}")
+    patched_dir = workdir / "FerretDB"
+    shutil.rmtree(patched_dir, ignore_errors=True)
+    # copyfile, not copy2: the module cache is read-only and the copy must be writable/removable.
+    shutil.copytree(module_dir, patched_dir, copy_function=shutil.copyfile)
+    for root, _dirs, _files in os.walk(patched_dir):
+        os.chmod(root, 0o755)
+    for rel, old, new in FERRETDB_PATCHES:
+        target = patched_dir / rel
+        if not old:  # a new file
+            if target.exists():
+                raise StackError(f"ferretdb: patch creates {rel}, but {module_dir} already has it")
+            target.write_text(new)
+            continue
+        text = target.read_text()
+        if text.count(old) != 1:
+            raise StackError(f"ferretdb: patch for {rel} does not apply to {module_dir}; update FERRETDB_PATCHES")
+        target.write_text(text.replace(old, new))
+    progress(f"[ferretdb] applied {len(FERRETDB_PATCHES)} patches to FerretDB in {patched_dir}")
+    modfile = workdir / "go.mod"
+    shutil.copyfile(FERRETDB_SRC / "go.mod", modfile)
+    if (FERRETDB_SRC / "go.sum").is_file():
+        shutil.copyfile(FERRETDB_SRC / "go.sum", workdir / "go.sum")
+    edit = subprocess.run(
+        [go, "mod", "edit", f"-modfile={modfile}", f"-replace={FERRETDB_MODULE}={patched_dir}"],
+        cwd=FERRETDB_SRC,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if edit.returncode != 0:
+        raise StackError(f"ferretdb: `go mod edit -replace` failed: {edit.stderr.strip()}")
+    return modfile
 
 
 def ensure_ferretdb(progress: Progress | None = None) -> Path:
@@ -291,8 +584,9 @@ def ensure_ferretdb(progress: Progress | None = None) -> Path:
     say(f"[ferretdb] building FerretDB 1.24.2 (first time only, ~2 min) into {binary}")
     binary.parent.mkdir(parents=True, exist_ok=True)
     partial = binary.with_name("ferretdb.partial")
+    modfile = _ferretdb_patched_modfile(go, binary.parent, say)
     _run_streaming(
-        [go, "build", "-v", "-trimpath", "-buildvcs=false", "-o", str(partial), "."],
+        [go, "build", "-v", "-trimpath", "-buildvcs=false", f"-modfile={modfile}", "-o", str(partial), "."],
         label="ferretdb",
         progress=say,
         cwd=FERRETDB_SRC,
@@ -300,6 +594,181 @@ def ensure_ferretdb(progress: Progress | None = None) -> Path:
     )
     partial.rename(binary)
     return binary
+
+
+def _pg_bin_dirs() -> dict[int, Path]:
+    """Installed PostgreSQL server binaries by major version (Debian layout)."""
+    found: dict[int, Path] = {}
+    for bindir in Path("/").glob(PG_BIN_GLOB.lstrip("/")):
+        major = bindir.parent.name
+        if major.isdigit() and (bindir / "initdb").is_file() and (bindir / "postgres").is_file():
+            found[int(major)] = bindir
+    return found
+
+
+def _pg_data_major() -> int | None:
+    try:
+        return int((data_dir("postgres") / "PG_VERSION").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _pg_pick(found: dict[int, Path]) -> Path | None:
+    if not found:
+        return None
+    existing = _pg_data_major()
+    if existing is not None:
+        if existing not in found:
+            raise StackError(
+                f"postgres: the data directory {data_dir('postgres')} was created by PostgreSQL {existing}, "
+                f"but only {', '.join(map(str, sorted(found)))} is installed; `reset` the stack to re-create it"
+            )
+        return found[existing]
+    return found.get(PG_PREFERRED_MAJOR) or found[max(found)]
+
+
+def _pg_os_user() -> str | None:
+    """The OS user to run PostgreSQL as: ``postgres`` when we are root (it refuses root), else ourselves."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(PG_OS_USER)
+    except KeyError:
+        raise StackError(
+            f"postgres: running as root, but the `{PG_OS_USER}` OS user does not exist "
+            "(Debian's `postgresql` package creates it: `apt-get install postgresql`)"
+        ) from None
+    return PG_OS_USER
+
+
+def ensure_postgres(progress: Progress | None = None) -> Path:
+    """Find PostgreSQL's server binaries, installing Debian's ``postgresql`` if missing; return the bin dir."""
+    say = progress or _say
+    bindir = _pg_pick(_pg_bin_dirs())
+    if bindir is not None:
+        return bindir
+    apt = shutil.which("apt-get")
+    if os.geteuid() != 0 or apt is None:
+        raise StackError(
+            f"postgres: no PostgreSQL server binaries in {PG_BIN_GLOB} and cannot install them "
+            f"({'not root' if os.geteuid() != 0 else 'no apt-get'}); install them, e.g. "
+            "`sudo apt-get install postgresql`, or set ORDERFLOW_FERRETDB_BACKEND=sqlite"
+        )
+    say("[postgres] PostgreSQL is not installed; installing Debian's `postgresql` package (first time only)")
+    apt_env = {"DEBIAN_FRONTEND": "noninteractive"}
+    _run_streaming([apt, "update"], label="postgres", progress=say, extra_env=apt_env)
+    _run_streaming([apt, "install", "-y", "postgresql"], label="postgres", progress=say, extra_env=apt_env)
+    bindir = _pg_pick(_pg_bin_dirs())
+    if bindir is None:
+        raise StackError(f"postgres: `apt-get install postgresql` finished but no server binaries in {PG_BIN_GLOB}")
+    return bindir
+
+
+def _pg_socket_dir() -> Path:
+    """Directory of PostgreSQL's Unix socket: in the state dir unless that path is too long for a socket."""
+    candidate = state_dir() / "run" / "postgres-socket"
+    if len(f"{candidate}/.s.PGSQL.{postgres_port()}") < 100:
+        return candidate
+    return Path("/tmp")
+
+
+def _chown_to(path: Path, user: str | None) -> None:
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _prepare_postgres(progress: Progress) -> tuple[list[str], str | None]:
+    """Initialise the cluster if needed; return the server command and the OS user to run it as."""
+    bindir = ensure_postgres(progress)
+    user = _pg_os_user()
+    data = data_dir("postgres")
+    data.parent.mkdir(parents=True, exist_ok=True)
+    if not (data / "PG_VERSION").is_file():
+        if data.exists() and any(data.iterdir()):
+            raise StackError(f"postgres: {data} is not empty but holds no cluster (no PG_VERSION); `reset` the stack")
+        partial = data.with_name("postgres.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(mode=0o700)
+        _chown_to(partial, user)
+        progress(f"[postgres] initialising a new cluster in {data} ({bindir.parent.name})")
+        _run_streaming(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(partial),
+                f"--username={PG_SUPERUSER}",
+                "--auth=trust",  # development only: no passwords on 127.0.0.1 / the private socket
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            label="postgres",
+            progress=progress,
+            cwd=data.parent,
+            as_user=user,
+        )
+        shutil.rmtree(data, ignore_errors=True)
+        partial.rename(data)
+    # A SIGKILLed postmaster leaves postmaster.pid behind; drop it unless its pid is a live postgres.
+    lock = data / "postmaster.pid"
+    if lock.is_file():
+        try:
+            stale_pid = int(lock.read_text().splitlines()[0])
+            stale = not _alive("postgres", stale_pid)
+        except (OSError, ValueError, IndexError):
+            stale = True
+        if stale:
+            lock.unlink(missing_ok=True)
+    socket_dir = _pg_socket_dir()
+    if socket_dir != Path("/tmp"):
+        socket_dir.mkdir(parents=True, exist_ok=True)
+        _chown_to(socket_dir, user)
+    cmd = [str(bindir / "postgres"), "-D", str(data), "-p", str(postgres_port()), "-k", str(socket_dir)]
+    for key, value in PG_SETTINGS.items():
+        cmd += ["-c", f"{key}={value}"]
+    return cmd, user
+
+
+def _pg_tool(name: str) -> str:
+    bindir = _pg_pick(_pg_bin_dirs())
+    if bindir is None:
+        raise StackError(f"postgres: no PostgreSQL binaries in {PG_BIN_GLOB}")
+    return str(bindir / name)
+
+
+def _pg_conn_args(database: str = "postgres") -> list[str]:
+    return ["-h", HOST, "-p", str(postgres_port()), "-U", PG_SUPERUSER, "-d", database]
+
+
+def _postgres_ready() -> bool:
+    result = subprocess.run(
+        [_pg_tool("pg_isready"), "-q", "-t", "3", *_pg_conn_args()],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+    )
+    return result.returncode == 0
+
+
+def _psql(sql: str) -> str:
+    result = subprocess.run(
+        [_pg_tool("psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", *_pg_conn_args(), "-c", sql],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    if result.returncode != 0:
+        raise StackError(f"postgres: psql failed (exit {result.returncode}) on {sql!r}: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def _ensure_pg_database(progress: Progress) -> None:
+    if _psql(f"SELECT 1 FROM pg_database WHERE datname = '{PG_DATABASE}'") != "1":
+        progress(f"[postgres] creating database {PG_DATABASE}")
+        _psql(f'CREATE DATABASE "{PG_DATABASE}"')
 
 
 # -------------------------------------------------------------------------------- process control
@@ -318,11 +787,16 @@ def _alive(component: Component, pid: int) -> bool:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             return False
-        cmdline = " ".join(proc.cmdline())
+        argv = proc.cmdline()
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
-    marker = "kafka.Kafka" if component == "kafka" else "ferretdb"
-    return marker in cmdline
+    if not argv:
+        return False
+    if component == "kafka":
+        return "kafka.Kafka" in argv
+    if component == "postgres":  # the postmaster keeps its argv; backends retitle themselves "postgres: ..."
+        return Path(argv[0]).name == "postgres" and str(data_dir("postgres")) in argv
+    return Path(argv[0]).name == "ferretdb"
 
 
 def _running_pid(component: Component) -> int | None:
@@ -417,9 +891,12 @@ def _prepare_kafka(progress: Progress) -> list[str]:
 
 def _prepare_ferretdb(progress: Progress) -> list[str]:
     binary = ensure_ferretdb(progress)
-    data = data_dir("ferretdb")
-    data.mkdir(parents=True, exist_ok=True)
-    return [str(binary), "-listen-addr", address("ferretdb"), "-sqlite-url", f"file:{data}/?_txlock=immediate"]
+    cmd = [str(binary), "-listen-addr", address("ferretdb")]
+    if ferretdb_backend() == "sqlite":
+        data = data_dir("ferretdb")
+        data.mkdir(parents=True, exist_ok=True)
+        return [*cmd, "-handler", "sqlite", "-sqlite-url", f"file:{data}/?_txlock=immediate"]
+    return [*cmd, "-handler", "postgresql", "-postgresql-url", postgres_url()]
 
 
 async def _kafka_answers(bootstrap: str) -> None:
@@ -456,7 +933,11 @@ def _wait_healthy(component: Component, proc: subprocess.Popen[bytes], timeout: 
                 f"{component} exited with code {code} during start-up; see {log_file(component)}\n"
                 + _log_tail(component)
             )
-        if _port_open(port) and (component != "kafka" or _kafka_ready()):
+        if _port_open(port) and (
+            (component == "kafka" and _kafka_ready())
+            or (component == "postgres" and _postgres_ready())
+            or component == "ferretdb"
+        ):
             return
         time.sleep(0.5)
     raise StackError(
@@ -466,9 +947,14 @@ def _wait_healthy(component: Component, proc: subprocess.Popen[bytes], timeout: 
 
 
 def start(component: str, *, timeout: float = START_TIMEOUT, progress: Progress | None = None) -> None:
-    """Start a component in the background and wait until it is healthy; no-op if already running."""
+    """Start a component in the background and wait until it is healthy; no-op if already running.
+
+    Starting FerretDB on the PostgreSQL backend starts PostgreSQL first if it is not running.
+    """
     name = _check_component(component)
     say = progress or _say
+    if name == "ferretdb" and ferretdb_backend() == "postgresql" and _running_pid("postgres") is None:
+        start("postgres", timeout=timeout, progress=progress)
     with _lock(name):
         pid = _running_pid(name)
         if pid is not None:
@@ -478,26 +964,36 @@ def start(component: str, *, timeout: float = START_TIMEOUT, progress: Progress 
         if _port_open(_port(name), timeout=0.5):
             raise StackError(
                 f"{name}: port {_port(name)} is already in use by a process this tool did not start; "
-                f"stop it or set ORDERFLOW_{'KAFKA' if name == 'kafka' else 'MONGO'}_PORT"
+                f"stop it or set {_PORT_ENV[name]}"
             )
         for sub in ("logs", "run"):
             (state_dir() / sub).mkdir(parents=True, exist_ok=True)
-        cmd = _prepare_kafka(say) if name == "kafka" else _prepare_ferretdb(say)
+        run_as: str | None = None
+        if name == "postgres":
+            cmd, run_as = _prepare_postgres(say)
+        elif name == "kafka":
+            cmd = _prepare_kafka(say)
+        else:
+            cmd = _prepare_ferretdb(say)
         started = time.monotonic()
         with log_file(name).open("ab") as log:
             log.write(f"\n===== orderflow.stack: starting {name} at {time.ctime()} =====\n".encode())
             log.flush()
             proc = subprocess.Popen(
                 cmd,
-                cwd=state_dir(),
+                cwd=data_dir("postgres") if name == "postgres" else state_dir(),
+                env={**os.environ, **_user_env(run_as)},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                **_user_kwargs(run_as),
             )
         pid_file(name).write_text(f"{proc.pid}\n")
         say(f"[{name}] started (pid {proc.pid}); waiting for {address(name)} (log: {log_file(name)})")
         _wait_healthy(name, proc, timeout)
+        if name == "postgres":
+            _ensure_pg_database(say)
         say(f"[{name}] healthy on {address(name)} after {time.monotonic() - started:.1f}s")
 
 
@@ -509,6 +1005,28 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
     except PermissionError:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return list(psutil.Process(pid).children(recursive=True))
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
+
+
+def _kill_tree(pid: int, timeout: float) -> None:
+    """SIGKILL a server's process group and every descendant, then wait for them all to be gone.
+
+    PostgreSQL's backends call setsid(), so killing the postmaster's group alone would orphan them
+    (and a restart would then find the old shared memory still attached).
+    """
+    children = _descendants(pid)
+    _signal_group(pid, signal.SIGKILL)
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            child.kill()
+    _wait_gone(pid, timeout)
+    psutil.wait_procs(children, timeout=timeout)
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:
@@ -539,11 +1057,15 @@ def stop(component: str, *, timeout: float = STOP_TIMEOUT, progress: Progress | 
             pid_file(name).unlink(missing_ok=True)
             return
         say(f"[{name}] stopping (pid {pid})")
-        _signal_group(pid, signal.SIGTERM)
+        if name == "postgres":
+            # SIGINT to the postmaster = "fast" shutdown (SIGTERM would wait for clients to disconnect).
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
+        else:
+            _signal_group(pid, signal.SIGTERM)
         if not _wait_gone(pid, timeout):
             say(f"[{name}] still running after {timeout:.0f}s; sending SIGKILL")
-            _signal_group(pid, signal.SIGKILL)
-            _wait_gone(pid, 5.0)
+            _kill_tree(pid, 5.0)
         pid_file(name).unlink(missing_ok=True)
         say(f"[{name}] stopped")
 
@@ -555,8 +1077,7 @@ def kill(component: str, *, progress: Progress | None = None) -> None:
     with _lock(name):
         pid = _running_pid(name)
         if pid is not None:
-            _signal_group(pid, signal.SIGKILL)
-            _wait_gone(pid, 5.0)
+            _kill_tree(pid, 5.0)
             say(f"[{name}] killed (pid {pid})")
         pid_file(name).unlink(missing_ok=True)
 
@@ -571,22 +1092,29 @@ def status() -> dict[str, ComponentStatus]:
 
 
 def up(progress: Progress | None = None) -> dict[str, str]:
-    """Build/download if needed, start Kafka and FerretDB, and return the client environment."""
+    """Install/download/build if needed, start PostgreSQL, Kafka and FerretDB; return the client environment.
+
+    With ``ORDERFLOW_FERRETDB_BACKEND=sqlite`` PostgreSQL is not needed and not started.
+    """
+    postgres = ferretdb_backend() == "postgresql"
+    if postgres:
+        ensure_postgres(progress)
     ensure_kafka(progress)
     ensure_ferretdb(progress)
     for name in COMPONENTS:
-        start(name, progress=progress)
+        if name != "postgres" or postgres:
+            start(name, progress=progress)
     return env()
 
 
 def down(progress: Progress | None = None) -> None:
-    """Stop FerretDB and Kafka."""
+    """Stop FerretDB, Kafka and PostgreSQL (in that order)."""
     for name in reversed(COMPONENTS):
         stop(name, progress=progress)
 
 
 def reset(progress: Progress | None = None) -> None:
-    """Stop both servers and delete their data."""
+    """Stop all servers and delete their data."""
     down(progress)
     for name in COMPONENTS:
         shutil.rmtree(data_dir(name), ignore_errors=True)
@@ -600,10 +1128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the minimal command line: up, down, status, reset, start/stop/kill <component>."""
     parser = argparse.ArgumentParser(prog="python -m orderflow.stack", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="download/build if needed, start both servers, print the client env")
-    sub.add_parser("down", help="stop both servers")
+    sub.add_parser("up", help="install/download/build if needed, start the servers, print the client env")
+    sub.add_parser("down", help="stop the servers")
     sub.add_parser("status", help="show whether the servers run")
-    sub.add_parser("reset", help="stop both servers and delete their data")
+    sub.add_parser("reset", help="stop the servers and delete their data")
     for verb in ("start", "stop", "kill"):
         sub.add_parser(verb, help=f"{verb} one server").add_argument("component", choices=COMPONENTS)
     args = parser.parse_args(argv)

@@ -14,12 +14,22 @@ CONSUMES = (
     topics.INVENTORY_ALLOCATIONS,
     topics.ORDERS_COMMANDS,
     topics.FULFILLMENT_EVENTS,
+    topics.ORDERS_STATUS,  # every service's statuses: the order timeline (read model)
+    topics.INVENTORY_MOVEMENTS,  # production's and purchasing's answers: slipped promises
 )
 
 
 def build(collection: Collection, publisher: BrokerPublisher) -> Processor:
-    """Fulfillment's processor; it dead-letters unreadable commands for every service."""
-    return Processor(NAME, DocStore(collection), publisher, dict(handlers.HANDLERS), handlers.keys)
+    """Fulfillment's processor; it dead-letters unreadable commands for every service (and unreadable
+    statuses), while inventory dead-letters unreadable movements."""
+    return Processor(
+        NAME,
+        DocStore(collection),
+        publisher,
+        dict(handlers.HANDLERS),
+        handlers.keys,
+        skip_unreadable=frozenset({topics.INVENTORY_MOVEMENTS}),
+    )
 
 
 if __name__ == "__main__":

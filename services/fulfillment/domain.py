@@ -1,7 +1,7 @@
 """Fulfillment's decisions (handbook 2.4 and after): shipments, tracking, delivery, cancellation."""
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -40,6 +40,11 @@ TRANSITIONS: dict[str, dict[str, str]] = {
     "exception": {"shipment.dispatched": "dispatched"},  # re-shipped with a new tracking number
 }
 SHIPPED = frozenset({"dispatched", "delivered", "exception"})
+WAITING = frozenset({"backordered", "in_production"})  # statuses of an order waiting for supply
+# statuses after which a supply answer no longer changes what the customer was promised
+PAST_WAITING = frozenset(
+    {"reserved", "partially_shipped", "shipped", "delivered", "delivery_exception", "cancelled", "rejected"}
+)
 
 
 class Refused(ValueError):
@@ -134,6 +139,70 @@ def supply_instruction(ev: SupplyNeeded) -> Outgoing:
         else PurchaseRequested(purchase_request_id=ev.request_id, **common)
     )
     return Outgoing.of(topics.SUPPLY_INSTRUCTIONS, ev.sku, msg)
+
+
+def remember_supply(state: dict[str, Any] | None, ev: SupplyNeeded) -> dict[str, Any]:
+    """Note which request the order waits on, so that production's and purchasing's answers find it."""
+    st: dict[str, Any] = dict(state or {})
+    st.setdefault("order_key", ev.order_key)
+    st.setdefault("channel", ev.channel)
+    st.setdefault("channel_order_ref", ev.channel_order_ref)
+    st["order_number"] = st.get("order_number") or ev.order_number
+    st["revision"] = max(st.get("revision") or 0, ev.revision)
+    st["supply"] = {
+        **st.get("supply", {}),
+        ev.request_id: {
+            "kind": ev.kind,
+            "sku": ev.sku,
+            "quantity": ev.quantity,
+            "needed_by": ev.needed_by.isoformat(),
+            "revision": ev.revision,
+        },
+    }
+    return st
+
+
+def slip(
+    state: dict[str, Any] | None,
+    last: str | None,
+    request_ids: list[str],
+    expected: date,
+    source: dict[str, Any],
+    cause: str,
+    now: datetime,
+) -> Result:
+    """Production or purchasing expects the goods of `request_ids` on `expected` (2.4.1): remember it and,
+    when that is after the date the order needs them, tell the channel the new promise date
+    (status unchanged, reason `promise_slipped`). Once shipments are opened or the order is cancelled,
+    nothing waits any more."""
+    st = state or {}
+    supply = {k: dict(v) for k, v in st.get("supply", {}).items()}
+    hits = [r for r in request_ids if r in supply]
+    if not hits:
+        return Result(None, [], "ignored: not waiting on this supply")
+    if st.get("status") or last in PAST_WAITING:
+        return Result(None, [], f"ignored: order is {st.get('status') or last}")
+    for r in hits:
+        supply[r]["expected"] = expected.isoformat()
+    new = {**st, "supply": supply}
+    late = [r for r in hits if expected > date.fromisoformat(supply[r]["needed_by"])]
+    if not late:
+        return Result(new, [], f"on time: expected {expected}")
+    promise = max(date.fromisoformat(e["expected"]) for e in supply.values() if e.get("expected"))
+    if st.get("announced_promise") == promise.isoformat():
+        return Result(new, [], f"promise {promise} already announced")
+    need = supply[late[0]]
+    name = last if last in WAITING else ("in_production" if need["kind"] == "production" else "backordered")
+    what = "production" if need["kind"] == "production" else "the purchase"
+    reason = Reason(
+        code="promise_slipped",
+        field=None,
+        message=f"{need['sku']}: {what} now expects the goods on {expected}, after the requested {need['needed_by']}",
+    )
+    details = {"sku": need["sku"], "requested_date": need["needed_by"], "expected": expected.isoformat(), **source}
+    new["announced_promise"] = promise.isoformat()
+    out = _status(cause, new, name, now, reasons=[reason], promise_date=promise, details=details)
+    return Result(new, [out], f"promise slipped to {promise}")
 
 
 def track(state: dict[str, Any] | None, ev: ShipmentEvent, cause: str, now: datetime) -> Result:
@@ -235,7 +304,10 @@ def _invoice(st: dict[str, Any], cause: str, delivered_at: datetime) -> Outgoing
 
 
 def cancel(state: dict[str, Any] | None, cmd: OrderCancel, key: str, now: datetime) -> Result:
-    """Cancel before dispatch: void open shipments, tell every service to release; refuse once shipped."""
+    """Cancel before dispatch: void open shipments, tell every service to release; refuse once shipped.
+    A shipment back in `exception` (lost, damaged, refused) does not count as shipped: when every shipment
+    that left is in exception, the order may be cancelled instead of re-shipped (its stock is gone: the
+    dispatch consumed it, so only what is still reserved is released)."""
     st: dict[str, Any] = {
         "channel": cmd.channel,
         "channel_order_ref": cmd.channel_order_ref,
@@ -244,7 +316,7 @@ def cancel(state: dict[str, Any] | None, cmd: OrderCancel, key: str, now: dateti
     }
     if st.get("status") == "cancelled":
         return Result(None, [], "already cancelled")
-    shipped = [sid for sid, s in st.get("shipments", {}).items() if s["state"] in SHIPPED]
+    shipped = [sid for sid, s in st.get("shipments", {}).items() if s["state"] in SHIPPED - {"exception"}]
     if shipped:
         why = Reason(
             code="already_shipped",
@@ -262,6 +334,7 @@ def cancel(state: dict[str, Any] | None, cmd: OrderCancel, key: str, now: dateti
         )
         return Result(None, [refused], "refused: already shipped")
     shipments = {k: dict(v) for k, v in st.get("shipments", {}).items()}
+    failed = sorted(sid for sid, s in shipments.items() if s["state"] == "exception")
     outputs = [
         _status(
             cmd.command_id,
@@ -270,6 +343,7 @@ def cancel(state: dict[str, Any] | None, cmd: OrderCancel, key: str, now: dateti
             now,
             decided_by=cmd.issued_by,
             reasons=[Reason(code="cancelled", field=None, message=cmd.reason or "cancelled")],
+            details={"voided_after_exception": failed} if failed else None,
         )
     ]
     for sid, s in shipments.items():
@@ -294,4 +368,4 @@ def cancel(state: dict[str, Any] | None, cmd: OrderCancel, key: str, now: dateti
     )
     outputs.append(Outgoing.of(topics.ORDERS_CANCELLED, key, cancelled))
     st.update(status="cancelled", shipments=shipments)
-    return Result(st, outputs, "cancelled")
+    return Result(st, outputs, f"cancelled after delivery exception of {', '.join(failed)}" if failed else "cancelled")

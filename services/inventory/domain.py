@@ -1,4 +1,5 @@
-"""Inventory's decisions (handbook 2.3): reserve, backorder, produce, or ask the customer."""
+"""Inventory's decisions (handbook 2.3): reserve, backorder, produce, ask the customer, or (for a priority
+order) ask a supervisor to reallocate stock held for normal orders."""
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -14,13 +15,14 @@ from contracts.internal import (
     OrderCancelled,
     SupplyNeeded,
 )
-from contracts.public import ShipmentLine, ShortageDecision
+from contracts.public import PriorityApproval, ShipmentLine, ShortageDecision
 from services.inventory.stock import Stock
 from services.runtime.ids import derive_id
 from services.runtime.messages import Outgoing
 from services.runtime.status import status
 
 RULES = "inventory-allocation/1"
+HOLDING = ("reserved", "backordered", "in_production")  # order statuses whose reservations a priority may take
 
 
 @dataclass
@@ -60,9 +62,23 @@ def allocate(
     now: datetime,
     lines: list[ApprovedLine] | None = None,
     wait: bool = False,
+    *,
+    priority: bool = True,
+    reasons: list[Reason] | None = None,
+    decided_by: str = RULES,
 ) -> Result:
-    """Reserve every line, or backorder / produce the gaps, or (holding nothing) offer the customer options."""
+    """Reserve every line, or backorder / produce the gaps, or (holding nothing) offer the customer options.
+
+    A priority order (urgent or VIP; unless `priority` is off) short of stock that normal orders hold
+    movably instead holds what is free and awaits a supervisor's approval to take the rest.
+    `reasons` go first on every status this emits (e.g. why the order is being re-planned)."""
     number = order.order_number or order.order_key
+    owner = owner_of(order, now)
+    extra = list(reasons or [])
+    if priority and is_priority(order):
+        takes = reallocation(order, stocks, lines or order.lines)
+        if takes:
+            return _await_priority(cause, order, stocks, prefs, now, lines or order.lines, takes, extra)
     plan: dict[str, Any] = {}
     short: list[ApprovedLine] = []
     promise = None
@@ -75,7 +91,7 @@ def allocate(
             continue
         where = st.plan(line.quantity - held, prefs)
         if where is not None:
-            st.reserve(r, where)
+            st.reserve(r, where, owner)
             plan[str(line.line_no)] = {"sku": line.sku, "qty": line.quantity, "state": "reserved"}
             continue
         avail = max(0, st.total_available())
@@ -90,6 +106,7 @@ def allocate(
                 "request_id": request,
                 "kind": "production",
             }
+            st.own(r, owner)
             needs.append(_need(order, "production", request, line, line.quantity - held, due))
             plan[str(line.line_no)] = {"sku": line.sku, "qty": line.quantity, "state": "in_production"}
             promise = max(promise or due, due)
@@ -100,8 +117,9 @@ def allocate(
             needs.append(_need(order, "purchase", request, line, gap, order.requested_date))
         if eta is not None or wait:
             if avail:
-                st.reserve(r, st.plan(avail, prefs) or {})
+                st.reserve(r, st.plan(avail, prefs) or {}, owner)
             st.waiting[r] = {"order_key": order.order_key, "qty": gap, "since": now.isoformat(), "kind": "backorder"}
+            st.own(r, owner)
             plan[str(line.line_no)] = {"sku": line.sku, "qty": line.quantity, "state": "backordered"}
             if eta is not None:
                 promise = max(promise or eta, eta)
@@ -116,25 +134,35 @@ def allocate(
     if short:
         options = _options(order, short, stocks)
         state.update(status="awaiting_customer_decision", options=options, lines={})
-        reasons = [
-            Reason(
-                code="insufficient_stock",
-                field=f"lines[line_no={l.line_no}]",
-                message=f"{l.sku}: {l.quantity} ordered, {max(0, stocks[l.sku].total_available())} available",
-            )
-            for l in short
-        ]
-        out = _status(cause, order, "awaiting_customer_decision", now, reasons=reasons, details={"options": options})
+        why = extra + [_insufficient(l, stocks) for l in short]
+        out = _status(
+            cause,
+            order,
+            "awaiting_customer_decision",
+            now,
+            reasons=why,
+            details={"options": options},
+            decided_by=decided_by,
+        )
         return Result(state, [out], "awaiting_customer_decision", keep_stock=False)
     states = {v["state"] for v in plan.values()}
     if states == {"reserved"}:
         state["status"] = "reserved"
-        return Result(state, reserved_events(cause, order, stocks, now), "reserved", keep_stock=True)
+        outs = reserved_events(cause, order, stocks, now, reasons=extra, decided_by=decided_by)
+        return Result(state, outs, "reserved", keep_stock=True)
     name = "in_production" if "in_production" in states else "backordered"
     state.update(status=name, promise_date=promise.isoformat() if promise else None)
-    outs = [_status(cause, order, name, now, promise_date=promise)]
+    outs = [_status(cause, order, name, now, promise_date=promise, reasons=extra, decided_by=decided_by)]
     outs += [Outgoing.of(topics.INVENTORY_ALLOCATIONS, order.order_key, n) for n in needs]
     return Result(state, outs, name, keep_stock=True)
+
+
+def _insufficient(line: ApprovedLine, stocks: dict[str, Stock]) -> Reason:
+    return Reason(
+        code="insufficient_stock",
+        field=f"lines[line_no={line.line_no}]",
+        message=f"{line.sku}: {line.quantity} ordered, {max(0, stocks[line.sku].total_available())} available",
+    )
 
 
 def _need(order: OrderApproved, kind: str, request: str, line: ApprovedLine, qty: int, due: Any) -> SupplyNeeded:
@@ -172,7 +200,14 @@ def _options(order: OrderApproved, short: list[ApprovedLine], stocks: dict[str, 
 
 
 def reserved_events(
-    cause: str, order: OrderApproved, stocks: dict[str, Stock], now: datetime, complete: bool = True
+    cause: str,
+    order: OrderApproved,
+    stocks: dict[str, Stock],
+    now: datetime,
+    complete: bool = True,
+    *,
+    reasons: list[Reason] | None = None,
+    decided_by: str = RULES,
 ) -> list[Outgoing]:
     """The `reserved` status and the allocation fulfillment ships from (one shipment per warehouse)."""
     number = order.order_number or order.order_key
@@ -198,7 +233,7 @@ def reserved_events(
     )
     details = {"allocations": [a.model_dump(mode="json") for a in alloc.allocations], "complete": complete}
     return [
-        _status(cause, order, "reserved", now, details=details),
+        _status(cause, order, "reserved", now, details=details, reasons=reasons, decided_by=decided_by),
         Outgoing.of(topics.INVENTORY_ALLOCATIONS, order.order_key, alloc),
     ]
 
@@ -241,12 +276,16 @@ def cancel_event(cause: str, order: OrderApproved, reason: str, by: str, now: da
     ]
 
 
-def refused(cmd: ShortageDecision, state: dict[str, Any], now: datetime, why: Reason | None = None) -> Outgoing:
-    """A shortage decision that cannot be carried out (by default: the order awaits none); nothing changes."""
+def refused(
+    cmd: ShortageDecision | PriorityApproval, state: dict[str, Any], now: datetime, why: Reason | None = None
+) -> Outgoing:
+    """A shortage decision or priority approval that cannot be carried out (by default: the order awaits
+    none); nothing changes."""
+    awaited = "a shortage decision" if isinstance(cmd, ShortageDecision) else "a priority approval"
     why = why or Reason(
-        code="no_decision_awaited",
+        code="no_decision_awaited" if isinstance(cmd, ShortageDecision) else "no_priority_approval_awaited",
         field="command_id",
-        message=f"order is {state.get('status', 'unknown to inventory')}, not awaiting a shortage decision",
+        message=f"order is {state.get('status', 'unknown to inventory')}, not awaiting {awaited}",
     )
     return status(
         cmd.command_id,
@@ -276,7 +315,7 @@ def decide_shortage(
         }
         return Result(state, cancel_event(cause, order, "customer chose to cancel", cmd.issued_by, now), "cancelled")
     if cmd.choice == "wait":
-        return allocate(cause, order, stocks, prefs, now, wait=True)
+        return allocate(cause, order, stocks, prefs, now, wait=True, priority=False)
     if cmd.choice == "substitute":
         sub = cmd.substitute_sku
         lines = [
@@ -285,13 +324,13 @@ def decide_shortage(
             else l
             for l in order.lines
         ]
-        return allocate(cause, order.model_copy(update={"lines": lines}), stocks, prefs, now)
+        return allocate(cause, order.model_copy(update={"lines": lines}), stocks, prefs, now, priority=False)
     number = order.order_number or order.order_key
     part = []
     for l in order.lines:
         take = min(l.quantity, max(0, stocks[l.sku].total_available()))
         if take:
-            stocks[l.sku].reserve(rid(number, l.line_no), stocks[l.sku].plan(take, prefs) or {})
+            stocks[l.sku].reserve(rid(number, l.line_no), stocks[l.sku].plan(take, prefs) or {}, owner_of(order, now))
             part.append(l.model_copy(update={"quantity": take}))
     if not part:
         return Result(
@@ -319,3 +358,235 @@ def decide_shortage(
         "lines": {str(l.line_no): {"sku": l.sku, "qty": l.quantity, "state": "reserved"} for l in part},
     }
     return Result(state, reserved_events(cause, shipped, stocks, now, complete=False), "partial reserved", True)
+
+
+# ---- priority allocation (handbook 2.3.3) ----
+def is_priority(order: OrderApproved) -> bool:
+    """Urgent orders and VIP customers' orders may ask for stock held for normal orders."""
+    return order.priority == "urgent" or order.vip
+
+
+def owner_of(order: OrderApproved, now: datetime) -> dict[str, Any]:
+    """What a stock document records about the order behind a reservation."""
+    return {"order_key": order.order_key, "priority": order.priority, "vip": order.vip, "since": now.isoformat()}
+
+
+def reallocation(
+    order: OrderApproved,
+    stocks: dict[str, Stock],
+    lines: list[ApprovedLine] | None = None,
+    allowed: set[str] | None = None,
+) -> list[dict[str, Any]] | None:
+    """What `order` would take from normal orders to cover its shortage of stock: one entry per reservation
+    (order key and number, line, SKU, quantity lost); None when nothing is short or it cannot all be covered.
+
+    Only movable reservations count (`Stock.movable`: normal, non-VIP, nothing dispatched), and an order with
+    any unmovable reservation in `stocks` is no victim at all; `allowed` narrows the victims to those order keys.
+    The fewest orders are taken: those holding the most of the SKU first, the youngest among equals. Make-to-order
+    lines are left to production."""
+    number = order.order_number or order.order_key
+    own = f"{number}#"
+    need: dict[str, int] = {}
+    for l in lines or order.lines:
+        if not l.make_to_order:
+            held = sum(stocks[l.sku].reservations.get(rid(number, l.line_no), {}).values())
+            need[l.sku] = need.get(l.sku, 0) + l.quantity - held
+    short = {s: n - max(0, stocks[s].total_available()) for s, n in sorted(need.items())}
+    short = {s: g for s, g in short.items() if g > 0}
+    if not short:
+        return None
+    held_by: dict[str, dict[str, list[tuple[str, int]]]] = {}  # order key -> sku -> [(rid, qty)]
+    since: dict[str, str] = {}
+    blocked: set[str] = set()
+    for sku, st in sorted(stocks.items()):
+        for r, where in sorted(st.reservations.items()):
+            owner = st.owners.get(r)
+            if r.startswith(own) or owner is None:
+                continue
+            key = owner["order_key"]
+            if not st.movable(r):
+                blocked.add(key)
+                continue
+            held_by.setdefault(key, {}).setdefault(sku, []).append((r, sum(where.values())))
+            since[key] = max(since.get(key, ""), str(owner.get("since", "")))
+    victims = {k: h for k, h in held_by.items() if k not in blocked and (allowed is None or k in allowed)}
+    chosen: list[str] = []
+    takes: list[dict[str, Any]] = []
+    for sku, gap in short.items():
+
+        def holding(k: str, sku: str = sku) -> int:
+            return sum(q for _, q in victims[k].get(sku, []))
+
+        fresh = [k for k in sorted(victims) if k not in chosen and holding(k)]
+        fresh.sort(key=lambda k: since[k], reverse=True)  # the youngest among equals
+        fresh.sort(key=lambda k: -holding(k))  # stable: those holding the most first, so the fewest orders lose
+        for k in [*chosen, *fresh]:  # orders already losing stock give theirs first
+            if gap <= 0:
+                break
+            if not holding(k):
+                continue
+            if k not in chosen:
+                chosen.append(k)
+            for r, q in victims[k][sku]:
+                take = min(q, gap)
+                if take > 0:
+                    number_of, line_no = r.rsplit("#", 1)
+                    takes.append(
+                        {
+                            "order_key": k,
+                            "order_number": number_of,
+                            "line_no": int(line_no),
+                            "sku": sku,
+                            "quantity": take,
+                        }
+                    )
+                    gap -= take
+        if gap > 0:
+            return None
+    return takes
+
+
+def _await_priority(
+    cause: str,
+    order: OrderApproved,
+    stocks: dict[str, Stock],
+    prefs: tuple[str, ...],
+    now: datetime,
+    lines: list[ApprovedLine],
+    takes: list[dict[str, Any]],
+    extra: list[Reason],
+) -> Result:
+    """Hold what is free for the stocked lines and ask for approval to take the rest from `takes`."""
+    number = order.order_number or order.order_key
+    owner = owner_of(order, now)
+    plan: dict[str, Any] = {}
+    short: list[ApprovedLine] = []
+    for line in lines:
+        if line.make_to_order:  # planned once the reallocation is decided
+            plan[str(line.line_no)] = {"sku": line.sku, "qty": line.quantity, "state": "pending"}
+            continue
+        r, st = rid(number, line.line_no), stocks[line.sku]
+        held = sum(st.reservations.get(r, {}).values())
+        take = min(line.quantity - held, max(0, st.total_available()))
+        if take > 0:
+            st.reserve(r, st.plan(take, prefs) or {}, owner)
+        full = held + max(0, take) >= line.quantity
+        plan[str(line.line_no)] = {
+            "sku": line.sku,
+            "qty": line.quantity,
+            "state": "reserved" if full else "awaiting_priority_approval",
+        }
+        if not full:
+            short.append(line)
+    state = {
+        "order_number": number,
+        "revision": order.revision,
+        "approved": order.model_dump(mode="json"),
+        "lines": plan,
+        "status": "awaiting_priority_approval",
+        "reallocation": takes,
+    }
+    reasons = [*extra, *(_insufficient(l, stocks) for l in short)]
+    reasons.append(
+        Reason(
+            code="priority_reallocation_requested",
+            message=f"{'urgent' if order.priority == 'urgent' else 'VIP'} order: stock held for "
+            f"{len({t['order_key'] for t in takes})} normal order(s) can cover the shortage once approved",
+        )
+    )
+    details = {
+        "reallocation": [{k: t[k] for k in ("order_number", "line_no", "sku", "quantity")} for t in takes],
+    }
+    out = _status(cause, order, "awaiting_priority_approval", now, reasons=reasons, details=details)
+    return Result(state, [out], "awaiting_priority_approval", keep_stock=True)
+
+
+def replan(
+    cause: str, order: OrderApproved, stocks: dict[str, Stock], prefs: tuple[str, ...], now: datetime, **kw: Any
+) -> Result:
+    """`allocate`, with the stock changes rolled back when the result does not keep them."""
+    saved = {s: st.copy() for s, st in stocks.items()}
+    result = allocate(cause, order, stocks, prefs, now, **kw)
+    if not result.keep_stock:
+        for s, st in stocks.items():
+            st.restore(saved[s])
+    return result
+
+
+@dataclass
+class Reallocated:
+    """The priority order's result and each re-planned victim's (by order key); stock changes are final."""
+
+    result: Result
+    victims: dict[str, Result] = field(default_factory=dict)
+
+
+def decide_priority(
+    cmd: PriorityApproval,
+    state: dict[str, Any],
+    victims: dict[str, dict[str, Any] | None],
+    stocks: dict[str, Stock],
+    prefs: tuple[str, ...],
+    now: datetime,
+) -> Reallocated:
+    """Carry out a supervisor's answer to a priority order awaiting approval (`state`).
+
+    Approved: the orders listed in the request that still hold movable stock and are still normal, unshipped
+    orders (`victims`: their inventory states, by order key) lose what the priority order needs, fewest first;
+    the priority order is planned again and each victim is re-planned through the shortage path and told why
+    (`reallocated_to_priority_order`). If the listed orders can no longer cover it, or on a denial, the priority
+    order goes down the normal shortage path. `stocks` must hold every SKU of the orders involved."""
+    order = OrderApproved.model_validate(state["approved"])
+    number = order.order_number or order.order_key
+    by = cmd.issued_by
+    release_all(state, stocks)  # what it held while waiting is planned again with the rest
+    if not cmd.approved:
+        why = Reason(code="priority_reallocation_denied", message=f"reallocation denied by {by}")
+        return Reallocated(replan(cmd.command_id, order, stocks, prefs, now, priority=False, reasons=[why]))
+    listed = {t["order_key"] for t in state.get("reallocation", [])}
+    pool = {
+        k: v
+        for k, v in victims.items()
+        if k in listed and v and "approved" in v and v.get("status") in HOLDING and not v.get("dispatched")
+    }
+    takes = reallocation(order, stocks, allowed=set(pool))
+    if takes is None and _short(order, stocks):
+        why = Reason(
+            code="priority_reallocation_unavailable",
+            message="the stock the approval was asked for is no longer held by normal, unshipped orders",
+        )
+        return Reallocated(replan(cmd.command_id, order, stocks, prefs, now, priority=False, reasons=[why]))
+    losers = sorted({t["order_key"] for t in takes or []})
+    for k in losers:
+        release_all(pool[k], stocks)
+    approved = Reason(
+        code="priority_reallocation_approved",
+        message=f"stock reallocated from {len(losers)} order(s), approved by {by}"
+        if losers
+        else f"approved by {by}; the stock needed is free by now, nothing reallocated",
+    )
+    out = Reallocated(
+        replan(cmd.command_id, order, stocks, prefs, now, priority=False, reasons=[approved], decided_by=by)
+    )
+    for k in losers:
+        victim = OrderApproved.model_validate(pool[k]["approved"])
+        lost = [t for t in takes or [] if t["order_key"] == k]
+        lost_why = [
+            Reason(
+                code="reallocated_to_priority_order",
+                field=f"lines[line_no={t['line_no']}]",
+                message=f"{t['quantity']} × {t['sku']} reallocated to priority order {number}",
+            )
+            for t in lost
+        ]
+        out.victims[k] = replan(f"{cmd.command_id}:{k}", victim, stocks, prefs, now, priority=False, reasons=lost_why)
+    return out
+
+
+def _short(order: OrderApproved, stocks: dict[str, Stock]) -> bool:
+    """Whether the order's stocked lines need more than is free."""
+    need: dict[str, int] = {}
+    for l in order.lines:
+        if not l.make_to_order:
+            need[l.sku] = need.get(l.sku, 0) + l.quantity
+    return any(n > max(0, stocks[s].total_available()) for s, n in need.items())

@@ -6,6 +6,7 @@ from pydantic import BaseModel
 
 from contracts.internal import OrderApproved, OrderCancelled, StockShipped
 from contracts.public import (
+    PriorityApproval,
     ProductionUpdated,
     PurchaseOrderUpdated,
     ShortageDecision,
@@ -27,10 +28,10 @@ def keys(msg: BaseModel, rec: Incoming) -> Iterable[str]:
         return [f"order:{msg.order_key}", *(f"stock:{s}" for s in sorted(skus))]
     if isinstance(msg, OrderCancelled):
         return [f"order:{msg.order_key}"]
-    if isinstance(msg, ShortageDecision):
+    if isinstance(msg, ShortageDecision | PriorityApproval):
         return [f"order:{order_key(msg.channel, msg.channel_order_ref)}"]
     if isinstance(msg, StockShipped):
-        return [f"stock:{l.sku}" for l in msg.lines]
+        return [f"order:{msg.order_key}", *(f"stock:{l.sku}" for l in msg.lines)]
     if isinstance(msg, StockCounted | StockReceived | PurchaseOrderUpdated | ProductionUpdated):
         return [f"stock:{msg.sku}"]
     return []
@@ -70,6 +71,8 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
             _save(docs, stocks, msg.event_id)
         elif released:
             _save(docs, before, msg.event_id)
+        if result.state is not None and state.get("dispatched"):
+            result.state["dispatched"] = state["dispatched"]  # a shipped order never loses stock to a priority
         record(doc, msg.event_id, result.state, result.outputs)
         return f"{result.outcome} {msg.order_number}"
 
@@ -95,6 +98,11 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
         for line in msg.lines:
             stocks[line.sku].consume(domain.rid(number, line.line_no), msg.warehouse, line.quantity)
         _save(docs, stocks, cause)
+        order_doc = await batch.doc(f"order:{msg.order_key}")
+        if order_doc.state is not None and not order_doc.seen(cause):
+            # remembered so that none of the order's stock is reallocated to a priority order any more
+            dispatched = sorted({*order_doc.state.get("dispatched", []), msg.shipment_id})
+            record(order_doc, cause, {**order_doc.state, "dispatched": dispatched}, [])
         return f"consumed for {msg.shipment_id}"
 
     async def on_counted(batch: Batch, msg: StockCounted, rec: Incoming) -> str:
@@ -160,17 +168,11 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
 
     async def _fill_waiting(batch: Batch, st: Stock, warehouse: str, cause: str) -> int:
         """Reserve arrived goods for waiting orders, oldest promise first; complete orders fully covered."""
-        filled = 0
-        for r, w in sorted(st.waiting.items(), key=lambda kv: kv[1]["since"]):
-            if st.available(warehouse) < w["qty"]:
-                continue
-            st.reserve(r, {warehouse: w["qty"]})
-            st.release_promise(r)
-            del st.waiting[r]
-            filled += 1
+        filled = st.fill_waiting(warehouse)
+        for r, w in filled:
             order_doc = await batch.doc(f"order:{w['order_key']}")
             await _line_reserved(batch, order_doc, r, cause, st)
-        return filled
+        return len(filled)
 
     async def _line_reserved(batch: Batch, doc: Doc, r: str, cause: str, st: Stock) -> None:
         state = dict(doc.state or {})
@@ -207,6 +209,34 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
         record(doc, msg.command_id, result.state if result.state is not None else doc.state, result.outputs)
         return f"{msg.choice}: {result.outcome}"
 
+    async def on_priority(batch: Batch, msg: PriorityApproval, rec: Incoming) -> str:
+        doc = await batch.doc(f"order:{order_key(msg.channel, msg.channel_order_ref)}")
+        if doc.seen(msg.command_id):
+            return "duplicate"
+        state = doc.state or {}
+        if state.get("status") != "awaiting_priority_approval":
+            record(doc, msg.command_id, doc.state, [domain.refused(msg, state, batch.now)])
+            return "refused: no priority approval awaited"
+        order = OrderApproved.model_validate(state["approved"])
+        victim_docs = {
+            k: await batch.doc(f"order:{k}") for k in sorted({t["order_key"] for t in state.get("reallocation", [])})
+        }
+        victims = {k: d.state for k, d in victim_docs.items()}
+        skus = _skus(order) | {l["sku"] for l in state.get("lines", {}).values()}
+        for v in victims.values():
+            if v and "approved" in v:
+                skus |= _skus(OrderApproved.model_validate(v["approved"])) | {
+                    l["sku"] for l in v.get("lines", {}).values()
+                }
+        docs, stocks = await _stocks(batch, skus)
+        out = domain.decide_priority(msg, state, victims, stocks, prefs, batch.now)
+        _save(docs, stocks, msg.command_id)
+        record(doc, msg.command_id, out.result.state, out.result.outputs)
+        for k, r in out.victims.items():
+            record(victim_docs[k], msg.command_id, r.state, r.outputs)
+        verdict = "approved" if msg.approved else "denied"
+        return f"priority {verdict}: {out.result.outcome}; {len(out.victims)} order(s) re-planned"
+
     return {
         OrderApproved: on_approved,
         OrderCancelled: on_cancelled,
@@ -216,4 +246,5 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
         PurchaseOrderUpdated: on_po,
         ProductionUpdated: on_production,
         ShortageDecision: on_shortage,
+        PriorityApproval: on_priority,
     }

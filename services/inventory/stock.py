@@ -2,6 +2,11 @@
 
 Reserved quantities are derived from the live reservations, so `reserved = sum(reservations)`
 holds by construction; every change keeps `reserved <= on_hand` per warehouse.
+
+Each reservation and waiting line also records its owner (order key, priority, VIP, since when), so
+a priority order can find the normal orders whose stock it may take (handbook 2.3.3). Inventory does
+not see picking: a reservation counts as movable until a shipment of it is dispatched (`consume`,
+on `stock.shipped`), after which it is marked consumed and is never taken.
 """
 
 from dataclasses import dataclass, field
@@ -33,6 +38,7 @@ class Stock:
     reservations: dict[str, dict[str, int]] = field(default_factory=dict)  # reservation id -> wh -> qty
     incoming: dict[str, PurchaseOrder] = field(default_factory=dict)  # po number -> PO
     waiting: dict[str, dict[str, Any]] = field(default_factory=dict)  # reservation id -> {order_key, qty, since}
+    owners: dict[str, dict[str, Any]] = field(default_factory=dict)  # rid -> {order_key, priority, vip, since, ..}
 
     def reserved(self, warehouse: str) -> int:
         """Quantity reserved in `warehouse`: the sum of the live reservations."""
@@ -65,14 +71,37 @@ class Stock:
                 break
         return split
 
-    def reserve(self, rid: str, where: dict[str, int]) -> None:
-        """Hold `where` for reservation `rid`; refuses anything that would oversell."""
+    def reserve(self, rid: str, where: dict[str, int], owner: dict[str, Any] | None = None) -> None:
+        """Hold `where` for reservation `rid` (of `owner`, when given); refuses anything that would oversell."""
         for w, q in where.items():
+            if q < 0:
+                raise ValueError(f"negative reservation refused: {self.sku}@{w} {q}")
             if q > self.available(w):
                 raise ValueError(f"oversell refused: {self.sku}@{w} has {self.available(w)} available, asked {q}")
+        where = {w: q for w, q in where.items() if q}
+        if not where:
+            return
         current = self.reservations.setdefault(rid, {})
         for w, q in where.items():
             current[w] = current.get(w, 0) + q
+        if owner is not None:
+            self.own(rid, owner)
+
+    def own(self, rid: str, owner: dict[str, Any]) -> None:
+        """Record whose reservation (or waiting line) `rid` is; a consumed mark is kept."""
+        self.owners[rid] = {**owner, **({"consumed": True} if self.owners.get(rid, {}).get("consumed") else {})}
+
+    def movable(self, rid: str) -> bool:
+        """Whether a priority order may take reservation `rid`: a live reservation of a known normal-priority,
+        non-VIP order, none of which has been dispatched yet (inventory's stand-in for "not yet picked")."""
+        owner = self.owners.get(rid)
+        return (
+            rid in self.reservations
+            and owner is not None
+            and owner.get("priority", "normal") == "normal"
+            and not owner.get("vip", False)
+            and not owner.get("consumed", False)
+        )
 
     def release(self, rid: str) -> int:
         """Drop a reservation, its promises and its place in the waiting queue; returns units released."""
@@ -80,6 +109,7 @@ class Stock:
         for po in self.incoming.values():
             po.promised.pop(rid, None)
         self.waiting.pop(rid, None)
+        self.owners.pop(rid, None)
         return released
 
     def release_promise(self, rid: str) -> None:
@@ -98,6 +128,23 @@ class Stock:
             if not held:
                 del self.reservations[rid]
         self.on_hand[warehouse] = self.on_hand.get(warehouse, 0) - quantity
+        if rid in self.owners:
+            if rid in self.reservations or rid in self.waiting:
+                self.owners[rid]["consumed"] = True  # in fulfillment's hands now: never reallocated
+            else:
+                del self.owners[rid]
+
+    def fill_waiting(self, warehouse: str) -> list[tuple[str, dict[str, Any]]]:
+        """Reserve goods in `warehouse` for waiting lines, oldest first; returns the lines filled."""
+        filled = []
+        for r, w in sorted(self.waiting.items(), key=lambda kv: kv[1]["since"]):
+            if self.available(warehouse) < w["qty"]:
+                continue
+            self.reserve(r, {warehouse: w["qty"]})
+            self.release_promise(r)
+            del self.waiting[r]
+            filled.append((r, w))
+        return filled
 
     def promise(self, rid: str, quantity: int, by: date) -> date | None:
         """Promise in-transit quantity arriving by `by`, first come first served; the latest ETA used."""
@@ -142,6 +189,7 @@ class Stock:
                 for n, p in self.incoming.items()
             },
             "waiting": self.waiting,
+            "owners": self.owners,
         }
 
     @classmethod
@@ -164,4 +212,14 @@ class Stock:
                 for n, p in doc.get("incoming", {}).items()
             },
             {k: dict(v) for k, v in doc.get("waiting", {}).items()},
+            {k: dict(v) for k, v in doc.get("owners", {}).items()},
         )
+
+    def copy(self) -> "Stock":
+        """An independent copy (to try a plan and roll it back)."""
+        return Stock.from_doc(self.sku, self.to_doc())
+
+    def restore(self, saved: "Stock") -> None:
+        """Take back the contents of a copy made earlier."""
+        self.on_hand, self.reservations, self.incoming = saved.on_hand, saved.reservations, saved.incoming
+        self.waiting, self.owners = saved.waiting, saved.owners

@@ -19,6 +19,17 @@ def _drop_pii(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMappin
     return event
 
 
+class _Stderr(structlog.PrintLogger):
+    """Writes each line to the current sys.stderr (looked up per line, so redirection is honoured)."""
+
+    def msg(self, message: str) -> None:
+        """Write one rendered line."""
+        print(message, file=sys.stderr, flush=False)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
 def configure(service: str, fmt: str = "json", level: str = "INFO") -> None:
     """Configure structlog for one service process."""
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
@@ -37,7 +48,7 @@ def configure(service: str, fmt: str = "json", level: str = "INFO") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=lambda *_: _Stderr(),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)

@@ -1,10 +1,12 @@
 """End-to-end fixtures: the four services as real processes on the real servers, isolated per session.
 
 Each session gets its own database prefix, consumer-group prefix (groups start at the current end of
-the topics) and process directory, so it never disturbs a running demo or another test session.
+the topics) and process directory, so it never disturbs a running demo's state. Two sessions would
+still both consume the same topics, so sessions take a machine-wide lock and run one after another.
 """
 
 import asyncio
+import fcntl
 import os
 import tempfile
 import uuid
@@ -20,6 +22,8 @@ from services.runtime.kafka import ensure_topics
 @pytest.fixture(scope="session")
 def system(servers: dict[str, str]) -> Iterator[dict[str, str]]:
     """The four services (one replica each) on throwaway databases and consumer groups; stopped afterwards."""
+    lock = open(os.path.join(tempfile.gettempdir(), "orderflow-e2e.lock"), "w")  # noqa: SIM115
+    fcntl.flock(lock, fcntl.LOCK_EX)
     run = uuid.uuid4().hex[:8]
     env = {
         **servers,
@@ -36,6 +40,7 @@ def system(servers: dict[str, str]) -> Iterator[dict[str, str]]:
     asyncio.run(demo.load_reference_data(bootstrap, print, timeout=120))
     yield env
     procs.down()
+    lock.close()
 
 
 @pytest.fixture

@@ -1,13 +1,21 @@
 """Fulfillment's handlers on the in-memory broker: shipments, tracking, invoicing, cancellation, supply
 instructions, out-of-order events, duplicates."""
 
+import json
 from collections.abc import AsyncIterator
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
+from faststream.kafka.annotations import KafkaMessage
 
 from contracts import topics
+from contracts.common import Reason
+from orderflow import track
+from services.fulfillment import store
 from services.fulfillment.app import CONSUMES, NAME, build
+from services.runtime.messages import Outgoing
+from services.runtime.status import status
 from tests.factories import NOW, command
 from tests.handlers.events import number, okey, reserved, shipping, supply_needed, wire
 from tests.handlers.harness import Harness
@@ -287,3 +295,234 @@ async def test_duplicate_refused_cancel_is_answered_once(ful: Harness) -> None:
         await cancel(ful, "F-25", "cmd-25")
     assert ful.statuses() == ["shipped", "shipped"]  # the dispatch, then one refusal
     assert not ful.out[topics.ORDERS_CANCELLED]
+
+
+# ---- fulfillment consumes orders.status itself (the order timeline) ----
+@pytest.fixture(autouse=True)
+async def _own_statuses_captured(ful: Harness) -> None:
+    """Fulfillment consumes `orders.status` (the timeline), and the harness captures only topics the service does
+    not consume: add a sink so the statuses fulfillment publishes are still captured."""
+    if any(not s.group_id and any(t.name == topics.ORDERS_STATUS for t in s.topics) for s in ful.broker.subscribers):
+        return  # the harness captures it already
+    sub = ful.broker.subscriber(topics.ORDERS_STATUS, batch=True)
+
+    @sub
+    async def sink(body: Any, msg: KafkaMessage) -> None:
+        raw = msg.raw_message
+        for r in raw if isinstance(raw, list | tuple) else [raw]:
+            value = json.loads(r.value)
+            value["_key"] = r.key.decode() if isinstance(r.key, bytes) else r.key
+            ful.out[topics.ORDERS_STATUS].append(value)
+
+    await sub.start()
+
+
+def upstream_status(ref: str, name: str, cause: str, **kw: Any) -> Outgoing:
+    """An `order.status` as another service publishes it (intake, review, inventory)."""
+    kw.setdefault("order_number", number(ref))
+    kw.setdefault("decided_by", "review-rules/1")
+    return status(cause, "web", ref, name, NOW, revision=1, **kw)
+
+
+async def publish_status(h: Harness, out: Outgoing) -> None:
+    await h.send(out.topic, out.value, out.key)
+
+
+async def timeline_of(h: Harness, ref: str) -> dict[str, Any]:
+    tl = await store.find_timeline(h.collection, ref)
+    assert tl is not None, f"no timeline for {ref}"
+    return tl
+
+
+async def test_timeline_records_every_status_of_every_service_once(ful: Harness) -> None:
+    for out in (
+        upstream_status("T-1", "received", "acc-1", decided_by="intake/1"),
+        upstream_status("T-1", "approved", "app-1", details={"charges": [], "total_amount": "110.00"}),
+        upstream_status("T-1", "reserved", "res-1", decided_by="inventory-allocation/1",
+                        details={"allocations": [{"warehouse": EAST, "lines": [{"line_no": 1, "sku": "SKU-0001",
+                                                                                  "quantity": 10}]}],
+                                 "complete": True}),
+    ):  # fmt: skip
+        await publish_status(ful, out)
+    [sid] = await open_order(ful, "T-1")
+    await ship(ful, "T-1", sid, "SF9")
+    await deliver(ful, "T-1", sid)
+    await publish_status(ful, upstream_status("T-1", "approved", "app-1"))  # a republished status: same event id
+    tl = await timeline_of(ful, okey("T-1"))
+    assert [e["status"] for e in tl["entries"]] == ["received", "approved", "reserved", "shipped", "delivered"]
+    assert [e["decided_by"] for e in tl["entries"]] == [
+        "intake/1",
+        "review-rules/1",
+        "inventory-allocation/1",
+        "fulfillment/1",
+        "fulfillment/1",
+    ]
+    assert tl["order_number"] == number("T-1") and tl["order_key"] == okey("T-1")
+    by_number = await timeline_of(ful, number("T-1"))
+    assert by_number == tl
+    details = [e["details"] for e in tl["entries"]]
+    assert details[1] == "total amount: 110.00"
+    assert details[2] == "allocations: WH-EAST: SKU-0001×10; complete"
+    assert "tracking number: SF9" in details[3] and "carrier: SF Express" in details[3]
+    text = track.render(tl)
+    assert "delivered" in text and "inventory-allocation/1" in text and number("T-1") in text
+
+
+async def test_timeline_keeps_refusals_and_holds_with_their_reasons(ful: Harness) -> None:
+    [sid] = await open_order(ful, "T-2")
+    await ship(ful, "T-2", sid)
+    await cancel(ful, "T-2", "cmd-T2")
+    tl = await timeline_of(ful, okey("T-2"))
+    first, refused = tl["entries"]
+    assert first["status"] == "shipped" and first["details"].startswith("shipment id: ")
+    assert refused["status"] == "shipped" and refused["decided_by"] == "supervisor-1"
+    assert [r["code"] for r in refused["reasons"]] == ["already_shipped"]
+    assert refused["details"] == "refused: order.cancel"
+
+
+async def test_timeline_never_stores_contact_data(ful: Harness) -> None:
+    reasons = [
+        Reason(code="invalid_format", field="customer.email", message="The contact email (customer.email) "
+               "'li.wei@@example' is not valid: expected an address such as name@example.com."),
+        Reason(code="invalid_format", field="customer.phone", message="The contact phone (customer.phone) "
+               "'+86 abc 1234' is not valid."),
+        Reason(code="missing", field="ship_to.city", message="The city (ship_to.city) is missing."),
+    ]  # fmt: skip
+    held = status("sub-3", "web", "T-3", "needs_clarification", NOW, revision=1, reasons=reasons, decided_by="intake/1")
+    await publish_status(ful, held)
+    shipped = upstream_status(
+        "T-3", "shipped", "x-3",
+        details={"ship_to": {"recipient": "Li Wei", "line1": "88 Wensan Rd"}, "contact": "liwei@example.com",
+                 "note": "call liwei@example.com"},
+    )  # fmt: skip
+    await publish_status(ful, shipped)
+    raw = json.dumps(await ful.collection.find_one({"_id": f"timeline:{okey('T-3')}"}))
+    for secret in ("li.wei@@example", "+86 abc", "Li Wei", "Wensan", "liwei@example.com"):
+        assert secret not in raw, secret
+    tl = await timeline_of(ful, okey("T-3"))
+    assert [r["field"] for r in tl["entries"][0]["reasons"]] == ["customer.email", "customer.phone", "ship_to.city"]
+    assert tl["entries"][0]["order_number"] is None
+
+
+async def test_unknown_order_has_no_timeline(ful: Harness) -> None:
+    assert await store.find_timeline(ful.collection, "web:NOPE") is None
+    assert await store.find_timeline(ful.collection, "SO-NOPE") is None
+
+
+# ---- promise slips (2.4.1): production's and purchasing's answers ----
+def production_update(request_id: str, expected: date, status_: str = "planned", event_id: str | None = None) -> dict:
+    return {
+        "type": "production.updated", "version": 1, "event_id": event_id, "production_request_id": request_id,
+        "sku": "SIGN-CUSTOM", "quantity": 4, "expected_completion": expected.isoformat(), "status": status_,
+    }  # fmt: skip
+
+
+def po_update(sku: str, eta: date, po: str = "PO-1", status_: str = "open", event_id: str | None = None) -> dict:
+    return {
+        "type": "purchase-order.updated", "version": 1, "event_id": event_id, "po_number": po, "sku": sku,
+        "warehouse": EAST, "quantity": 50, "eta": eta.isoformat(), "status": status_,
+    }  # fmt: skip
+
+
+def slips(h: Harness) -> list[dict[str, Any]]:
+    return [m for m in h.out[topics.ORDERS_STATUS] if any(r["code"] == "promise_slipped" for r in m.get("reasons", []))]
+
+
+async def test_late_production_slips_the_promise_once_per_new_date(ful: Harness) -> None:
+    need = supply_needed("P-1", "production")
+    await publish_status(ful, upstream_status("P-1", "in_production", "need-P1", promise_date=need.needed_by))
+    await ful.send(topics.INVENTORY_ALLOCATIONS, wire(need), okey("P-1"))
+    await ful.send(topics.INVENTORY_MOVEMENTS, production_update(need.request_id, need.needed_by), "SIGN-CUSTOM")
+    assert slips(ful) == []  # on time
+    late = need.needed_by + timedelta(days=4)
+    for _ in range(2):  # the same answer twice (a redelivery), then the same date again in a new message
+        await ful.send(topics.INVENTORY_MOVEMENTS, production_update(need.request_id, late, event_id="m-1"), "x")
+    await ful.send(topics.INVENTORY_MOVEMENTS, production_update(need.request_id, late, event_id="m-2"), "x")
+    [slip] = slips(ful)
+    assert slip["status"] == "in_production" and slip["promise_date"] == late.isoformat()
+    assert slip["_key"] == okey("P-1") and slip["order_number"] == number("P-1")
+    assert slip["decided_by"] == "fulfillment/1"
+    assert slip["details"]["production_request_id"] == need.request_id
+    assert slip["details"]["requested_date"] == need.needed_by.isoformat()
+    later = late + timedelta(days=3)
+    await ful.send(topics.INVENTORY_MOVEMENTS, production_update(need.request_id, later, event_id="m-3"), "x")
+    assert [s["promise_date"] for s in slips(ful)] == [late.isoformat(), later.isoformat()]
+    tl = await timeline_of(ful, okey("P-1"))
+    assert [e["status"] for e in tl["entries"]] == ["in_production", "in_production", "in_production"]
+    assert tl["entries"][-1]["reasons"][0]["code"] == "promise_slipped"
+
+
+async def test_production_answers_for_other_requests_or_done_are_ignored(ful: Harness) -> None:
+    need = supply_needed("P-2", "production")
+    await ful.send(topics.INVENTORY_ALLOCATIONS, wire(need), okey("P-2"))
+    late = need.needed_by + timedelta(days=4)
+    await ful.send(topics.INVENTORY_MOVEMENTS, production_update("PR-SOMEONE-ELSE", late), "x")
+    await ful.send(topics.INVENTORY_MOVEMENTS, production_update(need.request_id, late, "done"), "x")
+    assert slips(ful) == [] and not ful.out[topics.ORDERS_DLQ]
+
+
+async def test_late_purchase_slips_the_backordered_orders_waiting_on_that_sku(ful: Harness) -> None:
+    for ref in ("B-1", "B-2"):
+        await publish_status(ful, upstream_status(ref, "backordered", f"wait-{ref}"))
+        await ful.send(topics.INVENTORY_ALLOCATIONS, wire(supply_needed(ref, "purchase", sku="LAMP-RARE")), okey(ref))
+    need = supply_needed("B-1", "purchase", sku="LAMP-RARE")
+    late = need.needed_by + timedelta(days=2)
+    await ful.send(topics.INVENTORY_MOVEMENTS, po_update("SKU-0001", late), "SKU-0001")  # nobody waits on it
+    await ful.send(topics.INVENTORY_MOVEMENTS, po_update("LAMP-RARE", need.needed_by), "LAMP-RARE")  # in time
+    assert slips(ful) == []
+    await ful.send(topics.INVENTORY_MOVEMENTS, po_update("LAMP-RARE", late, event_id="po-late"), "LAMP-RARE")
+    got = sorted((s["_key"], s["status"], s["promise_date"], s["details"]["po_number"]) for s in slips(ful))
+    assert got == [(okey(r), "backordered", late.isoformat(), "PO-1") for r in ("B-1", "B-2")]
+    assert len({s["event_id"] for s in slips(ful)}) == 2
+
+
+async def test_reserved_or_cancelled_orders_no_longer_slip(ful: Harness) -> None:
+    for ref in ("B-3", "B-4", "B-5"):
+        await ful.send(topics.INVENTORY_ALLOCATIONS, wire(supply_needed(ref, "purchase", sku="LAMP-RARE")), okey(ref))
+    await open_order(ful, "B-3", {EAST: [("LAMP-RARE", 4, "50.00")]})  # the goods arrived: reserved
+    await cancel(ful, "B-4", "cmd-B4")
+    await publish_status(ful, upstream_status("B-5", "reserved", "res-B5"))  # reserved, shipments not yet opened
+    late = supply_needed("B-3", "purchase").needed_by + timedelta(days=2)
+    await ful.send(topics.INVENTORY_MOVEMENTS, po_update("LAMP-RARE", late), "LAMP-RARE")
+    assert slips(ful) == []
+    waiting = await ful.collection.find_one({"_id": "purchase:LAMP-RARE"})
+    assert waiting is not None and sorted(waiting["state"]["orders"]) == [okey("B-5")]
+
+
+# ---- cancellation after a delivery exception (2.4.3: the exception reopens the order) ----
+async def test_cancel_after_a_delivery_exception_voids_and_cancels(ful: Harness) -> None:
+    [sid] = await open_order(ful, "X-1")
+    await ship(ful, "X-1", sid)
+    await event(ful, "exception", "X-1", sid, kind="damaged", note="crushed")
+    await cancel(ful, "X-1", "cmd-X1")
+    assert ful.statuses() == ["shipped", "delivery_exception", "cancelled"]
+    assert ful.out[topics.ORDERS_STATUS][-1]["details"] == {"voided_after_exception": [sid]}
+    [voided] = [m for m in ful.out[topics.FULFILLMENT_SHIPMENTS] if m["type"] == "shipment.voided"]
+    assert voided["shipment_id"] == sid
+    [ev] = ful.out[topics.ORDERS_CANCELLED]
+    assert ev["order_key"] == okey("X-1")
+    assert len(ful.out[topics.FULFILLMENT_DISPATCHED]) == 1  # consumed once at dispatch; nothing more
+    await dispatch(ful, "X-1", sid, "SF-R")  # the re-shipment is too late: refused
+    assert "voided" in ful.out[topics.ORDERS_DLQ][-1]["reason"]
+    assert ful.statuses()[-1] == "cancelled" and not ful.out[topics.FINANCE_INVOICE_REQUESTS]
+
+
+async def test_cancel_is_refused_while_another_shipment_is_on_its_way(ful: Harness) -> None:
+    east, west = await open_order(ful, "X-2", {EAST: [("SKU-0001", 6, "11.00")], WEST: [("SKU-0001", 4, "11.00")]})
+    await ship(ful, "X-2", east, "SF1")
+    await ship(ful, "X-2", west, "SF2")
+    await event(ful, "exception", "X-2", east, kind="lost")
+    await cancel(ful, "X-2", "cmd-X2")
+    refused = ful.out[topics.ORDERS_STATUS][-1]
+    assert [r["code"] for r in refused["reasons"]] == ["already_shipped"] and west in refused["reasons"][0]["message"]
+    assert not ful.out[topics.ORDERS_CANCELLED]
+
+
+async def test_cancel_after_exception_also_voids_the_unshipped_rest(ful: Harness) -> None:
+    east, west = await open_order(ful, "X-3", {EAST: [("SKU-0001", 6, "11.00")], WEST: [("SKU-0001", 4, "11.00")]})
+    await ship(ful, "X-3", east)
+    await event(ful, "exception", "X-3", east, kind="refused")
+    await cancel(ful, "X-3", "cmd-X3")
+    assert ful.statuses()[-1] == "cancelled"
+    voided = sorted(m["shipment_id"] for m in ful.out[topics.FULFILLMENT_SHIPMENTS] if m["type"] == "shipment.voided")
+    assert voided == sorted([east, west])

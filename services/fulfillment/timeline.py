@@ -1,0 +1,143 @@
+"""Fulfillment's read model of every order's timeline (handbook 2.4.3), built from `orders.status`.
+
+One document per order, `timeline:{order_key}`, with every status in the order it was published
+(deduplicated by event id) and, per status: time, revision, reasons, a short summary of the details,
+the promise date and who or which rule decided. `number:{order_number}` aliases (shared with the
+shipment handlers) let customer service look an order up by its number. Only a summary of the
+details is kept, and contact data is never stored: personal keys are dropped and values quoted in
+reasons about the customer's contact or address are masked.
+"""
+
+import re
+from typing import Any
+
+from contracts.public import OrderStatus
+
+ENTRY_LIMIT = 500  # per order; the oldest entries beyond it are counted, not kept
+SUMMARY_LIMIT = 300
+PRIVATE_KEYS = frozenset(
+    {"ship_to", "customer", "contact", "contact_name", "recipient", "phone", "email", "address", "line1", "line2"}
+)
+_PRIVATE_FIELD = re.compile(r"^(ship_to|customer\.(?!customer_id$))")
+_QUOTED = re.compile(r"'[^']*'")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def key(order_key: str) -> str:
+    """The timeline document of an order."""
+    return f"timeline:{order_key}"
+
+
+def alias(order_number: str) -> str:
+    """The document that maps an order number to its order key."""
+    return f"number:{order_number}"
+
+
+def _scrub(text: str) -> str:
+    return _EMAIL.sub("[email]", text)
+
+
+def _reason(r: Any) -> dict[str, Any]:
+    message = r.message
+    if r.field and _PRIVATE_FIELD.match(r.field):
+        message = _QUOTED.sub("'…'", message)  # e.g. intake echoes a malformed phone or email
+    return {"code": r.code, "field": r.field, "message": _scrub(message)}
+
+
+def _lines(items: list[Any]) -> str | None:
+    if not all(isinstance(i, dict) and "sku" in i and "quantity" in i for i in items):
+        return None
+    return ", ".join(f"{i['sku']}×{i['quantity']}" for i in items)
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, dict):
+        inner = [f"{k} {_value(x)}" for k, x in v.items() if k not in PRIVATE_KEYS and x not in (None, {}, [])]
+        return "{" + ", ".join(inner) + "}"
+    if isinstance(v, list):
+        if not v:
+            return "-"
+        lines = _lines(v)
+        if lines is not None:
+            return lines
+        if all(isinstance(i, dict) and "warehouse" in i and isinstance(i.get("lines"), list) for i in v):
+            return "; ".join(f"{i['warehouse']}: {_lines(i['lines']) or _value(i['lines'])}" for i in v)
+        if all(isinstance(i, dict) and "code" in i and "amount" in i for i in v):
+            return ", ".join(f"{i['code']} {i['amount']}" for i in v)
+        return ", ".join(_value(i) for i in v)
+    return str(v)
+
+
+def _option(name: str, v: Any) -> str | None:
+    if not v:
+        return None
+    if name == "wait" and isinstance(v, dict):
+        return f"wait (until {v['promise_date']})" if v.get("promise_date") else None
+    if name == "substitute" and isinstance(v, dict):
+        subs = sorted({s for options in v.values() if isinstance(options, list) for s in options})
+        return f"substitute ({', '.join(subs)})" if subs else None
+    return name
+
+
+def summarize(details: dict[str, Any]) -> str:
+    """A one-line summary of a status's details, without personal data."""
+    parts: list[str] = []
+    for k, v in details.items():
+        if k in PRIVATE_KEYS or v is None:
+            continue
+        if k == "options" and isinstance(v, dict):
+            offered = [o for o in (_option(n, x) for n, x in v.items()) if o]
+            parts.append(f"options: {', '.join(offered) or 'none'}")
+        elif k == "charges" and not v:
+            continue
+        elif v is True:
+            parts.append(k)
+        elif v is False:
+            parts.append(f"{k}: no")
+        else:
+            parts.append(f"{k.replace('_', ' ')}: {_value(v)}")
+    text = _scrub("; ".join(parts))
+    return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1] + "…"
+
+
+def entry(msg: OrderStatus) -> dict[str, Any]:
+    """One step of the timeline."""
+    return {
+        "event_id": msg.event_id,
+        "status": msg.status,
+        "occurred_at": msg.occurred_at.isoformat(),
+        "revision": msg.revision,
+        "order_number": msg.order_number,
+        "reasons": [_reason(r) for r in msg.reasons],
+        "promise_date": msg.promise_date.isoformat() if msg.promise_date else None,
+        "details": summarize(msg.details),
+        "decided_by": msg.decided_by,
+    }
+
+
+def append(state: dict[str, Any] | None, order_key: str, msg: OrderStatus) -> dict[str, Any] | None:
+    """The timeline with `msg` appended, or None when it is already there (a republished status)."""
+    st = state or {
+        "order_key": order_key,
+        "channel": msg.channel,
+        "channel_order_ref": msg.channel_order_ref,
+        "order_number": None,
+        "entries": [],
+        "dropped": 0,
+    }
+    if any(e["event_id"] == msg.event_id for e in st["entries"]):
+        return None
+    entries = [*st["entries"], entry(msg)]
+    dropped = st.get("dropped", 0) + max(0, len(entries) - ENTRY_LIMIT)
+    return {
+        **st,
+        "order_number": st.get("order_number") or msg.order_number,
+        "entries": entries[-ENTRY_LIMIT:],
+        "dropped": dropped,
+    }
+
+
+def last_status(state: dict[str, Any] | None) -> str | None:
+    """The latest status of the order as published (refusals and ignored messages repeat it)."""
+    entries = (state or {}).get("entries") or []
+    return str(entries[-1]["status"]) if entries else None
