@@ -542,7 +542,8 @@ def decide_priority(
     release_all(state, stocks)  # what it held while waiting is planned again with the rest
     if not cmd.approved:
         why = Reason(code="priority_reallocation_denied", message=f"reallocation denied by {by}")
-        return Reallocated(replan(cmd.command_id, order, stocks, prefs, now, priority=False, reasons=[why]))
+        denied = replan(cmd.command_id, order, stocks, prefs, now, priority=False, reasons=[why], decided_by=by)
+        return Reallocated(denied)
     listed = {t["order_key"] for t in state.get("reallocation", [])}
     pool = {
         k: v
@@ -579,7 +580,8 @@ def decide_priority(
             )
             for t in lost
         ]
-        out.victims[k] = replan(f"{cmd.command_id}:{k}", victim, stocks, prefs, now, priority=False, reasons=lost_why)
+        cause = f"{cmd.command_id}:{k}"  # one status event id per order told
+        out.victims[k] = replan(cause, victim, stocks, prefs, now, priority=False, reasons=lost_why, decided_by=by)
     return out
 
 

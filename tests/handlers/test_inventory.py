@@ -443,3 +443,111 @@ async def test_duplicate_shortage_decision_is_applied_once(inv: Harness) -> None
         after = await shortage(inv, "I-38", "cmd-38", "ship_partial")
     assert inv.statuses() == ["awaiting_customer_decision", "reserved"]
     assert len(reserved_events(inv)) == 1 and after[("SKU-0001", EAST)] == (6, 6)
+
+
+# ---- priority allocation (handbook 2.3.3) ----
+async def approve_priority(h: Harness, ref: str, qty: int = 10, **update: Any) -> Levels:
+    msg = approved(ref, [("SKU-0001", qty, "11.00")]).model_copy(update=update or {"priority": "urgent"})
+    return await put(h, topics.ORDERS_APPROVED, msg, okey(ref))
+
+
+async def priority(h: Harness, ref: str, cid: str, approve_it: bool = True) -> Levels:
+    cmd = command("order.priority-approval", ref, cid, approved=approve_it)
+    return await put(h, topics.ORDERS_COMMANDS, cmd, okey(ref))
+
+
+def status_of(h: Harness, ref: str) -> list[dict[str, Any]]:
+    return [m for m in h.out[topics.ORDERS_STATUS] if m["channel_order_ref"] == ref]
+
+
+async def test_urgent_order_asks_then_approval_moves_stock_and_replans_the_victim(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 12)
+    await approve(inv, "P-1")  # a normal order holds 10
+    after = await approve_priority(inv, "P-2")
+    [ask] = status_of(inv, "P-2")
+    assert ask["status"] == "awaiting_priority_approval"
+    assert ask["details"]["reallocation"] == [
+        {"order_number": number("P-1"), "line_no": 1, "sku": "SKU-0001", "quantity": 8}
+    ]
+    assert after[("SKU-0001", EAST)] == (12, 12)  # the free 2 are held for the urgent order; nothing moved yet
+    inv.clear()
+    after = await priority(inv, "P-2", "cmd-p2")
+    [mine] = status_of(inv, "P-2")
+    assert mine["status"] == "reserved" and mine["decided_by"] == "supervisor-1"
+    assert [r["code"] for r in mine["reasons"]] == ["priority_reallocation_approved"]
+    assert allocations(inv) == {EAST: [(1, "SKU-0001", 10)]} and reserved_events(inv)[0]["order_number"] == number(
+        "P-2"
+    )
+    [lost] = status_of(inv, "P-1")
+    assert lost["status"] == "awaiting_customer_decision" and lost["_key"] == okey("P-1")
+    assert lost["decided_by"] == "supervisor-1" and number("P-2") in lost["reasons"][0]["message"]
+    assert [r["code"] for r in lost["reasons"]] == ["reallocated_to_priority_order", "insufficient_stock"]
+    assert lost["details"]["options"]["ship_partial"] == {"1": 2}
+    assert after[("SKU-0001", EAST)] == (12, 10)  # the victim holds nothing while its customer decides
+    await shortage(inv, "P-1", "cmd-p1", "ship_partial")  # the victim's own shortage path goes on as usual
+    assert status_of(inv, "P-1")[-1]["status"] == "reserved"
+    assert (await levels(inv))[("SKU-0001", EAST)] == (12, 12)
+
+
+async def test_vip_order_denied_goes_down_the_normal_shortage_path(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 10)
+    await approve(inv, "P-3")
+    await approve_priority(inv, "P-4", vip=True)
+    assert status_of(inv, "P-4")[-1]["status"] == "awaiting_priority_approval"
+    after = await priority(inv, "P-4", "cmd-p4", approve_it=False)
+    denied = status_of(inv, "P-4")[-1]
+    assert denied["status"] == "awaiting_customer_decision"
+    assert [r["code"] for r in denied["reasons"]] == ["priority_reallocation_denied", "insufficient_stock"]
+    assert [m["status"] for m in status_of(inv, "P-3")] == ["reserved"]  # the normal order keeps its stock
+    assert after[("SKU-0001", EAST)] == (10, 10)
+
+
+async def test_repeated_priority_approval_is_applied_once(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 10)
+    await approve(inv, "P-5")
+    await approve_priority(inv, "P-6")
+    for _ in range(2):
+        after = await priority(inv, "P-6", "cmd-p6")
+    assert [m["status"] for m in status_of(inv, "P-6")] == ["awaiting_priority_approval", "reserved"]
+    assert [m["status"] for m in status_of(inv, "P-5")] == ["reserved", "awaiting_customer_decision"]
+    assert len(reserved_events(inv)) == 2 and after[("SKU-0001", EAST)] == (10, 10)
+
+
+async def test_priority_approval_for_an_order_not_awaiting_one_is_refused(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 50)
+    await approve_priority(inv, "P-7")  # enough stock: reserved without asking
+    after = await priority(inv, "P-7", "cmd-p7")
+    refused = status_of(inv, "P-7")[-1]
+    assert refused["status"] == "reserved" and refused["details"] == {"refused": "order.priority-approval"}
+    assert [r["code"] for r in refused["reasons"]] == ["no_priority_approval_awaited"]
+    assert after[("SKU-0001", EAST)] == (50, 10)
+
+
+async def test_an_order_dispatched_meanwhile_keeps_its_stock(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 10)
+    await approve(inv, "P-8")
+    await approve_priority(inv, "P-9", qty=6)
+    assert status_of(inv, "P-9")[-1]["status"] == "awaiting_priority_approval"
+    await put(inv, topics.FULFILLMENT_DISPATCHED, shipped("P-8", EAST, 4, sid="S-P8"), okey("P-8"))
+    after = await priority(inv, "P-9", "cmd-p9")
+    mine = status_of(inv, "P-9")[-1]
+    assert mine["status"] == "awaiting_customer_decision"
+    assert mine["reasons"][0]["code"] == "priority_reallocation_unavailable"
+    assert [m["status"] for m in status_of(inv, "P-8")] == ["reserved"]
+    assert after[("SKU-0001", EAST)] == (6, 6)
+
+
+async def test_an_order_with_another_line_dispatched_meanwhile_keeps_its_stock(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 10)
+    await count(inv, "SKU-0002", EAST, 2)
+    await approve(inv, "P-10", [("SKU-0001", 10, "11.00"), ("SKU-0002", 2, "12.00")])
+    await approve_priority(inv, "P-11", qty=6)
+    assert status_of(inv, "P-11")[-1]["status"] == "awaiting_priority_approval"
+    line2 = shipped("P-10", EAST, 2, sid="S-P10").model_copy(
+        update={"lines": [ShipmentLine(line_no=2, sku="SKU-0002", quantity=2)]}
+    )
+    await put(inv, topics.FULFILLMENT_DISPATCHED, line2, okey("P-10"))  # its SKU-0001 line is still unconsumed
+    after = await priority(inv, "P-11", "cmd-p11")
+    assert status_of(inv, "P-11")[-1]["reasons"][0]["code"] == "priority_reallocation_unavailable"
+    assert [m["status"] for m in status_of(inv, "P-10")] == ["reserved"]
+    assert after[("SKU-0001", EAST)] == (10, 10) and after[("SKU-0002", EAST)] == (0, 0)

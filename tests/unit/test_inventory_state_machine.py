@@ -81,6 +81,14 @@ class InventoryMachine(RuleBasedStateMachine):
             if all(v["state"] == "reserved" for v in state["lines"].values()):
                 state["status"] = "reserved"
 
+    def holdings(self) -> dict[str, dict[str, int]]:
+        """Order number -> reservation id -> units held."""
+        out: dict[str, dict[str, int]] = {}
+        for stock in self.stocks.values():
+            for r, where in stock.reservations.items():
+                out.setdefault(r.rsplit("#", 1)[0], {})[r] = sum(where.values())
+        return out
+
     def command(self, model: Any, ref: str, **fields: Any) -> Any:
         return model(
             version=1,
@@ -271,15 +279,24 @@ class InventoryMachine(RuleBasedStateMachine):
         listed = {t["order_key"].split(":", 1)[1] for t in state["reallocation"]}
         victims = {key(v): self.orders.get(v) for v in listed}
         cmd = self.command(PriorityApproval, ref, type="order.priority-approval", approved=approved)
+        before = self.holdings()
         out = domain.decide_priority(cmd, state, victims, self.stocks, PREFS, self.now())
         assert out.result.state is not None
         self.orders[ref] = out.result.state
         event(f"priority {'approved' if approved else 'denied'} -> {out.result.outcome}, {len(out.victims)} victim(s)")
         assert approved or not out.victims
+        after = self.holdings()
+        changed = {number(ref), *(number(k.split(":", 1)[1]) for k in out.victims)}
+        assert {n: h for n, h in before.items() if n not in changed} == {
+            n: h for n, h in after.items() if n not in changed
+        }, "no other order's stock moves"
+        if out.victims:
+            assert out.result.outcome == "reserved"
         for k, result in out.victims.items():
             v = k.split(":", 1)[1]
-            before = OrderApproved.model_validate(self.orders[v]["approved"])
-            assert before.priority == "normal" and not before.vip, "only normal, non-VIP orders lose stock"
+            assert sum(after.get(number(v), {}).values()) < sum(before[number(v)].values()), "each victim loses"
+            was = OrderApproved.model_validate(self.orders[v]["approved"])
+            assert was.priority == "normal" and not was.vip, "only normal, non-VIP orders lose stock"
             assert self.orders[v]["status"] in domain.HOLDING and not self.orders[v].get("dispatched")
             assert v in listed and v != ref
             assert result.state is not None
