@@ -76,7 +76,7 @@ class Canceller:
             else:  # fulfillment.shipments
                 key = f"{msg.get('channel')}:{msg.get('channel_order_ref')}"
                 stage = msg.get("type")
-            if key and self.stages.get(key) == stage:
+            if key in self.stages and self.stages[key] == stage:
                 await self.send(key)
 
 
