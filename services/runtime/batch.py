@@ -13,6 +13,7 @@ from pymongo.errors import PyMongoError
 from contracts import topics
 from contracts.public import DeadLetter
 from contracts.registry import UnreadableMessage, parse
+from services.runtime import health
 from services.runtime.ids import derive_id
 from services.runtime.messages import Incoming, Outgoing
 from services.runtime.outbox import ConflictError, Doc, DocStore
@@ -69,6 +70,7 @@ class Batch:
             occurred_at=self.now,
         )
         self.emit(Outgoing.of(topics.ORDERS_DLQ, rec.key or rec.origin, letter))
+        health.DEAD_LETTERS.labels(self.service, rec.topic).inc()
 
     async def commit(self, publisher: Publisher, write_first: tuple[str, ...] = ()) -> int:
         """Write dirty documents (shared ones, e.g. stock, first), publish every pending output, then clear
@@ -116,6 +118,7 @@ class Processor:
 
     async def process(self, records: list[Incoming]) -> None:
         """Process one batch; raises only transient errors (the caller then retries from the start)."""
+        started = time.perf_counter()
         batch = Batch(self.store, self.clock(), self.service)
         readable: list[tuple[Incoming, BaseModel]] = []
         for rec in records:
@@ -132,6 +135,7 @@ class Processor:
         for rec, msg in readable:
             await self._handle(batch, rec, msg)
         await batch.commit(self.publisher, self.write_first)
+        health.BATCHES.labels(self.service).observe(time.perf_counter() - started)
 
     async def _handle(self, batch: Batch, rec: Incoming, msg: BaseModel) -> None:
         handler = self.handlers.get(type(msg))
@@ -151,6 +155,10 @@ class Processor:
             outcome = "dead-lettered"
         finally:
             structlog.contextvars.unbind_contextvars("topic", "partition", "offset", "event_id", "key")
+        elapsed = time.perf_counter() - started
+        kind = str(getattr(msg, "type", type(msg).__name__))
+        health.HANDLED.labels(self.service, kind, health.outcome_label(outcome)).inc()
+        health.LATENCY.labels(self.service, kind).observe(elapsed)
         log.info(
             "handled",
             type=getattr(msg, "type", type(msg).__name__),
@@ -160,5 +168,5 @@ class Processor:
             event_id=rec.origin,
             order=rec.key,
             outcome=outcome,
-            ms=round((time.perf_counter() - started) * 1000, 2),
+            ms=round(elapsed * 1000, 2),
         )

@@ -12,6 +12,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from services.runtime import logging as runtime_logging
 from services.runtime.batch import Processor
+from services.runtime.health import HealthServer
 from services.runtime.kafka import BrokerPublisher, ensure_topics, make_broker, subscribe
 from services.runtime.outbox import DocStore
 from services.runtime.settings import ServiceSettings
@@ -56,10 +57,20 @@ async def run(
     await setup(collection)
     await ensure_topics(settings.kafka_bootstrap_servers)
     broker, _ = wire(name, settings, collection, consumes, build)
-    log.info("starting", consumes=list(consumes))
+
+    async def mongo_ok() -> bool:
+        return bool((await client.admin.command("ping")).get("ok"))
+
+    async def kafka_ok() -> bool:
+        return bool(await broker.ping(timeout=2.0))
+
+    probes = HealthServer(settings.health_port, {"mongo": mongo_ok, "kafka": kafka_ok})
+    await probes.start()
+    log.info("starting", consumes=list(consumes), health_port=settings.health_port)
     try:
         await FastStream(broker).run()
     finally:
+        await probes.stop()
         await client.close()
         log.info("stopped")
 

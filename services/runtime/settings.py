@@ -18,4 +18,5 @@ class ServiceSettings(BaseSettings):
     log_format: str = Field("json", validation_alias=AliasChoices("LOG_FORMAT", "log_format"))
     log_level: str = Field("INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
     max_batch: int = 200
+    health_port: int = 0  # /health/live, /health/ready and /metrics; 0 = off (set per service, e.g. 8080)
     linger_ms: int = 5
