@@ -46,6 +46,10 @@ chaos: stack
 	@echo "==> fault-injection suite"
 	@$(PYTEST) -m chaos tests/chaos -p no:cacheprovider -s
 
+bench: stack
+	@echo "==> benchmark: raw Kafka/store limits, then orders/s end to end (under 15 min; JSON in bench/results/)"
+	@$(OF) bench
+
 schemas: install
 	@$(BIN)/python -m contracts.schema
 

@@ -121,7 +121,22 @@ def track_cmd(
     if as_json:
         typer.echo(json.dumps(timeline))
     else:
-        Console().print(track.table(timeline))
+        track.show(Console(), timeline)
+
+
+@app.command("bench")
+def bench_cmd(
+    quick: Annotated[bool, typer.Option("--quick", help="50 and 150 orders/s, ~20 s each: under 2 minutes")] = False,
+    rates: Annotated[str, typer.Option(help="offered orders/s, comma-separated (default: the mode's)")] = "",
+    seconds: Annotated[float, typer.Option(help="seconds per offered rate (default: the mode's)")] = 0,
+    shipping: Annotated[bool, typer.Option(help="also run the warehouse/carrier simulator")] = False,
+) -> None:
+    """Raw Kafka and store limits, then orders/s end to end; tables printed, JSON in bench/results/."""
+    from orderflow import bench
+
+    plan = bench.make_plan(quick, tuple(int(r) for r in rates.split(",") if r.strip()), seconds, shipping)
+    uri = os.environ.get("MONGODB_URI") or stack.env()["MONGODB_URI"]
+    bench.main(_bootstrap(), uri, plan, typer.echo)
 
 
 @app.command("lag")

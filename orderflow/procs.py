@@ -118,3 +118,26 @@ def down() -> None:
     for s in SERVICES:
         for r in replicas(s):
             stop(s, r)
+
+
+def crashed() -> list[tuple[str, int]]:
+    """Replicas started here whose process is gone although nobody stopped them (pid file left behind)."""
+    out = []
+    for s in SERVICES:
+        for path in sorted(_run_dir().glob(f"{s}-*.pid")):
+            replica = int(path.stem.rsplit("-", 1)[1])
+            if pid_of(s, replica) is None:
+                out.append((s, replica))
+    return out
+
+
+def log_tail(service: str, replica: int = 1, lines: int = 20) -> str:
+    """The last `lines` lines of a replica's log (empty when it has none)."""
+    path = log_path(service, replica)
+    if not path.exists():
+        return ""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, fh.tell() - 64_000))
+        text = fh.read().decode("utf-8", "replace")
+    return "\n".join(text.splitlines()[-lines:])

@@ -49,26 +49,40 @@ def _reasons(entry: dict[str, Any]) -> str:
 
 
 def _time(iso: str) -> str:
-    return iso.replace("T", " ")[:19] + (iso[-6:] if iso[-6] in "+-" else "")
+    offset = iso[-6:] if len(iso) > 19 and iso[-6] in "+-" else ""
+    return iso.replace("T", " ")[:19] + ("" if offset in ("", "+00:00") else offset)
+
+
+def _title(tl: dict[str, Any]) -> str:
+    utc = all(e["occurred_at"].endswith("+00:00") for e in tl.get("entries", []))
+    dropped = f"  ({tl['dropped']} earliest steps not kept)" if tl.get("dropped") else ""
+    return (
+        f"{tl.get('order_number') or '(no order number yet)'}  {tl['order_key']}{'  times UTC' if utc else ''}{dropped}"
+    )
+
+
+def _steps(tl: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    return list(enumerate(tl.get("entries", []), start=tl.get("dropped", 0) + 1))
+
+
+WIDE = 120  # below this many columns the timeline is printed as a list rather than a table
 
 
 def table(tl: dict[str, Any]) -> Table:
     """The timeline as a table: one row per status, in the order they were published."""
-    title = f"{tl.get('order_number') or '(no order number)'}  {tl['order_key']}"
-    t = Table(title=title, title_justify="left", show_lines=True)
+    t = Table(title=_title(tl), title_justify="left", show_lines=True)
     for name, kw in (
-        ("#", {"justify": "right"}),
+        ("#", {"justify": "right", "no_wrap": True}),
         ("time", {"no_wrap": True}),
         ("status", {"no_wrap": True}),
-        ("rev", {"justify": "right"}),
+        ("rev", {"justify": "right", "no_wrap": True}),
         ("promise", {"no_wrap": True}),
-        ("reasons", {}),
-        ("details", {}),
-        ("decided by", {}),
+        ("reasons", {"ratio": 2, "overflow": "fold"}),
+        ("details", {"ratio": 2, "overflow": "fold"}),
+        ("decided by", {"ratio": 1, "overflow": "fold"}),
     ):
         t.add_column(name, **kw)
-    first = tl.get("dropped", 0)
-    for n, e in enumerate(tl.get("entries", []), start=first + 1):
+    for n, e in _steps(tl):
         t.add_row(
             str(n),
             _time(e["occurred_at"]),
@@ -82,8 +96,33 @@ def table(tl: dict[str, Any]) -> Table:
     return t
 
 
+def lines(tl: dict[str, Any]) -> list[str]:
+    """The timeline as plain lines, one block per step (for narrow terminals)."""
+    out = [_title(tl)]
+    for n, e in _steps(tl):
+        head = [f"{n:>3}  {_time(e['occurred_at'])}  {e['status']}"]
+        if e.get("revision") is not None:
+            head.append(f"rev {e['revision']}")
+        if e.get("promise_date"):
+            head.append(f"promise {e['promise_date']}")
+        out.append("  ".join(head) + f"  by {e.get('decided_by') or '?'}")
+        out += [f"     reason  {r}" for r in _reasons(e).splitlines()]
+        if e.get("details"):
+            out.append(f"     details {e['details']}")
+    return out
+
+
+def show(console: Console, tl: dict[str, Any]) -> None:
+    """Print the timeline: a table on a wide console, a list on a narrow one."""
+    if console.width >= WIDE:
+        console.print(table(tl))
+    else:
+        for line in lines(tl):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 def render(tl: dict[str, Any], width: int = 160) -> str:
-    """The timeline table as plain text."""
+    """The timeline as plain text, as `orderflow track` prints it on a console `width` columns wide."""
     console = Console(width=width, file=io.StringIO(), record=True)
-    console.print(table(tl))
+    show(console, tl)
     return console.export_text()

@@ -55,9 +55,10 @@ def keys(msg: BaseModel, rec: Incoming) -> Iterable[str]:
         return [f"order:{order_key(msg.channel, msg.channel_order_ref)}"]
     if isinstance(msg, SHIPMENT_EVENTS):
         return [timeline.alias(_number(msg, rec))]
-    if isinstance(msg, OrderStatus):
+    if isinstance(msg, OrderStatus):  # the alias is written with the first numbered status: `received`
         key = order_key(msg.channel, msg.channel_order_ref)
-        return [timeline.key(key), *([timeline.alias(msg.order_number)] if msg.order_number else [])]
+        numbered = [msg.order_number] if msg.order_number and msg.status == "received" else []
+        return [timeline.key(key), *(timeline.alias(n) for n in numbered)]
     if isinstance(msg, ProductionUpdated):
         return [_supply_link(msg.production_request_id)]
     if isinstance(msg, PurchaseOrderUpdated):
@@ -179,8 +180,9 @@ async def on_status(batch: Batch, msg: OrderStatus, rec: Incoming) -> str:
     new = timeline.append(doc.state, key, msg)
     if new is None:
         return "duplicate"
+    first_numbered = msg.order_number and not (doc.state or {}).get("order_number")
     record(doc, msg.event_id, new, [])
-    if msg.order_number:
+    if msg.order_number and first_numbered:
         alias = await batch.doc(timeline.alias(msg.order_number))
         if alias.state is None:  # never overrides the reservation's alias, which shipment events follow
             record(alias, msg.event_id, {"order_key": key}, [])
@@ -202,6 +204,10 @@ def _cause(msg: domain.ShipmentEvent) -> str:
 async def on_shipment_event(batch: Batch, msg: domain.ShipmentEvent, rec: Incoming) -> str:
     """Apply a warehouse/carrier event; an impossible one goes to the dead-letter topic with the reason."""
     alias = await batch.doc(timeline.alias(_number(msg, rec)))
+    # the batch prefetched the aliases of its shipment events: load all their orders in one round trip
+    await batch.prefetch(
+        f"order:{d.state['order_key']}" for k, d in batch.docs.items() if k.startswith("number:") and d.state
+    )
     if alias.state is None:
         batch.dead_letter(rec, f"{msg.type} refused: unknown order number {_number(msg, rec)!r}")
         return "refused: unknown order"

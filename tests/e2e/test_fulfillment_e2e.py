@@ -182,6 +182,12 @@ async def test_200_orders_are_delivered_or_cancelled_with_stock_invoices_and_tim
             if key not in refused_after_dispatch:  # accepted only because its shipment came back in exception
                 assert "delivery_exception" in names[key], names[key]
         assert set(canceller.sent) == set(victims)
+        print(
+            f"cancelled: {len(early)} on submission, {len(at_receipt)} on receipt, "
+            f"{sum('cancelled' in names[k] for k in after_opened)}/{len(after_opened)} after shipment.opened "
+            f"(the rest lost the race to the dispatch: refused); after dispatch {len(refused_after_dispatch)}/"
+            f"{len(after_dispatch)} refused (the rest: cancelled while back in delivery exception)"
+        )
         delivered = {k for k in keys if "delivered" in names[k]}
         cancelled = {k for k in keys if "cancelled" in names[k]}
         assert len(delivered) + len(cancelled) == ORDERS and not delivered & cancelled

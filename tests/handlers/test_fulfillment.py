@@ -526,3 +526,14 @@ async def test_cancel_after_exception_also_voids_the_unshipped_rest(ful: Harness
     assert ful.statuses()[-1] == "cancelled"
     voided = sorted(m["shipment_id"] for m in ful.out[topics.FULFILLMENT_SHIPMENTS] if m["type"] == "shipment.voided")
     assert voided == sorted([east, west])
+
+
+async def test_the_reservation_owns_the_order_number_alias(ful: Harness) -> None:
+    # a stale status (e.g. replayed history) claimed the number first; shipments must follow the reservation
+    stale = status("old-1", "web", "OLD-1", "received", NOW, revision=1, order_number=number("N-1"))
+    await publish_status(ful, stale)
+    assert (await timeline_of(ful, number("N-1")))["order_key"] == okey("OLD-1")
+    [sid] = await open_order(ful, "N-1")
+    await ship(ful, "N-1", sid)
+    assert ful.statuses()[-1] == "shipped" and not ful.out[topics.ORDERS_DLQ]
+    assert (await timeline_of(ful, number("N-1")))["order_key"] == okey("N-1")

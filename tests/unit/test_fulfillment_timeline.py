@@ -131,3 +131,24 @@ def test_render_shows_every_step_with_who_decided() -> None:
     assert "SO-1" in text and "web:WEB-1" in text
     for word in ("received", "intake/1", "rejected", "credit_limit_exceeded", "review-rules/1", "2026-11-27 08:15:02"):
         assert word in text, word
+
+
+def test_a_narrow_console_gets_a_list_instead_of_a_table() -> None:
+    st = timeline.append(
+        None,
+        "web:WEB-1",
+        msg(
+            "e1",
+            "in_production",
+            order_number="SO-1",
+            revision=1,
+            promise_date=datetime(2026, 12, 9).date(),
+            reasons=[Reason(code="promise_slipped", field=None, message="late")],
+            decided_by="fulfillment/1",
+        ),
+    )
+    assert st is not None
+    text = track.render(st, width=80)
+    assert "┃" not in text
+    assert "  1  2026-11-27 08:15:02  in_production  rev 1  promise 2026-12-09  by fulfillment/1" in text
+    assert "reason  promise_slipped: late" in text and "times UTC" in text

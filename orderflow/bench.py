@@ -1,0 +1,963 @@
+"""`orderflow bench`: raw Kafka and document-store limits, then orders/s end to end through the four services.
+
+One run, on the running servers, isolated like an e2e session (and serialised with them by the same lock):
+its own databases (``bench_<run>_*``), consumer groups (``bench-<run>-<n>-``, started at the end of the
+topics) and process directory. Steps: raw limits on a scratch topic and a scratch database, master data
+(1,000 customers, 5,000 SKUs, ample stock), then an open-loop generator offers orders at fixed rates while
+``orders.status`` is followed for latencies, lag is polled and the service processes are sampled. A step
+that leaves a backlog gets fresh services and consumer groups for the next one (the backlog is skipped).
+Results go to ``bench/results/<timestamp>-<commit>.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import math
+import os
+import platform
+import random
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil  # type: ignore[import-untyped,unused-ignore]
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+from pymongo import AsyncMongoClient, UpdateOne
+from pymongo.errors import PyMongoError
+
+from contracts import topics
+from orderflow import bus, lag, procs, sample, stack
+from orderflow.simulator import Simulator
+from services.runtime.kafka import PARTITIONS, ensure_topics
+
+Say = Callable[[str], None]
+
+LOCK_PATH = Path(tempfile.gettempdir()) / "orderflow-e2e.lock"  # the e2e sessions' lock (tests/e2e/conftest.py)
+RESULTS_DIR = stack.REPO_ROOT / "bench" / "results"
+FULL_RATES = (100, 250, 500, 1000, 2000, 4000)
+QUICK_RATES = (50, 150)
+STAGES = ("received", "approved", "reserved")
+PAYLOAD_SIZES = {"status": 600, "submitted": 1500}  # bytes: an order.status and an order.submitted
+TARGET_P99_S = 1.0
+PLACEHOLDER = b"@@BENCH-REF@@"
+WARMUP_ORDERS = 20
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run does: offered rates, step length, raw-limit duration, master data size."""
+
+    rates: tuple[int, ...]
+    step_seconds: float
+    grace_seconds: float
+    raw_seconds: float
+    quick: bool
+    shipping: bool = False
+    customers: int = 1000
+    skus: int = 5000
+    log_level: str = "INFO"
+
+
+def make_plan(quick: bool, rates: tuple[int, ...] = (), seconds: float = 0, shipping: bool = False) -> Plan:
+    """The plan for a quick (CI, < 2 min) or a full (< 15 min) run; `rates`/`seconds` override the steps."""
+    if quick:
+        return Plan(rates or QUICK_RATES, seconds or 20, 8, 2, True, shipping)
+    return Plan(rates or FULL_RATES, seconds or 45, 15, 5, False, shipping)
+
+
+# ------------------------------------------------------------------------------------------ isolation
+
+
+@contextlib.contextmanager
+def e2e_lock(say: Say) -> Iterator[None]:
+    """Hold the machine-wide e2e lock, so the run never overlaps a test session (waits for it)."""
+    with open(LOCK_PATH, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting for {LOCK_PATH} (a test session is running; the bench starts when it ends) ...")
+            waited = time.monotonic()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            say(f"  got the lock after {time.monotonic() - waited:.0f}s")
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _environ() -> Iterator[None]:
+    """Restore the variables the run sets (database, group prefix, process dir) afterwards."""
+    names = ("MONGODB_DATABASE", "KAFKA_GROUP_PREFIX", "ORDERFLOW_PROCS_DIR", "LOG_LEVEL")
+    saved = {n: os.environ.get(n) for n in names}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def git_commit() -> tuple[str, bool]:
+    """The checked-out commit and whether the work tree has uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=stack.REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=stack.REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        return head, bool(dirty)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", True
+
+
+# ------------------------------------------------------------------------------------------ raw limits
+
+
+async def kafka_raw(bootstrap: str, run: str, seconds: float, say: Say) -> dict[str, dict[str, float]]:
+    """Producer and consumer messages/s per payload size, batched aiokafka, on scratch topics (deleted after)."""
+    names = {kind: f"bench.scratch.{run}.{kind}" for kind in PAYLOAD_SIZES}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="orderflow-bench")
+    await admin.start()
+    out: dict[str, dict[str, float]] = {}
+    quiet = logging.getLogger("aiokafka")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # "not leader, retrying" while a new topic's leaders settle
+    try:
+        new = [NewTopic(n, num_partitions=PARTITIONS, replication_factor=1) for n in names.values()]
+        await admin.create_topics(new)
+        for kind, name in names.items():
+            size = PAYLOAD_SIZES[kind]
+            sent, produce_s = await _produce(bootstrap, name, size, seconds)
+            got, consume_s = await _consume(bootstrap, name, sent + PARTITIONS)
+            out[kind] = {
+                "bytes": size,
+                "messages": sent,
+                "produce_per_s": round(sent / produce_s),
+                "consume_per_s": round(got / consume_s),
+                "produce_mb_per_s": round(sent * size / produce_s / MB, 1),
+            }
+            say(
+                f"  kafka {size:>5} B: produce {out[kind]['produce_per_s']:>8,.0f} msg/s"
+                f"   consume {out[kind]['consume_per_s']:>8,.0f} msg/s  ({sent:,} messages)"
+            )
+    finally:
+        with contextlib.suppress(KafkaError, OSError):
+            await admin.delete_topics(list(names.values()))
+        await admin.close()
+        quiet.setLevel(level)
+    return out
+
+
+async def _produce(bootstrap: str, topic: str, size: int, seconds: float) -> tuple[int, float]:
+    """Send `size`-byte messages for `seconds` like the services do (idempotent, linger 5 ms); all acked."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
+    await producer.start()
+    payload = (b'{"pad":"' + b"x" * size)[: size - 2] + b'"}'
+    keys = [f"web:BENCH-{i:06d}".encode() for i in range(4096)]
+    try:
+        parts = sorted(await producer.partitions_for(topic))
+        for part in parts:  # metadata, leaders and the idempotent producer id first (a new topic's leaders settle)
+            for attempt in range(20):
+                try:
+                    await producer.send_and_wait(topic, payload, key=keys[0], partition=part)
+                    break
+                except KafkaError:
+                    if attempt == 19:
+                        raise
+                    await asyncio.sleep(0.5)
+        futures = []
+        started = time.perf_counter()
+        deadline = started + seconds
+        n = 0
+        while time.perf_counter() < deadline:
+            for _ in range(500):
+                futures.append(await producer.send(topic, payload, key=keys[n % len(keys)]))
+                n += 1
+        await asyncio.gather(*futures)
+        return n, time.perf_counter() - started
+    finally:
+        await producer.stop()
+
+
+async def _consume(bootstrap: str, topic: str, expected: int) -> tuple[int, float]:
+    """Read `expected` messages from the beginning of `topic` (batched getmany); count and seconds."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in await bus.partitions(consumer, topic)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        got = 0
+        started = time.perf_counter()
+        while got < expected and time.perf_counter() - started < 120:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            got += sum(len(recs) for recs in batch.values())
+        return got, time.perf_counter() - started
+    finally:
+        await consumer.stop()
+
+
+def _scratch_doc(i: int) -> dict[str, Any]:
+    """A ~1 KB document shaped like the services' (state, inbox, pending)."""
+    lines = [{"line_no": n, "sku": f"SKU-{(i + n) % 5000:04d}", "quantity": n, "state": "reserved"} for n in range(8)]
+    return {
+        "_id": f"order:web:SCRATCH-{i:08d}",
+        "v": 1,
+        "state": {"status": "received", "order_number": f"SO-{i:08d}", "lines": lines},
+        "inbox": [f"orders.submitted:{i % 6}:{i}"],
+        "pending": [],
+    }
+
+
+async def store_raw(uri: str, database: str, seconds: float, say: Say) -> dict[str, float]:
+    """Sequential insert_one/update_one and bulk insert_many/bulk_write (200 per call) documents/s."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000)
+    coll = client[database]["scratch"]
+    out: dict[str, float] = {}
+    try:
+        await coll.insert_one({"_id": "warm-up"})
+        n, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            await coll.insert_one(_scratch_doc(n))
+            n += 1
+        out["insert_one_per_s"] = round(n / (time.perf_counter() - started))
+        versions = dict.fromkeys(range(n), 1)
+        m, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            i = m % n
+            body = _scratch_doc(i) | {"v": versions[i] + 1}
+            del body["_id"]
+            await coll.update_one({"_id": f"order:web:SCRATCH-{i:08d}", "v": versions[i]}, {"$set": body})
+            versions[i] += 1
+            m += 1
+        out["update_one_per_s"] = round(m / (time.perf_counter() - started))
+        k, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            await coll.insert_many([_scratch_doc(1_000_000 + k + j) for j in range(200)], ordered=False)
+            k += 200
+        out["insert_many_per_s"] = round(k / (time.perf_counter() - started))
+        b, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            ops = [
+                UpdateOne({"_id": f"order:web:SCRATCH-{1_000_000 + (b + j) % k:08d}"}, {"$set": {"state.n": b + j}})
+                for j in range(200)
+            ]
+            await coll.bulk_write(ops, ordered=False)
+            b += 200
+        out["bulk_write_per_s"] = round(b / (time.perf_counter() - started))
+        say(
+            f"  store: insert_one {out['insert_one_per_s']:,.0f}/s   update_one {out['update_one_per_s']:,.0f}/s"
+            f"   insert_many {out['insert_many_per_s']:,.0f} docs/s   bulk_write {out['bulk_write_per_s']:,.0f} docs/s"
+        )
+    finally:
+        with contextlib.suppress(PyMongoError):
+            await client.drop_database(database)
+        await client.close()
+    return out
+
+
+# ------------------------------------------------------------------------------------------ load
+
+
+def master_data(customers: int, skus: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Customers (credit limits that never bind), products and ample stock, shaped like orderflow.sample's."""
+    custs = [
+        c | {"credit_limit": "1000000000000.00"} if c["payment_terms"] == "credit" else c
+        for c in sample.customers(customers)
+        if c["customer_id"] != "C-9999"
+    ]
+    prods = sample.products(skus)
+    stock = sample.stock([p["sku"] for p in prods], on_hand=100_000_000)
+    return custs, prods, stock
+
+
+@dataclass(frozen=True)
+class Template:
+    """A serialised order with a placeholder reference, and the figures the write estimate needs."""
+
+    channel: str
+    raw: bytes
+    lines: int
+    stock_docs: int  # distinct SKUs inventory loads and writes: the lines' and their substitutes'
+
+
+def templates(count: int, customers: list[str], products: list[dict[str, Any]], seed: int = 11) -> list[Template]:
+    """`count` realistic orders (mixed channels, 1-10 lines, prices matching the master data)."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    skus = [p["sku"] for p in products if p["sku"].startswith("SKU-")]
+    substitutes = {p["sku"]: p["substitutes"] for p in products}
+    out = []
+    for _ in range(count):
+        order = sample.order(
+            PLACEHOLDER.decode(), rng, now, customer=rng.choice(customers), skus=skus, lines=rng.randint(1, 10)
+        )
+        picked = {line["sku"] for line in order["lines"]}
+        touched = picked | {s for sku in picked for s in substitutes.get(sku, [])}
+        raw = json.dumps(order, separators=(",", ":")).encode()
+        out.append(Template(order["channel"], raw, len(order["lines"]), len(touched)))
+    return out
+
+
+@dataclass
+class Tracker:
+    """Send times per order key and the first time (message timestamp) each status was published."""
+
+    marker: str
+    sent: dict[str, float] = field(default_factory=dict)
+    seen: dict[str, dict[str, float]] = field(default_factory=dict)
+    statuses: int = 0
+
+    async def follow(self, bootstrap: str, start: dict[int, int]) -> None:
+        """Follow `orders.status` from `start` until cancelled."""
+        # cancellation arrives inside the generator's await, whose `finally` then stops its consumer
+        async for msg in bus.follow(bootstrap, topics.ORDERS_STATUS, start, idle=0.2):
+            key, status = msg.get("_key"), msg.get("status")
+            if isinstance(key, str) and isinstance(status, str) and self.marker in key:
+                self.statuses += 1
+                self.seen.setdefault(key, {}).setdefault(status, msg["_timestamp"] / 1000)
+
+    def done(self, keys: list[str], status: str = "reserved") -> int:
+        """How many of `keys` reached `status`."""
+        return sum(1 for k in keys if status in self.seen.get(k, ()))
+
+
+async def offer(
+    producer: AIOKafkaProducer, rate: float, seconds: float, pool: list[Template], tracker: Tracker, tag: str
+) -> tuple[list[str], float]:
+    """Publish orders open-loop at `rate`/s for `seconds` (late sends catch up); the keys and sending time."""
+    total = max(1, round(rate * seconds))
+    keys: list[str] = []
+    futures = []
+    started = time.monotonic()
+    n = 0
+    while n < total:
+        due = min(total, int((time.monotonic() - started) * rate) + 1)
+        while n < due:
+            tpl = pool[n % len(pool)]
+            ref = f"{tracker.marker}{tag}-{n:07d}"
+            key = f"{tpl.channel}:{ref}"
+            tracker.sent[key] = time.time()
+            raw = tpl.raw.replace(PLACEHOLDER, ref.encode())
+            futures.append(await producer.send(topics.ORDERS_SUBMITTED, raw, key=key.encode()))
+            keys.append(key)
+            n += 1
+        await asyncio.sleep(max(0.0, n / rate - (time.monotonic() - started)))
+    sending = time.monotonic() - started
+    await asyncio.gather(*futures)
+    return keys, sending
+
+
+# ------------------------------------------------------------------------------------------ sampling
+
+
+def _tree(pid: int | None) -> list[Any]:
+    if pid is None:
+        return []
+    try:
+        proc = psutil.Process(pid)
+        return [proc, *proc.children(recursive=True)]
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
+
+
+def watched() -> dict[str, list[Any]]:
+    """The processes whose CPU and memory a step records: each service, the servers, the bench itself."""
+    out = {name: _tree(procs.pid_of(name))[:1] for name in procs.SERVICES}
+    for name, st in stack.status().items():
+        tree = _tree(st["pid"])
+        out[name] = tree if name == "postgres" else tree[:1]  # PostgreSQL works in its backends
+    out["bench"] = [psutil.Process()]
+    return out
+
+
+def cpu_snapshot(groups: dict[str, list[Any]]) -> dict[str, dict[int, float]]:
+    """CPU seconds (user + system) per process of each group; children of the group leader re-read."""
+    out: dict[str, dict[int, float]] = {}
+    for name, group in groups.items():
+        members = _tree(group[0].pid) if name == "postgres" and group else group
+        out[name] = {}
+        for proc in members:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                t = proc.cpu_times()
+                out[name][proc.pid] = t.user + t.system
+    return out
+
+
+def cpu_delta(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
+    """CPU seconds used per group between two snapshots (processes started meanwhile count from zero)."""
+    return {
+        name: round(sum(t - before.get(name, {}).get(pid, 0.0) for pid, t in procs_.items()), 3)
+        for name, procs_ in after.items()
+    }
+
+
+@dataclass
+class Samples:
+    """Once a second during a step: total lag per service group, RSS per process."""
+
+    times: list[float] = field(default_factory=list)
+    lags: list[dict[str, int]] = field(default_factory=list)
+    peak_rss: dict[str, int] = field(default_factory=dict)
+
+    async def run(self, bootstrap: str, groups: dict[str, list[Any]], started: float) -> None:
+        """Sample until cancelled."""
+        while True:
+            tick = time.monotonic()
+            for name, members in groups.items():
+                if name == "postgres":
+                    continue  # shared memory counted once per backend would mislead
+                for proc in members:
+                    with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                        self.peak_rss[name] = max(self.peak_rss.get(name, 0), proc.memory_info().rss)
+            try:
+                lags = await asyncio.wait_for(lag.total(bootstrap), 5)
+            except (KafkaError, OSError, TimeoutError):
+                lags = None
+            if lags is not None:
+                self.times.append(tick - started)
+                self.lags.append(lags)
+            await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
+
+
+def slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of ys over xs (0 for fewer than 3 points)."""
+    if len(xs) < 3:
+        return 0.0
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
+
+
+def percentiles(latencies: list[float], total: int) -> dict[str, float | None]:
+    """p50/p95/p99 (nearest rank) over `total` orders; orders without a value count as infinitely late."""
+    values = sorted(latencies)
+    out: dict[str, float | None] = {}
+    for name, q in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
+        rank = max(1, math.ceil(q * total)) - 1
+        out[name] = round(values[rank], 4) if rank < len(values) else None
+    return out
+
+
+def pg_row_writes(schemas: list[str]) -> dict[str, int] | None:
+    """Rows inserted + updated + deleted per PostgreSQL schema (= FerretDB database); None if unavailable."""
+    if stack.ferretdb_backend() != "postgresql":
+        return None
+    psql = shutil.which("psql")
+    if psql is None:
+        return None
+    names = ",".join(f"'{s}'" for s in schemas)
+    query = (
+        "select schemaname, sum(n_tup_ins + n_tup_upd + n_tup_del) from pg_stat_user_tables "
+        f"where schemaname in ({names}) group by 1"
+    )
+    cmd = [psql, "-h", stack.HOST, "-p", str(stack.postgres_port()), "-U", stack.PG_SUPERUSER, "-d", stack.PG_DATABASE]
+    try:
+        res = subprocess.run([*cmd, "-Atc", query], capture_output=True, text=True, timeout=20, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    counts = dict.fromkeys(schemas, 0)
+    for row in res.stdout.splitlines():
+        schema, _, n = row.partition("|")
+        if schema in counts and n:
+            counts[schema] = int(n)
+    return counts
+
+
+async def end_offsets(bootstrap: str, names: tuple[str, ...] = topics.ALL) -> dict[str, int]:
+    """The sum over partitions of each topic's end offset."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in names for p in await bus.partitions(consumer, t)]
+        ends = await consumer.end_offsets(tps)
+        out = dict.fromkeys(names, 0)
+        for tp, off in ends.items():
+            out[tp.topic] += off
+        return out
+    finally:
+        await consumer.stop()
+
+
+# ------------------------------------------------------------------------------------------ the run
+
+
+class Bench:
+    """One benchmark run against the running servers."""
+
+    def __init__(self, bootstrap: str, uri: str, plan: Plan, say: Say) -> None:
+        self.bootstrap, self.uri, self.plan, self.say = bootstrap, uri, plan, say
+        self.run_id = uuid.uuid4().hex[:8]
+        self.database = f"bench_{self.run_id}"
+        self.procs_dir = tempfile.mkdtemp(prefix=f"orderflow-bench-{self.run_id}-")
+        self.generation = 0
+        self.tracker = Tracker(marker=f"BENCH-{self.run_id}-")
+        self.simulator: tuple[asyncio.Event, asyncio.Task[None]] | None = None
+        self.pool: list[Template] = []
+        self.tracker_task: asyncio.Task[None] | None = None
+
+    def env(self) -> dict[str, str]:
+        """The environment of this run's service processes."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "MONGODB_URI": self.uri,
+            "MONGODB_DATABASE": self.database,
+            "KAFKA_GROUP_PREFIX": f"bench-{self.run_id}-{self.generation}-",
+            "ORDERFLOW_PROCS_DIR": self.procs_dir,
+            "LOG_LEVEL": self.plan.log_level,
+        }
+
+    async def start_services(self) -> None:
+        """Fresh consumer groups at the end of every topic, then the four services (and the simulator)."""
+        await self.stop_services()
+        self.generation += 1
+        env = self.env()
+        os.environ.update(env)
+        await lag.start_at_end(self.bootstrap)
+        pids = await asyncio.to_thread(procs.up, 1, env)
+        if self.plan.shipping:
+            sim = Simulator(self.bootstrap)
+            await sim.skip_backlog()
+            stop = asyncio.Event()
+            self.simulator = (stop, asyncio.create_task(sim.run(stop)))
+        listed = ", ".join(f"{name} {ids[0]}" for name, ids in pids.items())
+        self.say(f"  services up, consumer groups {env['KAFKA_GROUP_PREFIX']}*, pids: {listed}")
+
+    async def stop_services(self) -> None:
+        """Stop the simulator and the services (SIGTERM: they finish their batch)."""
+        if self.simulator is not None:
+            stop, task = self.simulator
+            stop.set()
+            with contextlib.suppress(Exception):
+                await task
+            self.simulator = None
+        await asyncio.to_thread(procs.down)
+
+    def check_alive(self) -> None:
+        """Fail with the log tail when a service process died."""
+        for name in procs.SERVICES:
+            if procs.pid_of(name) is None:
+                raise RuntimeError(f"service {name} is not running; log tail:\n{procs.log_tail(name)}")
+
+    async def drain(self, groups: tuple[str, ...], timeout: float) -> bool:
+        """Wait until the given groups have no lag; a progress line every 5 s."""
+        deadline, last = time.monotonic() + timeout, 0.0
+        while time.monotonic() < deadline:
+            try:
+                lags = await lag.total(self.bootstrap, {g: lag.GROUPS[g] for g in groups})
+            except KafkaError:
+                lags = {g: -1 for g in groups}
+            if not any(lags.values()):
+                return True
+            self.check_alive()
+            if time.monotonic() - last > 5:
+                self.say("    lag " + ", ".join(f"{g} {n}" for g, n in lags.items()))
+                last = time.monotonic()
+            await asyncio.sleep(1.0)
+        return False
+
+    async def load_master_data(self) -> dict[str, Any]:
+        """Publish customers, products and stock counts; wait until review and inventory have them."""
+        custs, prods, stock = master_data(self.plan.customers, self.plan.skus)
+        started = time.monotonic()
+        async with bus.producer(self.bootstrap) as p:
+            await bus.publish(p, topics.MASTERDATA_CUSTOMERS, [(c["customer_id"], c) for c in custs])
+            await bus.publish(p, topics.MASTERDATA_PRODUCTS, [(x["sku"], x) for x in prods])
+            await bus.publish(p, topics.INVENTORY_MOVEMENTS, [(s["sku"], s) for s in stock])
+        if not await self.drain(("review", "inventory"), 300):
+            raise RuntimeError("review/inventory did not consume the master data within 300 s")
+        self.pool = templates(4000, [c["customer_id"] for c in custs], prods)
+        took = time.monotonic() - started
+        self.say(f"  {len(custs)} customers, {len(prods)} products, {len(stock)} stock counts loaded in {took:.1f}s")
+        return {"customers": len(custs), "products": len(prods), "stock_counts": len(stock), "seconds": round(took, 1)}
+
+    async def warm_up(self, producer: AIOKafkaProducer) -> None:
+        """A few orders through the whole pipeline: the services have joined their groups and work."""
+        keys, _ = await offer(producer, 20, WARMUP_ORDERS / 20, self.pool, self.tracker, f"w{self.generation}")
+        deadline = time.monotonic() + 120
+        while self.tracker.done(keys) < len(keys):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"warm-up: {self.tracker.done(keys)}/{len(keys)} orders reserved within 120 s")
+            self.check_alive()
+            await asyncio.sleep(0.25)
+
+    async def step(self, producer: AIOKafkaProducer, index: int, rate: int) -> dict[str, Any]:
+        """Offer `rate` orders/s for the step time and measure what the system did with them."""
+        plan = self.plan
+        groups = watched()
+        offsets_before = await end_offsets(self.bootstrap)
+        schemas = [f"{self.database}_{s}" for s in procs.SERVICES]
+        rows_before = await asyncio.to_thread(pg_row_writes, schemas)
+        cpu_before = cpu_snapshot(groups)
+        started = time.monotonic()
+        samples = Samples()
+        sampler = asyncio.create_task(samples.run(self.bootstrap, groups, started))
+        keys, sending = await offer(producer, rate, plan.step_seconds, self.pool, self.tracker, f"s{index:02d}")
+        offered_end = time.monotonic() - started
+        deadline = time.monotonic() + plan.grace_seconds
+        while self.tracker.done(keys) < len(keys) and time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+        finished = time.monotonic() - started
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+        cpu = cpu_delta(cpu_before, cpu_snapshot(groups))
+        self.check_alive()
+        all_reserved = self.tracker.done(keys) == len(keys)
+        drained = all_reserved and await self.drain(tuple(lag.GROUPS), 15)
+        await asyncio.sleep(1.5)  # PostgreSQL publishes its table statistics about once a second
+        rows_after = await asyncio.to_thread(pg_row_writes, schemas)
+        offsets_after = await end_offsets(self.bootstrap)
+        return self._figures(
+            rate, keys, sending, offered_end, finished, samples, cpu, groups, offsets_before, offsets_after,
+            rows_before, rows_after, drained,
+        )  # fmt: skip
+
+    def _figures(
+        self,
+        rate: int,
+        keys: list[str],
+        sending: float,
+        offered_end: float,
+        finished: float,
+        samples: Samples,
+        cpu: dict[str, float],
+        groups: dict[str, list[Any]],
+        offsets_before: dict[str, int],
+        offsets_after: dict[str, int],
+        rows_before: dict[str, int] | None,
+        rows_after: dict[str, int] | None,
+        drained: bool,
+    ) -> dict[str, Any]:
+        sent, seen = self.tracker.sent, self.tracker.seen
+        latency = {}
+        for stage in STAGES:
+            values = [seen[k][stage] - sent[k] for k in keys if stage in seen.get(k, ())]
+            latency[stage] = {**percentiles(values, len(keys)), "done": len(values)}
+        reserved_at = [seen[k]["reserved"] for k in keys if "reserved" in seen.get(k, ())]
+        first_sent = min(sent[k] for k in keys)
+        span = (max(reserved_at) - first_sent) if reserved_at else 0.0
+        achieved = len(reserved_at) / span if span > 0 else 0.0
+        topic_msgs = {t: offsets_after[t] - offsets_before.get(t, 0) for t in offsets_after}
+        duration = self.plan.step_seconds
+        max_lag: dict[str, int] = {}
+        lag_grew: dict[str, bool] = {}
+        lag_slope: dict[str, float] = {}
+        for group, consumed in lag.GROUPS.items():
+            series = [(t, s[group]) for t, s in zip(samples.times, samples.lags, strict=True) if group in s]
+            max_lag[group] = max((v for _, v in series), default=0)
+            window = [(t, v) for t, v in series if 0.25 * offered_end <= t <= offered_end + 0.5]
+            per_s = slope([t for t, _ in window], [float(v) for _, v in window])
+            in_rate = sum(topic_msgs.get(t, 0) for t in consumed) / duration
+            last = window[-1][1] if window else 0
+            lag_slope[group] = round(per_s, 1)
+            lag_grew[group] = bool(per_s > 0.02 * in_rate and last > max(in_rate, 50))
+        p99 = latency["reserved"]["p99"]
+        sustained = p99 is not None and p99 < TARGET_P99_S and not any(lag_grew.values())
+        done = max(1, len(reserved_at))
+        row_writes = (
+            {s: rows_after[f"{self.database}_{s}"] - rows_before[f"{self.database}_{s}"] for s in procs.SERVICES}
+            if rows_before is not None and rows_after is not None
+            else None
+        )
+        return {
+            "offered_per_s": rate,
+            "seconds": duration,
+            "orders": len(keys),
+            "sent_per_s": round(len(keys) / sending, 1) if sending > 0 else None,
+            "reserved": len(reserved_at),
+            "achieved_per_s": round(achieved, 1),
+            "latency_s": latency,
+            "max_lag": max_lag,
+            "lag_slope_per_s": lag_slope,
+            "lag_grew": lag_grew,
+            "drained_after": drained,
+            "sustained": sustained,
+            "measured_seconds": round(finished, 1),
+            "cpu_s": cpu,
+            "cpu_ms_per_order": {k: round(v * 1000 / done, 2) for k, v in cpu.items()},
+            "cpu_share": {k: round(v / finished, 2) for k, v in cpu.items()},
+            "peak_rss_mb": {k: round(v / MB, 1) for k, v in samples.peak_rss.items()},
+            "topic_messages": {t: n for t, n in topic_msgs.items() if n},
+            "row_writes": row_writes,
+            "row_writes_per_order": {s: round(n / done, 2) for s, n in row_writes.items()} if row_writes else None,
+            "pids": {name: [p.pid for p in members][:1] for name, members in groups.items()},
+        }
+
+    async def run(self) -> dict[str, Any]:
+        """Raw limits, master data, the steps; the result document."""
+        plan, say = self.plan, self.say
+        result: dict[str, Any] = {"run": self.run_id, "database": self.database}
+        await ensure_topics(self.bootstrap)
+        say(f"[1/4] raw Kafka limits ({plan.raw_seconds:.0f}s per size, scratch topics)")
+        result["raw_kafka"] = await kafka_raw(self.bootstrap, self.run_id, plan.raw_seconds, say)
+        say(f"[2/4] raw document-store limits ({plan.raw_seconds:.0f}s per kind, scratch database)")
+        result["raw_store"] = await store_raw(self.uri, f"{self.database}_scratch", plan.raw_seconds, say)
+        say("[3/4] services and master data")
+        await self.start_services()
+        self.tracker_task = asyncio.create_task(
+            self.tracker.follow(self.bootstrap, await bus.end_offsets(self.bootstrap, topics.ORDERS_STATUS))
+        )
+        result["master_data"] = await self.load_master_data()
+        steps: list[dict[str, Any]] = []
+        result["steps"] = steps
+        say(f"[4/4] offered load: {', '.join(map(str, plan.rates))} orders/s, {plan.step_seconds:.0f}s each")
+        async with bus.producer(self.bootstrap) as producer:
+            restart = False
+            for index, rate in enumerate(plan.rates):
+                if restart:
+                    say("  the last step left a backlog: fresh services and consumer groups")
+                    await self.start_services()
+                if restart or index == 0:
+                    await self.warm_up(producer)
+                fig = await self.step(producer, index, rate)
+                fig["fresh_services"] = restart or index == 0
+                steps.append(fig)
+                say(step_line(fig))
+                restart = not fig["drained_after"]
+        self.tracker_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.tracker_task
+        self.tracker_task = None
+        await self.stop_services()
+        result["per_order"] = per_order(steps, self.pool)
+        result["summary"] = summary(result)
+        return result
+
+    async def cleanup(self) -> None:
+        """Drop the run's databases (the scratch one is gone already)."""
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(self.uri, serverSelectionTimeoutMS=5000)
+        try:
+            for s in procs.SERVICES:
+                with contextlib.suppress(PyMongoError):
+                    await client.drop_database(f"{self.database}_{s}")
+        finally:
+            await client.close()
+
+
+# ------------------------------------------------------------------------------------------ figures
+
+
+def write_estimate(pool: list[Template]) -> dict[str, Any]:
+    """Store write commands per approved + reserved order, derived from runtime/batch.py and the handlers.
+
+    intake 3: the order-number sequence (find_one_and_update), the new order document (insert_many),
+    clearing its outbox (update_one). review 4: the exposure claim (update_one upsert + conditional
+    update_one), the order document (insert), clearing its outbox. inventory S + 2: every stock document
+    the order loads - its SKUs and their substitutes, S per order - is recorded and written (update_one
+    each, shared within a batch), the order document (insert), clearing its outbox. fulfillment 7: the
+    ship-to (insert), the reservation (update_one + outbox clear), the timeline (insert + one update per
+    later status: received, approved, reserved) and the order-number alias (insert).
+    """
+    stock_docs = sum(t.stock_docs for t in pool) / len(pool)
+    lines = sum(t.lines for t in pool) / len(pool)
+    per = {"intake": 3.0, "review": 4.0, "inventory": round(stock_docs + 2, 2), "fulfillment": 7.0}
+    return {
+        "per_service": per,
+        "total": round(sum(per.values()), 2),
+        "mean_lines": round(lines, 2),
+        "mean_stock_docs": round(stock_docs, 2),
+        "basis": " ".join((write_estimate.__doc__ or "").split()),
+    }
+
+
+def per_order(steps: list[dict[str, Any]], pool: list[Template]) -> dict[str, Any]:
+    """Kafka messages per order (from end offsets) of the best complete step, and the write estimate."""
+    complete = [s for s in steps if s["reserved"] == s["orders"]] or steps
+    ref = max(complete, key=lambda s: s["offered_per_s"])
+    orders = max(1, ref["orders"])
+    produced = {t: round(n / orders, 2) for t, n in ref["topic_messages"].items()}
+    consumers = {t: sum(t in names for names in lag.GROUPS.values()) for t in topics.ALL}
+    consumed = round(sum(n * consumers.get(t, 0) for t, n in ref["topic_messages"].items()) / orders, 2)
+    return {
+        "from_step_offered_per_s": ref["offered_per_s"],
+        "kafka_produced_by_topic": produced,
+        "kafka_produced": round(sum(produced.values()), 2),
+        "kafka_consumed_by_services": consumed,
+        "store_writes_estimate": write_estimate(pool),
+        "store_row_writes_measured": ref["row_writes_per_order"],
+    }
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """Sustained throughput and how much of the raw limits it uses."""
+    steps = result["steps"]
+    ok = [s["offered_per_s"] for s in steps if s["sustained"]]
+    sustained = max(ok) if ok else 0
+    peak = max((s["achieved_per_s"] for s in steps), default=0.0)
+    po = result["per_order"]
+    kafka = result["raw_kafka"]["status"]
+    store = result["raw_store"]
+    writes = po["store_writes_estimate"]["total"]
+
+    def ratios(rate: float) -> dict[str, float]:
+        return {
+            "kafka_produce": round(rate * po["kafka_produced"] / kafka["produce_per_s"], 4),
+            "kafka_consume": round(rate * po["kafka_consumed_by_services"] / kafka["consume_per_s"], 4),
+            "store_single": round(rate * writes / store["update_one_per_s"], 4),
+            "store_bulk": round(rate * writes / store["bulk_write_per_s"], 4),
+        }
+
+    return {
+        "sustained_orders_per_s": sustained,
+        "criterion": f"p99 submitted->reserved < {TARGET_P99_S:.0f} s and no service's lag grows",
+        "peak_achieved_orders_per_s": peak,
+        "ratios_at_sustained": ratios(sustained),
+        "ratios_at_peak": ratios(peak),
+    }
+
+
+def _ms(v: float | None) -> str:
+    return "   >grace" if v is None else f"{v * 1000:>9,.0f}"
+
+
+def step_line(s: dict[str, Any]) -> str:
+    """One progress line for a finished step."""
+    lat = s["latency_s"]["reserved"]
+    grew = [g for g, v in s["lag_grew"].items() if v]
+    return (
+        f"  {s['offered_per_s']:>5}/s offered: sent {s['sent_per_s']:,.0f}/s, achieved {s['achieved_per_s']:,.1f}/s, "
+        f"reserved {s['reserved']}/{s['orders']}, submit->reserved p50 {_ms(lat['p50']).strip()} ms "
+        f"p99 {_ms(lat['p99']).strip()} ms, max lag {max(s['max_lag'].values(), default=0)}"
+        + (f", lag grew: {', '.join(grew)}" if grew else "")
+        + (" -> sustained" if s["sustained"] else "")
+    )
+
+
+def report(result: dict[str, Any]) -> list[str]:
+    """The printed tables."""
+    dirty = " (uncommitted changes)" if result["dirty"] else ""
+    out = [f"orderflow bench {result['started_at']} ({result['mode']})  commit {result['commit'][:10]}{dirty}"]
+    out += ["", "Raw limits (same servers, same run)"]
+    for kind, k in result["raw_kafka"].items():
+        out.append(
+            f"  kafka {kind:<9} {k['bytes']:>5} B   produce {k['produce_per_s']:>9,.0f} msg/s "
+            f"({k['produce_mb_per_s']:.1f} MB/s)   consume {k['consume_per_s']:>9,.0f} msg/s"
+        )
+    st = result["raw_store"]
+    out.append(
+        f"  store single-document: insert_one {st['insert_one_per_s']:>7,.0f}/s   "
+        f"update_one {st['update_one_per_s']:>7,.0f}/s"
+    )
+    out.append(
+        f"  store bulk (200/call): insert_many {st['insert_many_per_s']:>6,.0f} docs/s   "
+        f"bulk_write {st['bulk_write_per_s']:>6,.0f} docs/s"
+    )
+    out += ["", "End to end (latency in ms from submission; >grace = some orders never got there)"]
+    head = f"  {'offered':>7} {'sent':>7} {'achieved':>8} {'reserved':>13}"
+    for stage in STAGES:
+        head += f" | {stage + ' p50':>13}{'p95':>9}{'p99':>9}"
+    out.append(head + " | max lag in/rv/iv/ff        grew  ok")
+    for s in result["steps"]:
+        done = f"{s['reserved']}/{s['orders']}"
+        row = f"  {s['offered_per_s']:>7} {s['sent_per_s']:>7,.0f} {s['achieved_per_s']:>8,.1f} {done:>13}"
+        for stage in STAGES:
+            lat = s["latency_s"][stage]
+            row += f" | {_ms(lat['p50']):>13}{_ms(lat['p95'])}{_ms(lat['p99'])}"
+        lags = "/".join(str(s["max_lag"].get(g, 0)) for g in lag.GROUPS)
+        grew = "yes" if any(s["lag_grew"].values()) else "no"
+        out.append(row + f" | {lags:<25} {grew:>4}  {'yes' if s['sustained'] else 'no'}")
+    names = [*procs.SERVICES, "kafka", "ferretdb", "postgres", "bench"]
+    out += ["", "CPU ms per reserved order (and cores busy) per process"]
+    out.append(f"  {'offered':>7} " + "".join(f"{n:>17}" for n in names))
+    for s in result["steps"]:
+        cells = "".join(f"{s['cpu_ms_per_order'].get(n, 0):>10.2f} ({s['cpu_share'].get(n, 0):.2f})" for n in names)
+        out.append(f"  {s['offered_per_s']:>7} {cells}")
+    rss_names = [n for n in names if n != "postgres"]
+    out += ["", "Peak RSS (MB) per process"]
+    out.append(f"  {'offered':>7} " + "".join(f"{n:>12}" for n in rss_names))
+    for s in result["steps"]:
+        out.append(f"  {s['offered_per_s']:>7} " + "".join(f"{s['peak_rss_mb'].get(n, 0):>12,.0f}" for n in rss_names))
+    po, sm = result["per_order"], result["summary"]
+    est = po["store_writes_estimate"]
+    out += ["", f"Per order (step at {po['from_step_offered_per_s']}/s)"]
+    out.append(
+        f"  Kafka messages produced {po['kafka_produced']} ("
+        + ", ".join(f"{t} {n}" for t, n in po["kafka_produced_by_topic"].items())
+        + f"); consumed by services {po['kafka_consumed_by_services']}"
+    )
+    out.append(
+        f"  store writes (estimate from the code) {est['total']}: "
+        + ", ".join(f"{k} {v}" for k, v in est["per_service"].items())
+        + f"  (mean {est['mean_lines']} lines, {est['mean_stock_docs']} stock docs)"
+    )
+    if po["store_row_writes_measured"]:
+        m = po["store_row_writes_measured"]
+        out.append(
+            f"  PostgreSQL row writes measured {sum(m.values()):.1f}: " + ", ".join(f"{k} {v}" for k, v in m.items())
+        )
+    out += ["", f"Sustained throughput: {sm['sustained_orders_per_s']} orders/s ({sm['criterion']})"]
+    out.append(f"  peak achieved: {sm['peak_achieved_orders_per_s']} orders/s")
+    for label, key in (("sustained", "ratios_at_sustained"), ("peak", "ratios_at_peak")):
+        r = sm[key]
+        out.append(
+            f"  share of the raw limits used at {label}: Kafka produce {r['kafka_produce']:.1%}, "
+            f"consume {r['kafka_consume']:.1%}; store writes vs single-document {r['store_single']:.1%}, "
+            f"vs bulk {r['store_bulk']:.1%}"
+        )
+    out.append(f"\nresults: {result['path']}")
+    return out
+
+
+def main(bootstrap: str, uri: str, plan: Plan, say: Say = print, results_dir: Path = RESULTS_DIR) -> dict[str, Any]:
+    """Run the benchmark under the e2e lock, write the JSON result, print the tables; the result."""
+    commit, dirty = git_commit()
+    started_at = datetime.now(UTC)
+    with e2e_lock(say), _environ():
+        bench = Bench(bootstrap, uri, plan, say)
+        os.environ.update(bench.env())
+        say(f"bench run {bench.run_id}: databases {bench.database}_*, processes in {bench.procs_dir}")
+        load_before = os.getloadavg()
+        t0 = time.monotonic()
+        try:
+            result = asyncio.run(bench.run())
+        finally:
+            procs.down()
+            with contextlib.suppress(Exception):
+                asyncio.run(bench.cleanup())
+    result = {
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "commit": commit,
+        "dirty": dirty,
+        "mode": "quick" if plan.quick else "full",
+        "plan": {k: v for k, v in plan.__dict__.items()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+            "ferretdb_backend": stack.ferretdb_backend(),
+        },
+        "total_seconds": round(time.monotonic() - t0, 1),
+        **result,
+    }
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{started_at:%Y%m%dT%H%M%SZ}-{commit[:10]}.json"
+    result["path"] = str(path.relative_to(stack.REPO_ROOT) if path.is_relative_to(stack.REPO_ROOT) else path)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    for line in report(result):
+        say(line)
+    return result

@@ -1,0 +1,82 @@
+"""Chaos fixtures: the four services as real processes on the real servers, isolated like the e2e session
+(own database prefix, own consumer groups starting at the end of the topics, own process directory), and
+holding the same machine-wide lock, so chaos never runs beside an e2e session (it waits for the lock).
+
+Each scenario gets a fresh system (databases, groups, processes): its invariants then read a store holding
+only its own orders, and FerretDB stays fast (its lookups slow down as a collection grows)."""
+
+import asyncio
+import fcntl
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from pymongo import MongoClient
+
+from orderflow import demo, lag, procs, stack
+from services.runtime.kafka import ensure_topics
+from tests.chaos.harness import Report, table
+
+
+@pytest.fixture(scope="session")
+def chaos(servers: dict[str, str]) -> Iterator[Report]:
+    """The e2e/chaos lock for the whole session, and the report table printed when the session ends."""
+    lock = open(os.path.join(tempfile.gettempdir(), "orderflow-e2e.lock"), "w")  # noqa: SIM115
+    waited = time.monotonic()
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    print(f"\n[chaos] e2e/chaos lock taken after {time.monotonic() - waited:.1f}s", flush=True)
+    report = Report(servers)
+    started = time.monotonic()
+    try:
+        yield report
+    finally:
+        for component in ("kafka", "ferretdb"):  # a scenario that stopped one started it again; make sure
+            stack.start(component)
+        lock.close()
+        if report.rows:
+            text = table(report.rows)
+            print(f"\n\nCHAOS REPORT ({len(report.rows)} scenarios, {time.monotonic() - started:.0f}s in all)")
+            print(text)
+            path = os.path.join(tempfile.gettempdir(), "orderflow-chaos-report.txt")
+            with open(path, "w") as fh:
+                fh.write(text + "\n")
+            print(f"(also in {path})")
+
+
+def _stop_all() -> None:
+    for service in procs.SERVICES:
+        for path in sorted(procs._run_dir().glob(f"{service}-*.pid")):
+            procs.stop(service, int(path.stem.rsplit("-", 1)[1]))
+
+
+@pytest.fixture
+def system(chaos: Report) -> Iterator[dict[str, str]]:
+    """A fresh system for one scenario: the four services (one replica each) on new databases and consumer
+    groups, with master data and stock loaded; stopped afterwards (databases dropped unless it failed)."""
+    run = uuid.uuid4().hex[:8]
+    env = {
+        **chaos.servers,
+        "MONGODB_DATABASE": f"chaos_{run}",
+        "KAFKA_GROUP_PREFIX": f"chaos-{run}-",
+        "ORDERFLOW_PROCS_DIR": tempfile.mkdtemp(prefix=f"orderflow-chaos-{run}-"),
+        "LOG_LEVEL": "INFO",
+    }
+    os.environ.update(env)
+    print(f"\n[chaos] databases {env['MONGODB_DATABASE']}_*, service logs in {env['ORDERFLOW_PROCS_DIR']}/logs")
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    rows = len(chaos.rows)
+    try:
+        asyncio.run(ensure_topics(bootstrap))
+        asyncio.run(lag.start_at_end(bootstrap))
+        procs.up(1, env)
+        asyncio.run(demo.load_reference_data(bootstrap, lambda _: None, timeout=120))
+        yield env
+    finally:
+        _stop_all()
+        if len(chaos.rows) > rows and not chaos.rows[-1].total:
+            with MongoClient(env["MONGODB_URI"], serverSelectionTimeoutMS=10_000) as client:
+                for service in procs.SERVICES:
+                    client.drop_database(f"{env['MONGODB_DATABASE']}_{service}")

@@ -1,0 +1,244 @@
+"""Runs one chaos scenario: publish the workload while a fault is injected, drain, collect, check invariants."""
+
+import asyncio
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka.errors import KafkaError
+from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
+
+from contracts import topics
+from orderflow import bus, lag, procs, sample
+from services.inventory.store import stock_levels
+from tests.chaos import invariants as inv
+from tests.chaos.workload import Workload, build, publish
+
+DRAIN_TIMEOUT = 300.0
+CHECKS = ("numbers", "held", "paths", "1 event/step", "settled", "stock", "reserv.", "exposure", "dlq")
+
+
+@dataclass
+class Report:
+    """What the scenarios of one pytest session share: the servers and the report rows."""
+
+    servers: dict[str, str]
+    rows: list["Row"] = field(default_factory=list)
+
+
+@dataclass
+class Row:
+    """One scenario's line in the report."""
+
+    scenario: str
+    orders: int = 0
+    messages: int = 0
+    faults: list[str] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)  # e.g. a service that crashed and did not come back
+    violations: dict[str, list[str]] = field(default_factory=dict)
+    redelivered: int = 0
+    late_after_cancel: Counter[str] = field(default_factory=Counter)
+    publish_s: float = 0.0
+    drain_s: float | None = None
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(len(v) for v in self.violations.values()) + len(self.findings)
+
+
+@dataclass
+class FaultContext:
+    """What a fault injection gets: the services' env, the publisher's gate, and a log of what it did."""
+
+    env: dict[str, str]
+    gate: asyncio.Event
+    started: float
+    injected: list[str] = field(default_factory=list)
+
+    def note(self, what: str) -> None:
+        line = f"{what} @{time.monotonic() - self.started:.1f}s"
+        self.injected.append(line)
+        print(f"  [fault] {line}", flush=True)
+
+
+Fault = Callable[[FaultContext], Awaitable[None]]
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def initial_stock() -> dict[tuple[str, str], int]:
+    """What load_reference_data counted, per SKU and warehouse."""
+    counted = sample.stock([p["sku"] for p in sample.products()])
+    return {(c["sku"], c["warehouse"]): c["on_hand"] for c in counted}
+
+
+async def lag_total(bootstrap: str) -> dict[str, int] | None:
+    try:
+        return await lag.total(bootstrap)
+    except (TimeoutError, KafkaError, OSError):
+        return None  # e.g. the group coordinator of a restarted broker is still loading
+
+
+async def drain(bootstrap: str, timeout: float = DRAIN_TIMEOUT) -> float | None:
+    """Wait until every service group has no lag, twice in a row a second apart (a group measured early
+    may get new input from a group measured later); seconds taken, None on timeout."""
+    started = time.monotonic()
+    calm, last_say = 0, 0.0
+    while time.monotonic() - started < timeout:
+        lags = await lag_total(bootstrap)
+        calm = calm + 1 if lags is not None and not any(lags.values()) else 0
+        if calm >= 2:
+            return time.monotonic() - started
+        if time.monotonic() - last_say > 10:
+            say(f"  draining {time.monotonic() - started:.0f}s: {lags}")
+            last_say = time.monotonic()
+        await asyncio.sleep(1.0)
+    return None
+
+
+def revive(env: dict[str, str], row: Row | None, when: str) -> None:
+    """Restart every replica that died without being stopped, noting it as a finding of the scenario."""
+    for service, replica in procs.crashed():
+        tail = procs.log_tail(service, replica, 6)
+        if row is not None:
+            row.findings.append(f"{service}-{replica} exited by itself {when}; log tail:\n{tail}")
+        say(f"  [finding] {service}-{replica} exited by itself {when}; restarting it. Log tail:\n{tail}")
+        procs.stop(service, replica)  # drop the stale pid file
+        procs.start(service, replica, env)
+
+
+async def collect(bootstrap: str, topic: str, start: dict[int, int], tag: str) -> list[dict[str, Any]]:
+    """The messages of `topic` since `start` whose key or payload names the scenario's tag."""
+    out = []
+    for m in await bus.read(bootstrap, topic, start):
+        if tag in (m.get("_key") or "") or tag in str(m.get("payload", "")):
+            out.append(m)
+    return out
+
+
+async def store_reads(env: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Stock levels (inventory) and exposure documents (review) of the session's databases."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(env["MONGODB_URI"], tz_aware=True)
+    try:
+        for attempt in range(30):
+            try:
+                db = env["MONGODB_DATABASE"]
+                levels = await stock_levels(client[f"{db}_inventory"]["inventory"])
+                review = client[f"{db}_review"]["review"]
+                docs = [d async for d in review.find({"_id": {"$regex": "^exposure:"}})]
+                return levels, docs
+            except PyMongoError:
+                if attempt == 29:
+                    raise
+                await asyncio.sleep(1.0)
+        raise AssertionError("unreachable")
+    finally:
+        await client.close()
+
+
+async def run(
+    report: Report, env: dict[str, str], name: str, fault: Fault | None, *, n: int = 2000, dup_rate: float = 0.0
+) -> Row:
+    """One scenario end to end on a fresh system (`env`); returns its report row (violations per invariant)."""
+    row = Row(name)
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    revive(env, None, "before the scenario")
+    if await drain(bootstrap, 120) is None:
+        row.findings.append("the system was not drained before the scenario started")
+    tag = uuid.uuid4().hex[:6]
+    work: Workload = build(tag, n)
+    row.orders = len(work.orders)
+    status_start = await bus.end_offsets(bootstrap, topics.ORDERS_STATUS)
+    dlq_start = await bus.end_offsets(bootstrap, topics.ORDERS_DLQ)
+    gate = asyncio.Event()
+    gate.set()
+    ctx = FaultContext(env, gate, time.monotonic())
+    say(f"\n=== {name}: {row.orders} orders, tag {tag}, kinds {dict(work.counts())}")
+    tasks = [asyncio.create_task(publish(bootstrap, work, dup_rate=dup_rate, gate=gate))]
+    if fault is not None:
+        tasks.append(asyncio.create_task(fault(ctx)))
+    try:
+        results = await asyncio.gather(*tasks)
+    finally:
+        gate.set()
+        for t in tasks:
+            t.cancel()
+    published = results[0]
+    row.faults = ctx.injected + (
+        [f"producer sent {sum(published.duplicated.values())} messages twice {dict(published.duplicated)}"]
+        if dup_rate
+        else []
+    )
+    row.messages, row.publish_s = published.messages, published.seconds
+    say(f"  published {published.messages} messages in {published.seconds:.1f}s (paused {published.paused_s:.1f}s)")
+    revive(env, row, "during the fault")
+    row.drain_s = await drain(bootstrap)
+    revive(env, row, "while draining")
+    if row.drain_s is None:
+        row.findings.append(f"not drained within {DRAIN_TIMEOUT:.0f}s: {await lag_total(bootstrap)}")
+    await asyncio.sleep(1.0)
+    raw = await collect(bootstrap, topics.ORDERS_STATUS, status_start, tag)
+    statuses: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for m in sorted(raw, key=lambda m: (m["_partition"], m["_offset"])):
+        statuses[m["_key"]].append(m)
+    letters = await collect(bootstrap, topics.ORDERS_DLQ, dlq_start, tag)
+    levels, exposure_docs = await store_reads(env)
+
+    v = row.violations
+    v["numbers"] = inv.numbering(work.orders, statuses)
+    v["held"] = inv.held_until_corrected(work.orders, statuses)
+    v["paths"], row.late_after_cancel = inv.state_machine(statuses)
+    v["1 event/step"] = inv.one_event_per_transition(statuses)
+    v["settled"] = inv.settled(work.orders, statuses)
+    v["stock"] = inv.stock(levels, initial_stock(), {})  # nothing ships: no warehouse simulator runs
+    v["reserv."] = inv.reservations(levels, work.orders, statuses)
+    v["exposure"] = inv.exposure(exposure_docs, inv.open_exposure(work.orders, statuses))
+    v["dlq"], dlq_redelivered = inv.dead_letters(letters, work.poison, published.poison_records)
+    redelivered = inv.redeliveries(statuses)
+    row.redelivered = sum(n - 1 for *_, n in redelivered) + dlq_redelivered
+    say(
+        f"  drained in {row.drain_s if row.drain_s is None else round(row.drain_s, 1)}s; "
+        f"{len(raw)} status messages, {len(letters)} dead letters; redelivered (same event id): "
+        f"{row.redelivered}; late statuses after a cancellation: {dict(row.late_after_cancel)}"
+    )
+    for key, status, event_id, times in redelivered[:10]:
+        say(f"    redelivered: {key} {status} {event_id} x{times}")
+    if len(redelivered) > 10:
+        say(f"    ... and {len(redelivered) - 10} more")
+    for check, found in v.items():
+        for line in found[:8]:
+            say(f"  VIOLATION [{check}] {line}")
+        if len(found) > 8:
+            say(f"  VIOLATION [{check}] ... {len(found) - 8} more")
+    for line in row.findings:
+        say(f"  FINDING {line}")
+    report.rows.append(row)
+    return row
+
+
+def table(rows: list[Row]) -> str:
+    """The report: one line per scenario (invariant columns: ok or the number of violations)."""
+    widths = [max(len(c), 4) + 2 for c in CHECKS]
+    head = f"{'scenario':<28}{'orders':>7}{'msgs':>7}" + "".join(
+        f"{c:>{w}}" for c, w in zip(CHECKS, widths, strict=True)
+    )
+    head += f"{'crashed':>9}{'redeliv':>9}{'late':>6}{'drain s':>9}  faults injected (s after stream start)"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        line = f"{r.scenario:<28}{r.orders:>7}{r.messages:>7}"
+        line += "".join(
+            f"{('ok' if not r.violations.get(c) else str(len(r.violations[c]))):>{w}}"
+            for c, w in zip(CHECKS, widths, strict=True)
+        )
+        drain = "timeout" if r.drain_s is None else f"{r.drain_s:.1f}"
+        line += f"{len(r.findings):>9}{r.redelivered:>9}{sum(r.late_after_cancel.values()):>6}{drain:>9}"
+        line += "  " + ("; ".join(r.faults) or "-")
+        lines.append(line)
+    return "\n".join(lines)

@@ -1,0 +1,169 @@
+"""The chaos workload: a tagged stream of orders from every channel, with corrections, duplicates,
+cancellations, shortages and poison messages, published at a steady rate so faults land mid-stream."""
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from contracts import topics
+from orderflow import bus, sample
+
+# Shares of the orders (the rest are normal orders that end `reserved`).
+SHARES = {"incomplete": 0.08, "duplicate": 0.05, "cancel": 0.03, "shortage": 0.02}
+POISON_COUNT = 20
+
+
+@dataclass(frozen=True)
+class Send:
+    """One message to publish `at` seconds after the stream starts."""
+
+    at: float
+    topic: str
+    key: str
+    value: dict[str, Any] | bytes
+    what: str  # order | correction | duplicate | cancel | poison
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What the workload did with one channel order."""
+
+    key: str
+    kind: str  # normal | incomplete | duplicate | cancel | shortage
+    customer_id: str
+    lines: tuple[tuple[str, int], ...]  # (sku, quantity) of the complete revision
+    final_revision: int
+
+
+@dataclass
+class Workload:
+    """Everything published for one scenario."""
+
+    tag: str
+    sends: list[Send]
+    orders: dict[str, Planned]
+    poison: list[bytes]
+
+    def counts(self) -> Counter[str]:
+        """Orders per kind."""
+        return Counter(p.kind for p in self.orders.values())
+
+
+def _cancel(order: dict[str, Any], tag: str, i: int, now: datetime) -> dict[str, Any]:
+    return {
+        "type": "order.cancel",
+        "version": 1,
+        "command_id": f"chaos-cancel-{tag}-{i}",
+        "channel": order["channel"],
+        "channel_order_ref": order["channel_order_ref"],
+        "issued_by": "chaos-suite",
+        "issued_at": now.isoformat(),
+        "reason": "customer changed their mind",
+    }
+
+
+def build(tag: str, n: int = 2000, rate: float = 200.0) -> Workload:
+    """n orders at `rate` per second (kinds shuffled with a seeded Random), plus the poison messages."""
+    rng = random.Random(f"chaos-{tag}")
+    now = datetime.now(UTC)
+    kinds = [k for k, share in SHARES.items() for _ in range(round(n * share))]
+    kinds += ["normal"] * (n - len(kinds))
+    rng.shuffle(kinds)
+    sends: list[Send] = []
+    orders: dict[str, Planned] = {}
+    for i, kind in enumerate(kinds):
+        at = i / rate
+        ref = f"CHAOS-{tag}-{i:05d}"
+        if kind == "shortage":
+            base = sample.order(ref, rng, now, skus=["LAMP-RARE"], lines=1)
+        else:
+            base = sample.order(ref, rng, now)
+        key = f"{base['channel']}:{ref}"
+        final = base
+        if kind == "incomplete":
+            sends.append(Send(at, topics.ORDERS_SUBMITTED, key, sample.incomplete(base), "order"))
+            final = {**base, "revision": 2}
+            sends.append(Send(at + rng.uniform(0.5, 2.0), topics.ORDERS_SUBMITTED, key, final, "correction"))
+        else:
+            sends.append(Send(at, topics.ORDERS_SUBMITTED, key, base, "order"))
+        if kind == "duplicate":
+            sends.append(Send(at + rng.uniform(0.2, 3.0), topics.ORDERS_SUBMITTED, key, base, "duplicate"))
+        if kind == "cancel":  # some land before the order is numbered, some after it is reserved
+            sends.append(
+                Send(at + rng.uniform(0.0, 3.0), topics.ORDERS_COMMANDS, key, _cancel(base, tag, i, now), "cancel")
+            )
+        orders[key] = Planned(
+            key,
+            kind,
+            base["customer"]["customer_id"],
+            tuple((line["sku"], line["quantity"]) for line in base["lines"]),
+            final["revision"],
+        )
+    span = n / rate
+    poison = [f"\x00<<chaos poison {tag} #{k:02d}>> this is not JSON".encode() for k in range(POISON_COUNT)]
+    for k, raw in enumerate(poison):
+        sends.append(Send((k + 0.5) * span / POISON_COUNT, topics.ORDERS_SUBMITTED, f"poison-{tag}-{k}", raw, "poison"))
+    sends.sort(key=lambda s: s.at)
+    return Workload(tag, sends, orders, poison)
+
+
+@dataclass
+class Published:
+    """What the publisher actually sent."""
+
+    messages: int = 0
+    duplicated: Counter[str] = field(default_factory=Counter)  # what -> messages sent twice by the producer
+    poison_records: int = 0
+    paused_s: float = 0.0
+    seconds: float = 0.0
+
+
+async def publish(
+    bootstrap: str,
+    work: Workload,
+    *,
+    chunk_s: float = 0.1,
+    dup_rate: float = 0.0,
+    gate: asyncio.Event | None = None,
+    on_progress: Callable[[float], Awaitable[None]] | None = None,
+) -> Published:
+    """Publish the workload on its schedule in chunks of `chunk_s`; `dup_rate` of the messages go out twice
+    (producer-side duplicates); while `gate` is cleared (the broker is down) publishing pauses and the
+    schedule shifts by the pause."""
+    rng = random.Random(f"dups-{work.tag}")
+    out = Published()
+    started = time.monotonic()
+    shift = 0.0
+    i = 0
+    async with bus.producer(bootstrap) as p:
+        while i < len(work.sends):
+            if gate is not None and not gate.is_set():
+                paused = time.monotonic()
+                await gate.wait()
+                shift += time.monotonic() - paused
+            slot_end = (time.monotonic() - started - shift) + chunk_s
+            chunk: list[Send] = []
+            while i < len(work.sends) and work.sends[i].at < slot_end:
+                chunk.append(work.sends[i])
+                i += 1
+            by_topic: dict[str, list[tuple[str, Any]]] = {}
+            for s in chunk:
+                copies = 2 if dup_rate and rng.random() < dup_rate else 1
+                if copies == 2:
+                    out.duplicated[s.what] += 1
+                if s.what == "poison":
+                    out.poison_records += copies
+                by_topic.setdefault(s.topic, []).extend([(s.key, s.value)] * copies)
+            for topic, items in by_topic.items():
+                out.messages += await bus.publish(p, topic, items)
+            if on_progress is not None:
+                await on_progress(time.monotonic() - started)
+            await asyncio.sleep(max(0.0, started + shift + slot_end - time.monotonic()))
+    out.paused_s = shift
+    out.seconds = time.monotonic() - started
+    return out
