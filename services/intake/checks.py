@@ -20,6 +20,7 @@ from contracts.public import CHANNELS, PAYMENT_METHODS, PRIORITIES, OrderSubmitt
 MISSING = "missing"
 WRONG_TYPE = "wrong_type"
 INVALID_FORMAT = "invalid_format"
+CONTACT_PATHS = ("customer.", "ship_to.")
 NOT_POSITIVE = "not_positive"
 UNKNOWN_VALUE = "unknown_value"
 DUPLICATE_LINE_NO = "duplicate_line_no"
@@ -140,7 +141,8 @@ class _Check:
         self.add(WRONG_TYPE, path, f"{label} ({path}) must be {expected}, not {_json_type(value)}.")
 
     def invalid_format(self, path: str, label: str, value: str, expected: str) -> None:
-        self.add(INVALID_FORMAT, path, f"{label} ({path}) '{value}' is not valid: expected {expected}.")
+        shown = "the value given" if path.startswith(CONTACT_PATHS) else f"'{value}'"  # never echo contact data
+        self.add(INVALID_FORMAT, path, f"{label} ({path}) {shown} is not valid: expected {expected}.")
 
 
 def _json_type(value: Any) -> str:
