@@ -22,7 +22,8 @@ from services.runtime.kafka import ensure_topics
 @pytest.fixture(scope="session")
 def system(servers: dict[str, str]) -> Iterator[dict[str, str]]:
     """The four services (one replica each) on throwaway databases and consumer groups; stopped afterwards."""
-    lock = open(os.path.join(tempfile.gettempdir(), "orderflow-e2e.lock"), "w")  # noqa: SIM115
+    broker = servers["KAFKA_BOOTSTRAP_SERVERS"].replace(":", "_").replace(",", "+")
+    lock = open(os.path.join(tempfile.gettempdir(), f"orderflow-e2e-{broker}.lock"), "w")  # noqa: SIM115
     fcntl.flock(lock, fcntl.LOCK_EX)
     run = uuid.uuid4().hex[:8]
     env = {
