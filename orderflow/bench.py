@@ -45,7 +45,7 @@ from services.runtime.kafka import PARTITIONS, ensure_topics
 
 Say = Callable[[str], None]
 
-LOCK_PATH = Path(tempfile.gettempdir()) / "orderflow-e2e.lock"  # the e2e sessions' lock (tests/e2e/conftest.py)
+LOCK_PATH = Path(tempfile.gettempdir()) / "orderflow-e2e.lock"  # machine-wide lock of the chaos sessions
 RESULTS_DIR = stack.REPO_ROOT / "bench" / "results"
 FULL_RATES = (100, 250, 500, 1000, 2000, 4000)
 QUICK_RATES = (50, 150)
@@ -53,7 +53,7 @@ STAGES = ("received", "approved", "reserved")
 PAYLOAD_SIZES = {"status": 600, "submitted": 1500}  # bytes: an order.status and an order.submitted
 TARGET_P99_S = 1.0
 PLACEHOLDER = b"@@BENCH-REF@@"
-WARMUP_ORDERS = 20
+WARMUP_ORDERS = 5
 MB = 1024 * 1024
 
 
@@ -75,28 +75,34 @@ class Plan:
 def make_plan(quick: bool, rates: tuple[int, ...] = (), seconds: float = 0, shipping: bool = False) -> Plan:
     """The plan for a quick (CI, < 2 min) or a full (< 15 min) run; `rates`/`seconds` override the steps."""
     if quick:
-        return Plan(rates or QUICK_RATES, seconds or 20, 8, 2, True, shipping)
+        return Plan(rates or QUICK_RATES, seconds or 18, 5, 1.5, True, shipping)
     return Plan(rates or FULL_RATES, seconds or 45, 15, 5, False, shipping)
 
 
 # ------------------------------------------------------------------------------------------ isolation
 
 
+def lock_paths(bootstrap: str) -> list[Path]:
+    """The locks e2e and chaos sessions take: the one per broker (tests/e2e/conftest.py), then the older
+    machine-wide one (still taken by tests/chaos); the bench holds both."""
+    broker = bootstrap.replace(":", "_").replace(",", "+")
+    return [Path(tempfile.gettempdir()) / f"orderflow-e2e-{broker}.lock", LOCK_PATH]
+
+
 @contextlib.contextmanager
-def e2e_lock(say: Say) -> Iterator[None]:
-    """Hold the machine-wide e2e lock, so the run never overlaps a test session (waits for it)."""
-    with open(LOCK_PATH, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            say(f"waiting for {LOCK_PATH} (a test session is running; the bench starts when it ends) ...")
-            waited = time.monotonic()
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            say(f"  got the lock after {time.monotonic() - waited:.0f}s")
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def e2e_lock(bootstrap: str, say: Say) -> Iterator[None]:
+    """Hold the test sessions' locks, so the run never overlaps one (it waits for them)."""
+    with contextlib.ExitStack() as stack_:
+        for path in lock_paths(bootstrap):
+            handle = stack_.enter_context(open(path, "w"))
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                say(f"waiting for {path} (a test session is running; the bench starts when it ends) ...")
+                waited = time.monotonic()
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                say(f"  got {path.name} after {time.monotonic() - waited:.0f}s")
+        yield  # closing the files releases the locks
 
 
 @contextlib.contextmanager
@@ -501,6 +507,85 @@ async def end_offsets(bootstrap: str, names: tuple[str, ...] = topics.ALL) -> di
         await consumer.stop()
 
 
+# The topic whose consumption counts one order handled by each service.
+PRIMARY: dict[str, str] = {
+    "intake": topics.ORDERS_SUBMITTED,
+    "review": topics.ORDERS_ACCEPTED,
+    "inventory": topics.ORDERS_APPROVED,
+    "fulfillment": topics.INVENTORY_ALLOCATIONS,
+}
+
+
+async def committed(bootstrap: str) -> dict[str, dict[str, int]]:
+    """Each service group's committed offsets summed per consumed topic (log start where none)."""
+    out: dict[str, dict[str, int]] = {g: {} for g in lag.GROUPS}
+    for row in await lag.measure(bootstrap):
+        off = row.committed if row.committed is not None else row.log_start
+        out[row.group][row.topic] = out[row.group].get(row.topic, 0) + off
+    return out
+
+
+def handled_orders(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> dict[str, int]:
+    """Orders each service consumed between two snapshots (its committed offsets on its PRIMARY topic)."""
+    return {s: after[s].get(t, 0) - before[s].get(t, 0) for s, t in PRIMARY.items()}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a step compares before and after: topic ends, committed offsets, store row writes."""
+
+    ends: dict[str, int]
+    committed: dict[str, dict[str, int]]
+    rows: dict[str, int] | None
+
+    def row_delta(self, before: Snapshot) -> dict[str, int] | None:
+        """Rows written per service since `before` (None without PostgreSQL statistics)."""
+        if self.rows is None or before.rows is None:
+            return None
+        return {s: n - before.rows.get(s, 0) for s, n in self.rows.items()}
+
+
+def _lag_figures(
+    samples: Samples, before: Snapshot, after: Snapshot, offered_end: float, duration: float
+) -> dict[str, Any]:
+    """Max lag per service, its trend while orders were offered, and whether it grew."""
+    topic_msgs = {t: after.ends[t] - before.ends.get(t, 0) for t in after.ends}
+    max_lag: dict[str, int] = {}
+    lag_grew: dict[str, bool] = {}
+    lag_slope: dict[str, float] = {}
+    for group, consumed in lag.GROUPS.items():
+        series = [(t, s[group]) for t, s in zip(samples.times, samples.lags, strict=True) if group in s]
+        max_lag[group] = max((v for _, v in series), default=0)
+        window = [(t, v) for t, v in series if 0.25 * offered_end <= t <= offered_end + 0.5]
+        per_s = slope([t for t, _ in window], [float(v) for _, v in window])
+        in_rate = sum(topic_msgs.get(t, 0) for t in consumed) / duration
+        last = window[-1][1] if window else 0
+        lag_slope[group] = round(per_s, 1)
+        # growing: by more than 2% of the service's input rate, and over a second's input behind at the end
+        lag_grew[group] = bool(per_s > 0.02 * in_rate and last > max(in_rate, 50))
+    return {
+        "max_lag": max_lag,
+        "lag_slope_per_s": lag_slope,
+        "lag_grew": lag_grew,
+        "topic_messages": {t: n for t, n in topic_msgs.items() if n},
+    }
+
+
+def _resource_figures(
+    cpu: dict[str, float], handled: dict[str, int], reserved: int, seconds: float, samples: Samples
+) -> dict[str, Any]:
+    """CPU per order (a service per order it handled, the servers and the bench per reserved order), RSS."""
+    per_order = {k: round(v * 1000 / max(1, handled.get(k, reserved)), 2) for k, v in cpu.items()}
+    return {
+        "handled": handled,
+        "handled_per_s": {s: round(n / seconds, 1) for s, n in handled.items()},
+        "cpu_s": cpu,
+        "cpu_ms_per_order": per_order,
+        "cpu_share": {k: round(v / seconds, 2) for k, v in cpu.items()},
+        "peak_rss_mb": {k: round(v / MB, 1) for k, v in samples.peak_rss.items()},
+    }
+
+
 # ------------------------------------------------------------------------------------------ the run
 
 
@@ -531,7 +616,7 @@ class Bench:
 
     async def start_services(self) -> None:
         """Fresh consumer groups at the end of every topic, then the four services (and the simulator)."""
-        await self.stop_services()
+        await self.stop_services(graceful=False)
         self.generation += 1
         env = self.env()
         os.environ.update(env)
@@ -545,15 +630,21 @@ class Bench:
         listed = ", ".join(f"{name} {ids[0]}" for name, ids in pids.items())
         self.say(f"  services up, consumer groups {env['KAFKA_GROUP_PREFIX']}*, pids: {listed}")
 
-    async def stop_services(self) -> None:
-        """Stop the simulator and the services (SIGTERM: they finish their batch)."""
+    async def stop_services(self, graceful: bool = True) -> None:
+        """Stop the simulator and the services: SIGTERM (they finish their batch), or SIGKILL when their
+        backlog is abandoned anyway (a finishing batch of a saturated service can take many seconds)."""
         if self.simulator is not None:
             stop, task = self.simulator
             stop.set()
             with contextlib.suppress(Exception):
                 await task
             self.simulator = None
-        await asyncio.to_thread(procs.down)
+        if graceful:
+            await asyncio.to_thread(procs.down)
+        else:
+            for name in procs.SERVICES:
+                for replica in procs.replicas(name):
+                    await asyncio.to_thread(procs.kill, name, replica)
 
     def check_alive(self) -> None:
         """Fail with the log tail when a service process died."""
@@ -595,7 +686,7 @@ class Bench:
 
     async def warm_up(self, producer: AIOKafkaProducer) -> None:
         """A few orders through the whole pipeline: the services have joined their groups and work."""
-        keys, _ = await offer(producer, 20, WARMUP_ORDERS / 20, self.pool, self.tracker, f"w{self.generation}")
+        keys, _ = await offer(producer, 10, WARMUP_ORDERS / 10, self.pool, self.tracker, f"w{self.generation}")
         deadline = time.monotonic() + 120
         while self.tracker.done(keys) < len(keys):
             if time.monotonic() > deadline:
@@ -603,13 +694,21 @@ class Bench:
             self.check_alive()
             await asyncio.sleep(0.25)
 
+    async def snapshot(self) -> Snapshot:
+        """Topic end offsets, the services' committed offsets and the store's row writes, now."""
+        schemas = [f"{self.database}_{s}" for s in procs.SERVICES]
+        rows = await asyncio.to_thread(pg_row_writes, schemas)
+        return Snapshot(
+            await end_offsets(self.bootstrap),
+            await committed(self.bootstrap),
+            {s: rows[f"{self.database}_{s}"] for s in procs.SERVICES} if rows is not None else None,
+        )
+
     async def step(self, producer: AIOKafkaProducer, index: int, rate: int) -> dict[str, Any]:
         """Offer `rate` orders/s for the step time and measure what the system did with them."""
         plan = self.plan
         groups = watched()
-        offsets_before = await end_offsets(self.bootstrap)
-        schemas = [f"{self.database}_{s}" for s in procs.SERVICES]
-        rows_before = await asyncio.to_thread(pg_row_writes, schemas)
+        before = await self.snapshot()
         cpu_before = cpu_snapshot(groups)
         started = time.monotonic()
         samples = Samples()
@@ -624,86 +723,45 @@ class Bench:
         with contextlib.suppress(asyncio.CancelledError):
             await sampler
         cpu = cpu_delta(cpu_before, cpu_snapshot(groups))
+        handled = handled_orders(before.committed, await committed(self.bootstrap))
         self.check_alive()
-        all_reserved = self.tracker.done(keys) == len(keys)
-        drained = all_reserved and await self.drain(tuple(lag.GROUPS), 15)
+        drained = self.tracker.done(keys) == len(keys) and await self.drain(tuple(lag.GROUPS), 15)
         await asyncio.sleep(1.5)  # PostgreSQL publishes its table statistics about once a second
-        rows_after = await asyncio.to_thread(pg_row_writes, schemas)
-        offsets_after = await end_offsets(self.bootstrap)
-        return self._figures(
-            rate, keys, sending, offered_end, finished, samples, cpu, groups, offsets_before, offsets_after,
-            rows_before, rows_after, drained,
-        )  # fmt: skip
+        after = await self.snapshot()
+        fig = self._latency(rate, keys, sending)
+        fig.update(_lag_figures(samples, before, after, offered_end, plan.step_seconds))
+        p99 = fig["latency_s"]["reserved"]["p99"]
+        fig["sustained"] = p99 is not None and p99 < TARGET_P99_S and not any(fig["lag_grew"].values())
+        fig["drained_after"] = drained
+        fig["measured_seconds"] = round(finished, 1)
+        fig.update(_resource_figures(cpu, handled, fig["reserved"], finished, samples))
+        rows_handled = handled_orders(before.committed, after.committed)
+        fig["row_writes"] = after.row_delta(before)
+        fig["row_writes_per_order"] = (
+            {s: round(n / max(1, rows_handled[s]), 2) for s, n in fig["row_writes"].items()}
+            if fig["row_writes"]
+            else None
+        )
+        fig["pids"] = {name: [p.pid for p in members][:1] for name, members in groups.items()}
+        return fig
 
-    def _figures(
-        self,
-        rate: int,
-        keys: list[str],
-        sending: float,
-        offered_end: float,
-        finished: float,
-        samples: Samples,
-        cpu: dict[str, float],
-        groups: dict[str, list[Any]],
-        offsets_before: dict[str, int],
-        offsets_after: dict[str, int],
-        rows_before: dict[str, int] | None,
-        rows_after: dict[str, int] | None,
-        drained: bool,
-    ) -> dict[str, Any]:
+    def _latency(self, rate: int, keys: list[str], sending: float) -> dict[str, Any]:
+        """Offered, sent and achieved rates and the latency percentiles of one step's orders."""
         sent, seen = self.tracker.sent, self.tracker.seen
         latency = {}
         for stage in STAGES:
             values = [seen[k][stage] - sent[k] for k in keys if stage in seen.get(k, ())]
             latency[stage] = {**percentiles(values, len(keys)), "done": len(values)}
         reserved_at = [seen[k]["reserved"] for k in keys if "reserved" in seen.get(k, ())]
-        first_sent = min(sent[k] for k in keys)
-        span = (max(reserved_at) - first_sent) if reserved_at else 0.0
-        achieved = len(reserved_at) / span if span > 0 else 0.0
-        topic_msgs = {t: offsets_after[t] - offsets_before.get(t, 0) for t in offsets_after}
-        duration = self.plan.step_seconds
-        max_lag: dict[str, int] = {}
-        lag_grew: dict[str, bool] = {}
-        lag_slope: dict[str, float] = {}
-        for group, consumed in lag.GROUPS.items():
-            series = [(t, s[group]) for t, s in zip(samples.times, samples.lags, strict=True) if group in s]
-            max_lag[group] = max((v for _, v in series), default=0)
-            window = [(t, v) for t, v in series if 0.25 * offered_end <= t <= offered_end + 0.5]
-            per_s = slope([t for t, _ in window], [float(v) for _, v in window])
-            in_rate = sum(topic_msgs.get(t, 0) for t in consumed) / duration
-            last = window[-1][1] if window else 0
-            lag_slope[group] = round(per_s, 1)
-            lag_grew[group] = bool(per_s > 0.02 * in_rate and last > max(in_rate, 50))
-        p99 = latency["reserved"]["p99"]
-        sustained = p99 is not None and p99 < TARGET_P99_S and not any(lag_grew.values())
-        done = max(1, len(reserved_at))
-        row_writes = (
-            {s: rows_after[f"{self.database}_{s}"] - rows_before[f"{self.database}_{s}"] for s in procs.SERVICES}
-            if rows_before is not None and rows_after is not None
-            else None
-        )
+        span = (max(reserved_at) - min(sent[k] for k in keys)) if reserved_at else 0.0
         return {
             "offered_per_s": rate,
-            "seconds": duration,
+            "seconds": self.plan.step_seconds,
             "orders": len(keys),
             "sent_per_s": round(len(keys) / sending, 1) if sending > 0 else None,
             "reserved": len(reserved_at),
-            "achieved_per_s": round(achieved, 1),
+            "achieved_per_s": round(len(reserved_at) / span, 1) if span > 0 else 0.0,
             "latency_s": latency,
-            "max_lag": max_lag,
-            "lag_slope_per_s": lag_slope,
-            "lag_grew": lag_grew,
-            "drained_after": drained,
-            "sustained": sustained,
-            "measured_seconds": round(finished, 1),
-            "cpu_s": cpu,
-            "cpu_ms_per_order": {k: round(v * 1000 / done, 2) for k, v in cpu.items()},
-            "cpu_share": {k: round(v / finished, 2) for k, v in cpu.items()},
-            "peak_rss_mb": {k: round(v / MB, 1) for k, v in samples.peak_rss.items()},
-            "topic_messages": {t: n for t, n in topic_msgs.items() if n},
-            "row_writes": row_writes,
-            "row_writes_per_order": {s: round(n / done, 2) for s, n in row_writes.items()} if row_writes else None,
-            "pids": {name: [p.pid for p in members][:1] for name, members in groups.items()},
         }
 
     async def run(self) -> dict[str, Any]:
@@ -711,9 +769,9 @@ class Bench:
         plan, say = self.plan, self.say
         result: dict[str, Any] = {"run": self.run_id, "database": self.database}
         await ensure_topics(self.bootstrap)
-        say(f"[1/4] raw Kafka limits ({plan.raw_seconds:.0f}s per size, scratch topics)")
+        say(f"[1/4] raw Kafka limits ({plan.raw_seconds:g}s per size, scratch topics)")
         result["raw_kafka"] = await kafka_raw(self.bootstrap, self.run_id, plan.raw_seconds, say)
-        say(f"[2/4] raw document-store limits ({plan.raw_seconds:.0f}s per kind, scratch database)")
+        say(f"[2/4] raw document-store limits ({plan.raw_seconds:g}s per kind, scratch database)")
         result["raw_store"] = await store_raw(self.uri, f"{self.database}_scratch", plan.raw_seconds, say)
         say("[3/4] services and master data")
         await self.start_services()
@@ -783,21 +841,40 @@ def write_estimate(pool: list[Template]) -> dict[str, Any]:
     }
 
 
+# Kafka messages of one approved and reserved order by design (no simulator): the submission, three
+# statuses (received, approved, reserved), intake's accepted + shipping, review's approved, inventory's
+# allocation, fulfillment's opened shipment.
+DESIGN_MESSAGES: dict[str, float] = {
+    topics.ORDERS_SUBMITTED: 1,
+    topics.ORDERS_STATUS: 3,
+    topics.ORDERS_ACCEPTED: 1,
+    topics.ORDERS_SHIPPING: 1,
+    topics.ORDERS_APPROVED: 1,
+    topics.INVENTORY_ALLOCATIONS: 1,
+    topics.FULFILLMENT_SHIPMENTS: 1,
+}
+
+
 def per_order(steps: list[dict[str, Any]], pool: list[Template]) -> dict[str, Any]:
-    """Kafka messages per order (from end offsets) of the best complete step, and the write estimate."""
-    complete = [s for s in steps if s["reserved"] == s["orders"]] or steps
-    ref = max(complete, key=lambda s: s["offered_per_s"])
-    orders = max(1, ref["orders"])
-    produced = {t: round(n / orders, 2) for t, n in ref["topic_messages"].items()}
+    """Kafka messages per order (end offsets of the fastest complete step, else the design's count) and
+    store writes per order (the estimate from the code, and PostgreSQL's row counts of that step)."""
+    complete = [s for s in steps if s["reserved"] == s["orders"] and s["drained_after"]]
+    ref = max(complete, key=lambda s: s["offered_per_s"]) if complete else None
+    if ref is not None:
+        orders = max(1, ref["orders"])
+        produced = {t: round(n / orders, 2) for t, n in ref["topic_messages"].items()}
+        source = f"measured: end offsets in the step at {ref['offered_per_s']}/s"
+    else:
+        produced = dict(DESIGN_MESSAGES)
+        source = "design (no step completed, and a saturated step's counts are partial)"
     consumers = {t: sum(t in names for names in lag.GROUPS.values()) for t in topics.ALL}
-    consumed = round(sum(n * consumers.get(t, 0) for t, n in ref["topic_messages"].items()) / orders, 2)
     return {
-        "from_step_offered_per_s": ref["offered_per_s"],
+        "source": source,
         "kafka_produced_by_topic": produced,
         "kafka_produced": round(sum(produced.values()), 2),
-        "kafka_consumed_by_services": consumed,
+        "kafka_consumed_by_services": round(sum(n * consumers.get(t, 0) for t, n in produced.items()), 2),
         "store_writes_estimate": write_estimate(pool),
-        "store_row_writes_measured": ref["row_writes_per_order"],
+        "store_row_writes_measured": ref["row_writes_per_order"] if ref is not None else None,
     }
 
 
@@ -879,8 +956,15 @@ def report(result: dict[str, Any]) -> list[str]:
         lags = "/".join(str(s["max_lag"].get(g, 0)) for g in lag.GROUPS)
         grew = "yes" if any(s["lag_grew"].values()) else "no"
         out.append(row + f" | {lags:<25} {grew:>4}  {'yes' if s['sustained'] else 'no'}")
+    out += [
+        "",
+        "Orders handled per service (/s; committed offsets on its input: submitted, accepted, approved, allocations)",
+    ]
+    out.append(f"  {'offered':>7} " + "".join(f"{n:>13}" for n in procs.SERVICES))
+    for s in result["steps"]:
+        out.append(f"  {s['offered_per_s']:>7} " + "".join(f"{s['handled_per_s'][n]:>13,.1f}" for n in procs.SERVICES))
     names = [*procs.SERVICES, "kafka", "ferretdb", "postgres", "bench"]
-    out += ["", "CPU ms per reserved order (and cores busy) per process"]
+    out += ["", "CPU ms per order (services: per order handled; servers, bench: per reserved order) and cores busy"]
     out.append(f"  {'offered':>7} " + "".join(f"{n:>17}" for n in names))
     for s in result["steps"]:
         cells = "".join(f"{s['cpu_ms_per_order'].get(n, 0):>10.2f} ({s['cpu_share'].get(n, 0):.2f})" for n in names)
@@ -892,7 +976,7 @@ def report(result: dict[str, Any]) -> list[str]:
         out.append(f"  {s['offered_per_s']:>7} " + "".join(f"{s['peak_rss_mb'].get(n, 0):>12,.0f}" for n in rss_names))
     po, sm = result["per_order"], result["summary"]
     est = po["store_writes_estimate"]
-    out += ["", f"Per order (step at {po['from_step_offered_per_s']}/s)"]
+    out += ["", f"Per order ({po['source']})"]
     out.append(
         f"  Kafka messages produced {po['kafka_produced']} ("
         + ", ".join(f"{t} {n}" for t, n in po["kafka_produced_by_topic"].items())
@@ -925,7 +1009,16 @@ def main(bootstrap: str, uri: str, plan: Plan, say: Say = print, results_dir: Pa
     """Run the benchmark under the e2e lock, write the JSON result, print the tables; the result."""
     commit, dirty = git_commit()
     started_at = datetime.now(UTC)
-    with e2e_lock(say), _environ():
+    clock = [time.monotonic()]  # restarted once the lock is held
+    progress = say
+
+    def timed(line: str) -> None:
+        progress(f"[{time.monotonic() - clock[0]:6.1f}s] {line}")
+
+    say = timed
+
+    with e2e_lock(bootstrap, say), _environ():
+        clock[0] = time.monotonic()
         bench = Bench(bootstrap, uri, plan, say)
         os.environ.update(bench.env())
         say(f"bench run {bench.run_id}: databases {bench.database}_*, processes in {bench.procs_dir}")
@@ -959,5 +1052,5 @@ def main(bootstrap: str, uri: str, plan: Plan, say: Say = print, results_dir: Pa
     result["path"] = str(path.relative_to(stack.REPO_ROOT) if path.is_relative_to(stack.REPO_ROOT) else path)
     path.write_text(json.dumps(result, indent=2) + "\n")
     for line in report(result):
-        say(line)
+        progress(line)
     return result

@@ -19,7 +19,7 @@ from tests.chaos import invariants as inv
 from tests.chaos.workload import Workload, build, publish
 
 DRAIN_TIMEOUT = 300.0
-CHECKS = ("numbers", "held", "paths", "1 event/step", "settled", "stock", "reserv.", "exposure", "dlq")
+CHECKS = ("numbers", "held", "paths", "1 event/step", "settled", "shipments", "stock", "reserv.", "exposure", "dlq")
 
 
 @dataclass
@@ -42,6 +42,7 @@ class Row:
     violations: dict[str, list[str]] = field(default_factory=dict)
     redelivered: int = 0
     late_after_cancel: Counter[str] = field(default_factory=Counter)
+    cancelled_not_last: list[str] = field(default_factory=list)
     publish_s: float = 0.0
     drain_s: float | None = None
     examples: list[str] = field(default_factory=list)
@@ -114,13 +115,11 @@ def revive(env: dict[str, str], row: Row | None, when: str) -> None:
         procs.start(service, replica, env)
 
 
-async def collect(bootstrap: str, topic: str, start: dict[int, int], tag: str) -> list[dict[str, Any]]:
-    """The messages of `topic` since `start` whose key or payload names the scenario's tag."""
-    out = []
-    for m in await bus.read(bootstrap, topic, start):
-        if tag in (m.get("_key") or "") or tag in str(m.get("payload", "")):
-            out.append(m)
-    return out
+async def collect(
+    bootstrap: str, topic: str, start: dict[int, int], keep: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
+    """The messages of `topic` since `start` that `keep` selects."""
+    return [m for m in await bus.read(bootstrap, topic, start) if keep(m)]
 
 
 async def store_reads(env: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -157,6 +156,7 @@ async def run(
     row.orders = len(work.orders)
     status_start = await bus.end_offsets(bootstrap, topics.ORDERS_STATUS)
     dlq_start = await bus.end_offsets(bootstrap, topics.ORDERS_DLQ)
+    shipments_start = await bus.end_offsets(bootstrap, topics.FULFILLMENT_SHIPMENTS)
     gate = asyncio.Event()
     gate.set()
     ctx = FaultContext(env, gate, time.monotonic())
@@ -184,11 +184,19 @@ async def run(
     if row.drain_s is None:
         row.findings.append(f"not drained within {DRAIN_TIMEOUT:.0f}s: {await lag_total(bootstrap)}")
     await asyncio.sleep(1.0)
-    raw = await collect(bootstrap, topics.ORDERS_STATUS, status_start, tag)
+    raw = await collect(bootstrap, topics.ORDERS_STATUS, status_start, lambda m: tag in (m.get("_key") or ""))
     statuses: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for m in sorted(raw, key=lambda m: (m["_partition"], m["_offset"])):
         statuses[m["_key"]].append(m)
-    letters = await collect(bootstrap, topics.ORDERS_DLQ, dlq_start, tag)
+    letters = await collect(bootstrap, topics.ORDERS_DLQ, dlq_start, lambda m: tag in str(m.get("payload", "")))
+    sent = await collect(
+        bootstrap,
+        topics.FULFILLMENT_SHIPMENTS,
+        shipments_start,
+        lambda m: tag in str(m.get("channel_order_ref", "")) or m.get("type") == "shipment.voided",
+    )
+    ours = {m["shipment_id"] for m in sent if m.get("type") == "shipment.opened"}
+    sent = [m for m in sent if m.get("shipment_id") in ours]  # voidings name no channel order: by shipment
     levels, exposure_docs = await store_reads(env)
 
     v = row.violations
@@ -197,17 +205,31 @@ async def run(
     v["paths"], row.late_after_cancel = inv.state_machine(statuses)
     v["1 event/step"] = inv.one_event_per_transition(statuses)
     v["settled"] = inv.settled(work.orders, statuses)
+    v["shipments"], shipments_redelivered = inv.shipments(statuses, sent)
     v["stock"] = inv.stock(levels, initial_stock(), {})  # nothing ships: no warehouse simulator runs
     v["reserv."] = inv.reservations(levels, work.orders, statuses)
-    v["exposure"] = inv.exposure(exposure_docs, inv.open_exposure(work.orders, statuses))
+    open_exposure = inv.open_exposure(work.orders, statuses)
+    v["exposure"] = inv.exposure(exposure_docs, open_exposure)
+    row.cancelled_not_last = inv.cancelled_not_last(statuses)
     v["dlq"], dlq_redelivered = inv.dead_letters(letters, work.poison, published.poison_records)
     redelivered = inv.redeliveries(statuses)
-    row.redelivered = sum(n - 1 for *_, n in redelivered) + dlq_redelivered
+    row.redelivered = sum(n - 1 for *_, n in redelivered) + dlq_redelivered + shipments_redelivered
     say(
         f"  drained in {row.drain_s if row.drain_s is None else round(row.drain_s, 1)}s; "
-        f"{len(raw)} status messages, {len(letters)} dead letters; redelivered (same event id): "
+        f"{len(raw)} status messages, {len(sent)} shipment messages, {len(letters)} dead letters; "
+        f"redelivered (same event id): "
         f"{row.redelivered}; late statuses after a cancellation: {dict(row.late_after_cancel)}"
     )
+    say(
+        f"  checked: {sum(len(o) for o in open_exposure.values())} open approved orders holding "
+        f"{sum(sum(o.values()) for o in open_exposure.values()) / 100:.2f} over {len(open_exposure)} customers; "
+        f"{sum(r['reserved'] for r in levels)} units reserved over {sum(1 for r in levels if r['reserved'])} "
+        f"SKU/warehouses; final statuses {dict(Counter(inv.effective(m)[-1]['status'] for m in statuses.values()))}"
+    )
+    if row.cancelled_not_last:
+        say(f"  {len(row.cancelled_not_last)} cancelled orders end with another status, e.g.:")
+        for line in row.cancelled_not_last[:3]:
+            say(f"    {line}")
     for key, status, event_id, times in redelivered[:10]:
         say(f"    redelivered: {key} {status} {event_id} x{times}")
     if len(redelivered) > 10:
@@ -229,7 +251,8 @@ def table(rows: list[Row]) -> str:
     head = f"{'scenario':<28}{'orders':>7}{'msgs':>7}" + "".join(
         f"{c:>{w}}" for c, w in zip(CHECKS, widths, strict=True)
     )
-    head += f"{'crashed':>9}{'redeliv':>9}{'late':>6}{'drain s':>9}  faults injected (s after stream start)"
+    head += f"{'crashed':>9}{'redeliv':>9}{'late':>6}{'cxl!=last':>11}{'drain s':>9}"
+    head += "  faults injected (s after stream start)"
     lines = [head, "-" * len(head)]
     for r in rows:
         line = f"{r.scenario:<28}{r.orders:>7}{r.messages:>7}"
@@ -238,7 +261,8 @@ def table(rows: list[Row]) -> str:
             for c, w in zip(CHECKS, widths, strict=True)
         )
         drain = "timeout" if r.drain_s is None else f"{r.drain_s:.1f}"
-        line += f"{len(r.findings):>9}{r.redelivered:>9}{sum(r.late_after_cancel.values()):>6}{drain:>9}"
+        line += f"{len(r.findings):>9}{r.redelivered:>9}{sum(r.late_after_cancel.values()):>6}"
+        line += f"{len(r.cancelled_not_last):>11}{drain:>9}"
         line += "  " + ("; ".join(r.faults) or "-")
         lines.append(line)
     return "\n".join(lines)

@@ -186,6 +186,17 @@ def state_machine(statuses: Statuses) -> tuple[list[str], Counter[str]]:
     return bad, late
 
 
+def cancelled_not_last(statuses: Statuses) -> list[str]:
+    """Cancelled orders whose last status on the topic is not `cancelled` (a late message of a racing service
+    came after it): allowed by the state machine above, but what a channel reading the topic ends up seeing."""
+    out = []
+    for key, msgs in sorted(statuses.items()):
+        eff = effective(msgs)
+        if any(m["status"] == "cancelled" for m in eff) and eff[-1]["status"] != "cancelled":
+            out.append(f"{key}: {' -> '.join(m['status'] for m in eff)}")
+    return out
+
+
 def one_event_per_transition(statuses: Statuses) -> list[str]:
     """No (revision, status) transition published under two different event ids."""
     bad = []
@@ -260,6 +271,49 @@ def settled(plans: Mapping[str, Plan], statuses: Statuses, shipping: bool = Fals
                 f"{key} ({plan.kind}): ends {end}, expected {sorted(allowed)}; path {[m['status'] for m in msgs]}"
             )
     return bad
+
+
+def shipments(statuses: Statuses, sent: list[Msg]) -> tuple[list[str], int]:
+    """Fulfillment opened exactly one shipment per warehouse of each reserved order's allocation, with its lines,
+    under one event id each; every shipment of a cancelled order was voided; orders never reserved got none.
+    `sent`: the `fulfillment.shipments` messages of the scenario's orders. Returns the violations and the
+    messages redelivered under the same event id."""
+    bad: list[str] = []
+    by_id = Counter(m["event_id"] for m in sent)
+    redelivered = sum(n - 1 for n in by_id.values())
+    opened: dict[str, dict[str, Msg]] = defaultdict(dict)  # order number -> shipment id -> opening
+    ids: dict[str, set[str]] = defaultdict(set)
+    voided: set[str] = set()
+    for m in sent:
+        if m.get("type") == "shipment.opened":
+            opened[m["order_number"]].setdefault(m["shipment_id"], m)
+            ids[m["shipment_id"]].add(m["event_id"])
+        elif m.get("type") == "shipment.voided":
+            voided.add(m["shipment_id"])
+    bad += [f"shipment {sid} opened under {len(e)} event ids" for sid, e in sorted(ids.items()) if len(e) > 1]
+    for key, msgs in sorted(statuses.items()):
+        eff = effective(msgs)
+        numbers = {m["order_number"] for m in eff if m.get("order_number")}
+        ships = {sid: m for n in numbers for sid, m in opened.get(n, {}).items()}
+        _, state, cancelled, _ = walk(msgs)
+        if cancelled:
+            bad += [f"{key}: shipment {sid} of a cancelled order not voided" for sid in sorted(set(ships) - voided)]
+            continue
+        reserved = [m for m in eff if m["status"] == "reserved"]
+        if state != "reserved" or not reserved:
+            bad += [f"{key}: shipment {sid} opened for an order {state}" for sid in sorted(ships)]
+            continue
+        want = sorted(
+            (a["warehouse"], sorted((ln["sku"], ln["quantity"]) for ln in a["lines"]))
+            for a in _details(reserved[-1]).get("allocations", [])
+        )
+        have = sorted(
+            (m["warehouse"], sorted((ln["sku"], ln["quantity"]) for ln in m["lines"])) for m in ships.values()
+        )
+        if have != want:
+            bad.append(f"{key}: shipments {have} for the allocation {want}")
+        bad += [f"{key}: shipment {sid} voided, order not cancelled" for sid in sorted(set(ships) & voided)]
+    return bad, redelivered
 
 
 # ---- store reads ----------------------------------------------------------------------------------------

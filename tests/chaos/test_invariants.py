@@ -119,3 +119,29 @@ def test_the_dead_letter_topic_must_hold_exactly_the_poison() -> None:
     assert inv.dead_letters(good[:1], poison, 2)[0]
     assert inv.dead_letters([*good, letter("3", "an order", 3)], poison, 2)[0]
     assert inv.dead_letters([good[0], letter("2", "junk tag #2", 2, "review")], poison, 2)[0]
+
+
+def test_a_cancelled_order_whose_last_word_is_a_late_status_is_reported() -> None:
+    late = [st("received", "a"), st("cancelled", "x"), st("approved", "b")]
+    assert inv.cancelled_not_last({KEY: late}) == [f"{KEY}: received -> cancelled -> approved"]
+    assert inv.cancelled_not_last({KEY: late[:2]}) == []
+
+
+def test_shipments_follow_the_allocation_once_and_are_voided_on_cancel() -> None:
+    def opened(sid: str, eid: str, qty: int = 2) -> dict[str, Any]:
+        lines = [{"line_no": 1, "sku": "SKU-0001", "quantity": qty}]
+        return {"type": "shipment.opened", "event_id": eid, "shipment_id": sid, "order_number": "SO-1"} | {
+            "warehouse": "WH-EAST",
+            "lines": lines,
+        }
+
+    one = [opened("SO-1-WH-EAST-1", "o1")]
+    assert inv.shipments({KEY: HAPPY}, one) == ([], 0)
+    assert inv.shipments({KEY: HAPPY}, [*one, one[0]]) == ([], 1)  # redelivered
+    assert inv.shipments({KEY: HAPPY}, [*one, opened("SO-1-WH-EAST-2", "o2")])[0]  # shipped twice
+    assert inv.shipments({KEY: HAPPY}, [opened("SO-1-WH-EAST-1", "o1", 3)])[0]  # wrong quantity
+    assert inv.shipments({KEY: HAPPY}, [])[0]  # never opened
+    cancelled = {KEY: [*HAPPY, st("cancelled", "x")]}
+    assert inv.shipments(cancelled, one)[0]
+    voided = {"type": "shipment.voided", "event_id": "v1", "shipment_id": "SO-1-WH-EAST-1", "order_number": "SO-1"}
+    assert inv.shipments(cancelled, [*one, voided]) == ([], 0)
