@@ -48,8 +48,10 @@ def chaos(servers: dict[str, str]) -> Iterator[Report]:
 
 def _stop_all() -> None:
     for service in procs.SERVICES:
-        for path in sorted(procs._run_dir().glob(f"{service}-*.pid")):
-            procs.stop(service, int(path.stem.rsplit("-", 1)[1]))
+        for replica in procs.replicas(service):
+            procs.stop(service, replica)
+    for service, replica in procs.crashed():
+        procs.stop(service, replica)  # only drops the pid file
 
 
 @pytest.fixture

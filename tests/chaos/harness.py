@@ -18,7 +18,7 @@ from services.inventory.store import stock_levels
 from tests.chaos import invariants as inv
 from tests.chaos.workload import Workload, build, publish
 
-DRAIN_TIMEOUT = 300.0
+DRAIN_TIMEOUT = 420.0  # under 600 s pytest timeout; FerretDB slows down as collections grow
 CHECKS = ("numbers", "held", "paths", "1 event/step", "settled", "shipments", "stock", "reserv.", "exposure", "dlq")
 
 
@@ -45,7 +45,6 @@ class Row:
     cancelled_not_last: list[str] = field(default_factory=list)
     publish_s: float = 0.0
     drain_s: float | None = None
-    examples: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -251,7 +250,7 @@ def table(rows: list[Row]) -> str:
     head = f"{'scenario':<28}{'orders':>7}{'msgs':>7}" + "".join(
         f"{c:>{w}}" for c, w in zip(CHECKS, widths, strict=True)
     )
-    head += f"{'crashed':>9}{'redeliv':>9}{'late':>6}{'cxl!=last':>11}{'drain s':>9}"
+    head += f"{'findings':>9}{'redeliv':>9}{'late':>6}{'cxl!=last':>11}{'drain s':>9}"
     head += "  faults injected (s after stream start)"
     lines = [head, "-" * len(head)]
     for r in rows:
