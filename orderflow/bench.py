@@ -75,7 +75,7 @@ class Plan:
 def make_plan(quick: bool, rates: tuple[int, ...] = (), seconds: float = 0, shipping: bool = False) -> Plan:
     """The plan for a quick (CI, < 2 min) or a full (< 15 min) run; `rates`/`seconds` override the steps."""
     if quick:
-        return Plan(rates or QUICK_RATES, seconds or 18, 5, 1.5, True, shipping)
+        return Plan(rates or QUICK_RATES, seconds or 17, 4, 1.5, True, shipping)
     return Plan(rates or FULL_RATES, seconds or 45, 15, 5, False, shipping)
 
 

@@ -1,6 +1,7 @@
 """Chaos fixtures: the four services as real processes on the real servers, isolated like the e2e session
 (own database prefix, own consumer groups starting at the end of the topics, own process directory), and
-holding the same machine-wide lock, so chaos never runs beside an e2e session (it waits for the lock).
+holding the e2e sessions' lock (one per broker), so chaos never runs beside an e2e session on the same
+servers (it waits for the lock).
 
 Each scenario gets a fresh system (databases, groups, processes): its invariants then read a store holding
 only its own orders, and FerretDB stays fast (its lookups slow down as a collection grows)."""
@@ -24,7 +25,8 @@ from tests.chaos.harness import Report, table
 @pytest.fixture(scope="session")
 def chaos(servers: dict[str, str]) -> Iterator[Report]:
     """The e2e/chaos lock for the whole session, and the report table printed when the session ends."""
-    lock = open(os.path.join(tempfile.gettempdir(), "orderflow-e2e.lock"), "w")  # noqa: SIM115
+    broker = servers["KAFKA_BOOTSTRAP_SERVERS"].replace(":", "_").replace(",", "+")  # the e2e sessions' lock
+    lock = open(os.path.join(tempfile.gettempdir(), f"orderflow-e2e-{broker}.lock"), "w")  # noqa: SIM115
     waited = time.monotonic()
     fcntl.flock(lock, fcntl.LOCK_EX)
     print(f"\n[chaos] e2e/chaos lock taken after {time.monotonic() - waited:.1f}s", flush=True)
@@ -33,7 +35,7 @@ def chaos(servers: dict[str, str]) -> Iterator[Report]:
     try:
         yield report
     finally:
-        for component in ("kafka", "ferretdb"):  # a scenario that stopped one started it again; make sure
+        for component in sorted(report.touched):  # the scenario that stopped it started it again; make sure
             stack.start(component)
         lock.close()
         if report.rows:

@@ -28,6 +28,7 @@ class Report:
 
     servers: dict[str, str]
     rows: list["Row"] = field(default_factory=list)
+    touched: set[str] = field(default_factory=set)  # servers a scenario stopped (restarted again at the end)
 
 
 @dataclass
@@ -59,6 +60,7 @@ class FaultContext:
     gate: asyncio.Event
     started: float
     injected: list[str] = field(default_factory=list)
+    touched: set[str] = field(default_factory=set)  # servers (orderflow.stack components) it stops
 
     def note(self, what: str) -> None:
         line = f"{what} @{time.monotonic() - self.started:.1f}s"
@@ -166,6 +168,7 @@ async def run(
     try:
         results = await asyncio.gather(*tasks)
     finally:
+        report.touched |= ctx.touched
         gate.set()
         for t in tasks:
             t.cancel()

@@ -63,6 +63,7 @@ def sigkill_together(*services: str) -> harness.Fault:
 async def broker_restart(ctx: FaultContext) -> None:
     """Stop the Kafka broker mid-stream and start it again; channels hold their messages meanwhile."""
     await asyncio.sleep(FAULT_AT)
+    ctx.touched.add("kafka")
     ctx.gate.clear()
     try:
         await asyncio.to_thread(stack.stop, "kafka")
@@ -77,6 +78,7 @@ async def broker_restart(ctx: FaultContext) -> None:
 async def docstore_restart(ctx: FaultContext) -> None:
     """SIGKILL FerretDB mid-stream and start it again."""
     await asyncio.sleep(FAULT_AT)
+    ctx.touched.add("ferretdb")
     try:
         await asyncio.to_thread(stack.kill, "ferretdb")
         ctx.note("SIGKILL ferretdb")
