@@ -67,6 +67,7 @@ class Plan:
     raw_seconds: float
     quick: bool
     shipping: bool = False
+    custom: bool = False  # rates or step time given on the command line
     customers: int = 1000
     skus: int = 5000
     log_level: str = "INFO"
@@ -74,9 +75,10 @@ class Plan:
 
 def make_plan(quick: bool, rates: tuple[int, ...] = (), seconds: float = 0, shipping: bool = False) -> Plan:
     """The plan for a quick (CI, < 2 min) or a full (< 15 min) run; `rates`/`seconds` override the steps."""
+    custom = bool(rates or seconds)
     if quick:
-        return Plan(rates or QUICK_RATES, seconds or 17, 4, 1.5, True, shipping)
-    return Plan(rates or FULL_RATES, seconds or 45, 15, 5, False, shipping)
+        return Plan(rates or QUICK_RATES, seconds or 17, 4, 1.5, True, shipping, custom)
+    return Plan(rates or FULL_RATES, seconds or 45, 15, 5, False, shipping, custom)
 
 
 # ------------------------------------------------------------------------------------------ isolation
@@ -726,7 +728,8 @@ class Bench:
         handled = handled_orders(before.committed, await committed(self.bootstrap))
         self.check_alive()
         drained = self.tracker.done(keys) == len(keys) and await self.drain(tuple(lag.GROUPS), 15)
-        await asyncio.sleep(1.5)  # PostgreSQL publishes its table statistics about once a second
+        if drained:
+            await asyncio.sleep(1.5)  # PostgreSQL publishes its table statistics about once a second
         after = await self.snapshot()
         fig = self._latency(rate, keys, sending)
         fig.update(_lag_figures(samples, before, after, offered_end, plan.step_seconds))
@@ -788,7 +791,7 @@ class Bench:
                 if restart:
                     say("  the last step left a backlog: fresh services and consumer groups")
                     await self.start_services()
-                if restart or index == 0:
+                if index == 0 or (restart and not plan.quick):  # quick: after a saturated step, no warm-up
                     await self.warm_up(producer)
                 fig = await self.step(producer, index, rate)
                 fig["fresh_services"] = restart or index == 0
@@ -799,7 +802,7 @@ class Bench:
         with contextlib.suppress(asyncio.CancelledError):
             await self.tracker_task
         self.tracker_task = None
-        await self.stop_services()
+        await self.stop_services(graceful=not restart)  # a backlog left behind is abandoned: no need to wait
         result["per_order"] = per_order(steps, self.pool)
         result["summary"] = summary(result)
         return result
@@ -1034,7 +1037,7 @@ def main(bootstrap: str, uri: str, plan: Plan, say: Say = print, results_dir: Pa
         "started_at": started_at.isoformat(timespec="seconds"),
         "commit": commit,
         "dirty": dirty,
-        "mode": "quick" if plan.quick else "full",
+        "mode": ("custom " if plan.custom else "") + ("quick" if plan.quick else "full"),
         "plan": {k: v for k, v in plan.__dict__.items()},
         "machine": {
             "cpus": os.cpu_count(),
