@@ -29,6 +29,16 @@ class _OrderEvent(Owned):
     channel_order_ref: str
     revision: int
 
+    def identity(self) -> dict[str, Any]:
+        """The fields that name the order, to carry into the events that follow from this one."""
+        return {
+            "order_key": self.order_key,
+            "order_number": self.order_number,
+            "channel": self.channel,
+            "channel_order_ref": self.channel_order_ref,
+            "revision": self.revision,
+        }
+
 
 class OrderAccepted(_OrderEvent):
     """Intake accepted and numbered a complete order (or a new revision of one); review reviews it."""

@@ -85,11 +85,7 @@ def open_shipments(state: dict[str, Any] | None, ev: AllocationReserved) -> Resu
     if st.get("status") == "cancelled":
         return Result(None, [], "ignored: cancelled")
     st.update(
-        order_key=ev.order_key,
-        order_number=ev.order_number,
-        channel=ev.channel,
-        channel_order_ref=ev.channel_order_ref,
-        revision=ev.revision,
+        **ev.identity(),
         customer_id=ev.customer_id,
         currency=ev.currency,
         prices={k: str(v) for k, v in ev.prices.items()},

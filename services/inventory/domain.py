@@ -168,11 +168,7 @@ def _insufficient(line: ApprovedLine, stocks: dict[str, Stock]) -> Reason:
 def _need(order: OrderApproved, kind: str, request: str, line: ApprovedLine, qty: int, due: Any) -> SupplyNeeded:
     return SupplyNeeded(
         event_id=derive_id("need", request),
-        order_key=order.order_key,
-        order_number=order.order_number,
-        channel=order.channel,
-        channel_order_ref=order.channel_order_ref,
-        revision=order.revision,
+        **order.identity(),
         kind=kind,
         request_id=request,
         sku=line.sku,
@@ -217,11 +213,7 @@ def reserved_events(
             by_wh.setdefault(wh, []).append(ShipmentLine(line_no=line.line_no, sku=line.sku, quantity=q))
     alloc = AllocationReserved(
         event_id=derive_id("reserved", cause),
-        order_key=order.order_key,
-        order_number=order.order_number,
-        channel=order.channel,
-        channel_order_ref=order.channel_order_ref,
-        revision=order.revision,
+        **order.identity(),
         customer_id=order.customer_id,
         currency=order.currency,
         allocations=[Allocation(warehouse=w, lines=ls) for w, ls in sorted(by_wh.items())],
@@ -260,11 +252,7 @@ def cancel_event(cause: str, order: OrderApproved, reason: str, by: str, now: da
     """A customer's cancel choice: status `cancelled` and the cancellation every service compensates for."""
     ev = OrderCancelled(
         event_id=derive_id("cancelled", cause),
-        order_key=order.order_key,
-        order_number=order.order_number,
-        channel=order.channel,
-        channel_order_ref=order.channel_order_ref,
-        revision=order.revision,
+        **order.identity(),
         reason=reason,
         cancelled_by=by,
     )

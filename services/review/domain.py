@@ -184,11 +184,7 @@ def _approved_event(order: OrderAccepted, ev: Evaluation, customer: CustomerUpse
     special = order.special_requirements or {}
     return OrderApproved(
         event_id=derive_id("approved", order.event_id),
-        order_key=order.order_key,
-        order_number=order.order_number,
-        channel=order.channel,
-        channel_order_ref=order.channel_order_ref,
-        revision=order.revision,
+        **order.identity(),
         customer_id=order.customer_id,
         vip=customer is not None and customer.tier == "vip",
         priority=order.priority,
