@@ -1,7 +1,7 @@
 """The public contract v1: messages outside systems publish and read (see public-contract.md)."""
 
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field
 
@@ -11,24 +11,6 @@ Channel = Literal["web", "email", "fax", "phone", "sales_rep", "edi"]
 CHANNELS: tuple[str, ...] = ("web", "email", "fax", "phone", "sales_rep", "edi")
 PAYMENT_METHODS: tuple[str, ...] = ("prepaid", "credit_terms", "cash_on_delivery", "bank_transfer")
 PRIORITIES: tuple[str, ...] = ("normal", "urgent")
-STATUSES: tuple[str, ...] = (
-    "invalid",
-    "needs_clarification",
-    "received",
-    "in_review",
-    "approved",
-    "rejected",
-    "reserved",
-    "backordered",
-    "in_production",
-    "awaiting_customer_decision",
-    "awaiting_priority_approval",
-    "partially_shipped",
-    "shipped",
-    "delivered",
-    "delivery_exception",
-    "cancelled",
-)
 Status = Literal[
     "invalid",
     "needs_clarification",
@@ -47,6 +29,7 @@ Status = Literal[
     "delivery_exception",
     "cancelled",
 ]
+STATUSES: tuple[str, ...] = get_args(Status)
 
 
 # ---- orders.submitted: lenient on the wire; completeness is intake's business check ----
