@@ -28,11 +28,19 @@ async def on_submitted(batch: Batch, msg: OrderSubmitted, rec: Incoming) -> str:
         return "duplicate"
     number = None
     if domain.needs_number(doc.state, msg):
-        day = batch.now.strftime("%Y%m%d")
-        number = domain.format_order_number(batch.now, await store.next_sequence(batch.store.collection, day))
+        number = domain.format_order_number(batch.now, await _next_number(batch))
     decision = domain.decide(doc.state, msg, batch.now, number)
     record(doc, cause, decision.state if decision.state is not None else doc.state, decision.outputs)
     return decision.outcome
+
+
+async def _next_number(batch: Batch) -> int:
+    """The next order number of the batch's block: one sequence round trip per batch, not per order
+    (numbers a batch leaves unused, or takes again on a retry, are skipped: unique, not gapless)."""
+    block: list[int] = batch.scratch.setdefault("numbers", [])
+    if not block:
+        block.extend(await store.take_numbers(batch.store.collection, batch.now.strftime("%Y%m%d"), batch.size))
+    return block.pop(0)
 
 
 def on_unreadable(batch: Batch, rec: Incoming, exc: UnreadableMessage) -> None:

@@ -13,10 +13,10 @@ async def setup(collection: Collection) -> None:
     await collection.create_index("state.order_number", sparse=True)
 
 
-async def next_sequence(collection: Collection, day: str) -> int:
-    """Atomically take the next number of `day`'s sequence: unique across any number of replicas."""
+async def take_numbers(collection: Collection, day: str, count: int) -> list[int]:
+    """Atomically take `count` consecutive numbers of `day`'s sequence: unique across any number of replicas."""
     doc = await collection.find_one_and_update(
-        {"_id": f"seq:{day}"}, {"$inc": {"n": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+        {"_id": f"seq:{day}"}, {"$inc": {"n": count}}, upsert=True, return_document=ReturnDocument.AFTER
     )
     assert doc is not None
-    return int(doc["n"])
+    return list(range(int(doc["n"]) - count + 1, int(doc["n"]) + 1))

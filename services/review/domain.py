@@ -30,14 +30,6 @@ class Decision:
     outputs: list[Outgoing] = field(default_factory=list)
     outcome: str = "ignored"
     claim_cents: int | None = None
-    ceiling_cents: int | None = None
-
-
-def credit_ceiling(customer: CustomerUpserted | None) -> int | None:
-    """The most open exposure (cents) a credit customer may reach without a person; None = no limit."""
-    if customer is None or customer.payment_terms != "credit":
-        return None
-    return cents(customer.credit_limit - customer.outstanding_balance)
 
 
 def _previous(state: dict[str, Any] | None) -> PreviousRevision | None:
@@ -96,9 +88,7 @@ def review(
         _status(cause, order, "approved", now, [], ev.decided_by, _approval_details(approved)),
         Outgoing.of(topics.ORDERS_APPROVED, approved.order_key, approved),
     ]
-    return Decision(
-        base, outputs, "approved", claim_cents=cents(ev.total_with_charges), ceiling_cents=credit_ceiling(customer)
-    )
+    return Decision(base, outputs, "approved", claim_cents=cents(ev.total_with_charges))
 
 
 def decide_manual(state: dict[str, Any] | None, cmd: ReviewDecision, now: datetime) -> Decision:
@@ -251,3 +241,24 @@ def _status(
         details=details,
         decided_by=by,
     )
+
+
+def exposure_of(credit: dict[str, Any] | None) -> tuple[int, dict[str, int]]:
+    """A customer's open exposure total and per-order claims (cents) from their credit document."""
+    return int((credit or {}).get("total", 0)), {k: int(v) for k, v in (credit or {}).get("orders", {}).items()}
+
+
+def claim(credit: dict[str, Any] | None, number: str, amount: int) -> dict[str, Any]:
+    """The credit document with the order's claim added; a claim the order already holds is kept as it is
+    (a redelivery claims nothing twice)."""
+    total, orders = exposure_of(credit)
+    if number in orders:
+        return {"total": total, "orders": orders}
+    return {"total": total + amount, "orders": {**orders, number: amount}}
+
+
+def release(credit: dict[str, Any] | None, number: str) -> tuple[dict[str, Any], int]:
+    """The credit document without the order's claim, and the cents released (0 when it held none)."""
+    total, orders = exposure_of(credit)
+    amount = orders.pop(number, 0)
+    return {"total": total - amount, "orders": orders}, amount

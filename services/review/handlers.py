@@ -11,10 +11,8 @@ from services.review import domain, store
 from services.review.rules import Policy
 from services.runtime.batch import Batch, Handler
 from services.runtime.messages import Incoming
-from services.runtime.outbox import ConflictError, record
+from services.runtime.outbox import record
 from services.runtime.status import order_key
-
-CLAIM_ATTEMPTS = 5
 
 
 def keys(msg: BaseModel, rec: Incoming) -> Iterable[str]:
@@ -24,7 +22,10 @@ def keys(msg: BaseModel, rec: Incoming) -> Iterable[str]:
     if isinstance(msg, ProductUpserted):
         return [f"product:{msg.sku}"]
     if isinstance(msg, OrderAccepted):
-        return [f"order:{msg.order_key}", f"customer:{msg.customer_id}", *(f"product:{l.sku}" for l in msg.lines)]
+        customer = [f"customer:{msg.customer_id}", store.credit_key(msg.customer_id)]
+        return [f"order:{msg.order_key}", *customer, *(f"product:{l.sku}" for l in msg.lines)]
+    if isinstance(msg, InvoiceRequested):
+        return [store.credit_key(msg.customer_id)]
     if isinstance(msg, ReviewDecision | OrderCancelled):
         return [f"order:{_key(msg)}"]
     return []
@@ -57,18 +58,16 @@ def handlers(policy: Policy) -> dict[type[BaseModel], Handler]:
             if p.state:
                 products[line.sku] = ProductUpserted.model_validate(p.state)
         number = msg.order_number or msg.order_key
-        coll = batch.store.collection
+        credit = await batch.doc(store.credit_key(msg.customer_id))
+        exposure = credit.state
         if doc.state and doc.state.get("status") == "approved" and msg.revision > doc.state.get("revision", 0):
-            await store.release(coll, msg.customer_id, number)  # the amended revision is reviewed afresh
-        for _ in range(CLAIM_ATTEMPTS):
-            total, held = await store.exposure(coll, msg.customer_id)
-            decision = domain.review(doc.state, msg, customer, products, total - held.get(number, 0), batch.now, policy)
-            if decision.claim_cents is None or await store.claim(
-                coll, msg.customer_id, number, decision.claim_cents, decision.ceiling_cents
-            ):
-                break
-        else:
-            raise ConflictError(f"credit exposure of {msg.customer_id} kept changing")
+            exposure, _ = domain.release(exposure, number)  # the amended revision is reviewed afresh
+        total, held = domain.exposure_of(exposure)
+        decision = domain.review(doc.state, msg, customer, products, total - held.get(number, 0), batch.now, policy)
+        if decision.claim_cents is not None:
+            exposure = domain.claim(exposure, number, decision.claim_cents)
+        if exposure != credit.state:
+            record(credit, msg.event_id, exposure, [])
         record(doc, msg.event_id, decision.state if decision.state is not None else doc.state, decision.outputs)
         return f"{decision.outcome} {number}"
 
@@ -79,7 +78,8 @@ def handlers(policy: Policy) -> dict[type[BaseModel], Handler]:
         decision = domain.decide_manual(doc.state, msg, batch.now)
         if decision.claim_cents is not None and doc.state:
             number = doc.state.get("order_number") or _key(msg)
-            await store.claim(batch.store.collection, doc.state["customer_id"], number, decision.claim_cents, None)
+            credit = await batch.doc(store.credit_key(doc.state["customer_id"]))
+            record(credit, msg.command_id, domain.claim(credit.state, number, decision.claim_cents), [])
         record(doc, msg.command_id, decision.state if decision.state is not None else doc.state, decision.outputs)
         return decision.outcome
 
@@ -89,13 +89,18 @@ def handlers(policy: Policy) -> dict[type[BaseModel], Handler]:
             return "duplicate"
         if doc.state and doc.state.get("customer_id"):
             number = doc.state.get("order_number") or msg.order_key
-            await store.release(batch.store.collection, doc.state["customer_id"], number)
+            credit = await batch.doc(store.credit_key(doc.state["customer_id"]))
+            record(credit, msg.event_id, domain.release(credit.state, number)[0], [])
         decision = domain.on_cancelled(doc.state, msg)
         record(doc, msg.event_id, decision.state, decision.outputs)
         return "cancelled: exposure released"
 
     async def on_invoiced(batch: Batch, msg: InvoiceRequested, rec: Incoming) -> str:
-        released = await store.release(batch.store.collection, msg.customer_id, msg.order_number)
+        credit = await batch.doc(store.credit_key(msg.customer_id))
+        if credit.seen(msg.event_id):
+            return "duplicate"
+        state, released = domain.release(credit.state, msg.order_number)
+        record(credit, msg.event_id, state, [])
         return f"invoiced {msg.order_number}: released {released} cents"
 
     return {

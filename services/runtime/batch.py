@@ -33,12 +33,14 @@ class Publisher(Protocol):
 class Batch:
     """The documents and outputs of one batch; handlers read and record through it."""
 
-    def __init__(self, store: DocStore, now: datetime, service: str) -> None:
+    def __init__(self, store: DocStore, now: datetime, service: str, size: int = 1) -> None:
         self.store = store
         self.now = now
         self.service = service
+        self.size = size  # records consumed in this batch
         self.docs: dict[str, Doc] = {}
         self.loose: list[Outgoing] = []
+        self.scratch: dict[str, Any] = {}  # per-batch working state a service's handlers share
 
     async def prefetch(self, keys: Iterable[str]) -> None:
         """Load in one round trip the documents the batch will touch."""
@@ -119,7 +121,7 @@ class Processor:
     async def process(self, records: list[Incoming]) -> None:
         """Process one batch; raises only transient errors (the caller then retries from the start)."""
         started = time.perf_counter()
-        batch = Batch(self.store, self.clock(), self.service)
+        batch = Batch(self.store, self.clock(), self.service, len(records))
         readable: list[tuple[Incoming, BaseModel]] = []
         for rec in records:
             try:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
@@ -68,27 +69,29 @@ class DocStore:
                 if errors and all(e.get("code") == 11000 for e in errors):
                     raise ConflictError(f"{len(errors)} new document(s) created by another replica") from None
                 raise
-        for d in written:
-            if d.version:
-                body = self._body(d)
-                del body["_id"]
-                result = await self.collection.update_one({"_id": d.key, "v": d.version}, {"$set": body})
-                if result.matched_count != 1:
-                    raise ConflictError(f"document {d.key} changed by another replica")
+        stale = [d for d in written if d.version]
+        if stale:
+            ops = [UpdateOne({"_id": d.key, "v": d.version}, {"$set": self._body(d, with_id=False)}) for d in stale]
+            result = await self.collection.bulk_write(ops, ordered=False)
+            if result.matched_count != len(ops):
+                raise ConflictError(f"{len(ops) - result.matched_count} document(s) changed by another replica")
         for d in written:
             d.version += 1
             d.dirty = False
         return written
 
     @staticmethod
-    def _body(d: Doc) -> dict[str, Any]:
-        return {"_id": d.key, "v": d.version + 1, "state": d.state, "inbox": d.inbox, "pending": d.pending}
+    def _body(d: Doc, with_id: bool = True) -> dict[str, Any]:
+        body = {"v": d.version + 1, "state": d.state, "inbox": d.inbox, "pending": d.pending}
+        return {"_id": d.key, **body} if with_id else body
 
     async def clear_pending(self, docs: Iterable[Doc]) -> None:
-        """Mark the published outputs as sent (only where nobody has written since)."""
-        for d in docs:
-            if d.pending:
-                await self.collection.update_one({"_id": d.key, "v": d.version}, {"$set": {"pending": []}})
+        """Mark the published outputs as sent, in one round trip (only where nobody has written since)."""
+        done = [d for d in docs if d.pending]
+        if done:
+            ops = [UpdateOne({"_id": d.key, "v": d.version}, {"$set": {"pending": []}}) for d in done]
+            await self.collection.bulk_write(ops, ordered=False)
+        for d in done:
             d.pending = []
 
 

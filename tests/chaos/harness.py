@@ -124,7 +124,7 @@ async def collect(
 
 
 async def store_reads(env: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Stock levels (inventory) and exposure documents (review) of the session's databases."""
+    """Stock levels (inventory) and credit exposure documents (review, their state) of the session's databases."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(env["MONGODB_URI"], tz_aware=True)
     try:
         for attempt in range(30):
@@ -132,7 +132,10 @@ async def store_reads(env: dict[str, str]) -> tuple[list[dict[str, Any]], list[d
                 db = env["MONGODB_DATABASE"]
                 levels = await stock_levels(client[f"{db}_inventory"]["inventory"])
                 review = client[f"{db}_review"]["review"]
-                docs = [d async for d in review.find({"_id": {"$regex": "^exposure:"}})]
+                docs = [
+                    {"_id": d["_id"], **(d.get("state") or {})}
+                    async for d in review.find({"_id": {"$regex": "^credit:"}})
+                ]
                 return levels, docs
             except PyMongoError:
                 if attempt == 29:

@@ -410,12 +410,12 @@ def open_exposure(
 
 
 def exposure(docs: list[dict[str, Any]], expected: Mapping[str, Mapping[str, int]]) -> list[str]:
-    """Review's `exposure:<customer>` documents: total == sum(orders), and the claims are exactly the open
+    """Review's `credit:<customer>` exposure states: total == sum(orders), and the claims are exactly the open
     approved orders (`open_exposure`), amount for amount."""
     bad = []
     found = {}
     for d in docs:
-        cust = d["_id"].removeprefix("exposure:")
+        cust = d["_id"].removeprefix("credit:")
         orders = {k: int(v) for k, v in (d.get("orders") or {}).items()}
         found[cust] = orders
         if int(d.get("total", 0)) != sum(orders.values()):

@@ -35,7 +35,7 @@ def test_a_clean_order_passes_every_check() -> None:
     levels = [{"sku": "SKU-0001", "warehouse": "WH-EAST", "on_hand": 10, "reserved": 2}]
     assert inv.reservations(levels, plans, statuses) == []
     assert inv.stock(levels, {("SKU-0001", "WH-EAST"): 10}, {}) == []
-    docs = [{"_id": "exposure:C-1", "total": 2000, "orders": {"SO-1": 2000}}]
+    docs = [{"_id": "credit:C-1", "total": 2000, "orders": {"SO-1": 2000}}]
     assert inv.exposure(docs, inv.open_exposure(plans, statuses)) == []
 
 
@@ -93,10 +93,10 @@ def test_exposure_must_match_the_open_approved_orders() -> None:
     plans = {KEY: plan()}
     open_ = inv.open_exposure(plans, {KEY: HAPPY})
     assert open_ == {"C-1": {"SO-1": 2000}}
-    assert inv.exposure([{"_id": "exposure:C-1", "total": 2500, "orders": {"SO-1": 2000}}], open_)
-    assert inv.exposure([{"_id": "exposure:C-1", "total": 0, "orders": {}}], open_)
+    assert inv.exposure([{"_id": "credit:C-1", "total": 2500, "orders": {"SO-1": 2000}}], open_)
+    assert inv.exposure([{"_id": "credit:C-1", "total": 0, "orders": {}}], open_)
     after_cancel = inv.open_exposure(plans, {KEY: [*HAPPY, st("cancelled", "x")]})
-    assert inv.exposure([{"_id": "exposure:C-1", "total": 2000, "orders": {"SO-1": 2000}}], after_cancel)
+    assert inv.exposure([{"_id": "credit:C-1", "total": 2000, "orders": {"SO-1": 2000}}], after_cancel)
 
 
 def test_the_dead_letter_topic_must_hold_exactly_the_poison() -> None:
