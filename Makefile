@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 OF     := $(BIN)/orderflow
 PYTEST := $(BIN)/pytest
 
-.PHONY: install stack services demo test test-fast chaos lint schemas bench down reset clean
+.PHONY: install stack services demo test test-fast chaos lint schemas docs bench down reset clean
 
 $(VENV)/.installed: pyproject.toml
 	@echo "==> creating $(VENV) and installing orderflow with its pinned dependencies"
@@ -52,6 +52,9 @@ bench: stack
 
 schemas: install
 	@$(BIN)/python -m contracts.schema
+
+docs: install
+	@$(BIN)/python -m orderflow.asyncapi
 
 down:
 	@-$(OF) services down

@@ -20,13 +20,23 @@ def render() -> dict[str, str]:
     return out
 
 
+def on_disk(directory: Path, pattern: str = "*.json") -> dict[str, str]:
+    """The generated files in `directory` matching `pattern`, as file name -> text (compare with a render)."""
+    return {p.name: p.read_text() for p in sorted(directory.glob(pattern))}
+
+
+def write_generated(directory: Path, files: dict[str, str], pattern: str = "*.json") -> None:
+    """Make `directory` hold exactly `files` among its files matching `pattern` (stale ones are removed)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob(pattern):
+        old.unlink()
+    for name, text in files.items():
+        (directory / name).write_text(text)
+
+
 def write() -> None:
     """Rewrite contracts/schemas/ from the models."""
-    SCHEMA_DIR.mkdir(exist_ok=True)
-    for old in SCHEMA_DIR.glob("*.json"):
-        old.unlink()
-    for name, text in render().items():
-        (SCHEMA_DIR / name).write_text(text)
+    write_generated(SCHEMA_DIR, render())
 
 
 if __name__ == "__main__":
