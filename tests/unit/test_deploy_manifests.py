@@ -193,6 +193,11 @@ def test_probes_use_paths_the_health_server_serves(service: str) -> None:
     assert annotations["prometheus.io/port"] == str(c["ports"][0]["containerPort"])
 
 
+def graceful_timeout(service: str) -> float:
+    """Seconds FastStream waits on SIGTERM for the batch in flight."""
+    return make_broker("127.0.0.1:9092", service).config.graceful_timeout or 0.0
+
+
 def mebibytes(quantity: str) -> float:
     match = re.fullmatch(r"(\d+(?:\.\d+)?)(Mi|Gi)", quantity)
     assert match, f"memory quantity {quantity!r} is not in Mi or Gi"
@@ -211,8 +216,7 @@ def test_pod_is_locked_down_and_sized(service: str) -> None:
     assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
     requests, limits = c["resources"]["requests"], c["resources"]["limits"]
     assert 150 <= mebibytes(requests["memory"]) <= mebibytes(limits["memory"])
-    graceful = make_broker("127.0.0.1:9092", service).config.graceful_timeout or 0
-    assert pod["terminationGracePeriodSeconds"] > graceful + 10, "SIGTERM must leave time to finish the batch"
+    assert pod["terminationGracePeriodSeconds"] > graceful_timeout(service) + 10, "SIGTERM: time to finish the batch"
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -255,6 +259,8 @@ def test_compose_service_runs_its_module_with_a_readiness_check_on_its_port(serv
     assert svc["command"] == ["python", "-m", f"services.{service}.app"]
     port = svc["environment"][f"{service.upper()}_HEALTH_PORT"]
     assert f"127.0.0.1:{port}/health/ready" in " ".join(svc["healthcheck"]["test"])
+    grace = re.fullmatch(r"(\d+)s", svc["stop_grace_period"])
+    assert grace and int(grace.group(1)) > graceful_timeout(service) + 10, "Docker would SIGKILL mid-batch"
     assert set(svc["environment"]) <= unprefixed_env_names() | {f"{s.upper()}_HEALTH_PORT" for s in SERVICES}
 
 
