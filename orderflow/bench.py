@@ -73,12 +73,14 @@ class Plan:
     log_level: str = "INFO"
 
 
-def make_plan(quick: bool, rates: tuple[int, ...] = (), seconds: float = 0, shipping: bool = False) -> Plan:
+def make_plan(
+    quick: bool, rates: tuple[int, ...] = (), seconds: float = 0, shipping: bool = False, log_level: str = "INFO"
+) -> Plan:
     """The plan for a quick (CI, < 2 min) or a full (< 15 min) run; `rates`/`seconds` override the steps."""
     custom = bool(rates or seconds)
     if quick:
-        return Plan(rates or QUICK_RATES, seconds or 17, 4, 1.5, True, shipping, custom)
-    return Plan(rates or FULL_RATES, seconds or 45, 15, 5, False, shipping, custom)
+        return Plan(rates or QUICK_RATES, seconds or 17, 4, 1.5, True, shipping, custom, log_level=log_level)
+    return Plan(rates or FULL_RATES, seconds or 45, 15, 5, False, shipping, custom, log_level=log_level)
 
 
 # ------------------------------------------------------------------------------------------ isolation

@@ -44,7 +44,9 @@ async def _stocks(batch: Batch, skus: Iterable[str]) -> tuple[dict[str, Doc], di
 
 def _save(docs: dict[str, Doc], stocks: dict[str, Stock], cause: str) -> None:
     for sku, doc in docs.items():
-        record(doc, cause, stocks[sku].to_doc(), [])
+        state = stocks[sku].to_doc()
+        if state != doc.state or not doc.state:  # an unchanged stock document (e.g. a substitute) is not rewritten
+            record(doc, cause, state, [])
 
 
 def _skus(order: OrderApproved) -> set[str]:

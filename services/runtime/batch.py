@@ -77,13 +77,25 @@ class Batch:
     async def commit(self, publisher: Publisher, write_first: tuple[str, ...] = ()) -> int:
         """Write dirty documents (shared ones, e.g. stock, first), publish every pending output, then clear
         them; returns the number of messages sent."""
+        started = time.perf_counter()
         if write_first:
             await self.store.save_many(d for d in self.docs.values() if d.key.startswith(write_first))
-        await self.store.save_many(self.docs.values())
+        written = len(await self.store.save_many(self.docs.values()))
+        saved = time.perf_counter()
         with_pending = [d for d in self.docs.values() if d.pending]
         out = [Outgoing.from_doc(p) for d in with_pending for p in d.pending] + self.loose
         await publisher.send_all(out)
+        published = time.perf_counter()
         await self.store.clear_pending(with_pending)
+        log.debug(
+            "batch_committed",
+            docs=len(self.docs),
+            written=written,
+            sent=len(out),
+            save_ms=round((saved - started) * 1000, 1),
+            publish_ms=round((published - saved) * 1000, 1),
+            clear_ms=round((time.perf_counter() - published) * 1000, 1),
+        )
         return len(out)
 
 
@@ -134,10 +146,19 @@ class Processor:
                 if self.on_unreadable is not None:
                     self.on_unreadable(batch, rec, exc)
         await batch.prefetch(k for rec, msg in readable for k in self.key_of(msg, rec))
+        loaded = time.perf_counter()
         for rec, msg in readable:
             await self._handle(batch, rec, msg)
+        handled = time.perf_counter()
         await batch.commit(self.publisher, self.write_first)
         health.BATCHES.labels(self.service).observe(time.perf_counter() - started)
+        log.debug(
+            "batch_processed",
+            records=len(records),
+            load_ms=round((loaded - started) * 1000, 1),
+            handle_ms=round((handled - loaded) * 1000, 1),
+            total_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
 
     async def _handle(self, batch: Batch, rec: Incoming, msg: BaseModel) -> None:
         handler = self.handlers.get(type(msg))
