@@ -11,6 +11,7 @@ names neither the payload schemas nor anything published.
 import ast
 import importlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -167,7 +168,7 @@ def _message(model: type[BaseModel], topic: str) -> dict[str, Any]:
         "bindings": {"kafka": {"key": {"type": "string"}, "bindingVersion": KAFKA_BINDING}},
         "externalDocs": {
             "description": f"JSON Schema of {kind} on {topic}",
-            "url": (SCHEMA_DIR / f"{kind}.json").relative_to(REPO_ROOT).as_posix(),
+            "url": Path(os.path.relpath(SCHEMA_DIR / f"{kind}.json", DOC_DIR)).as_posix(),  # from the document
         },
     }
 

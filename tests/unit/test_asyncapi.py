@@ -13,7 +13,6 @@ from contracts.registry import MODELS, _type_of
 from contracts.schema import on_disk
 from orderflow import asyncapi
 from orderflow.procs import SERVICES
-from orderflow.stack import REPO_ROOT
 
 SPEC = asyncapi.DOC_DIR / "schema" / "asyncapi-3.0.0.json"  # from npm @asyncapi/specs 6.11.1 (see SOURCE.md)
 
@@ -75,7 +74,7 @@ def test_channel_messages_are_the_registry_models_with_their_schema_files(servic
         for ref in channel["messages"].values():
             message = d["components"]["messages"][ref["$ref"].removeprefix("#/components/messages/")]
             names.append(message["name"])
-            schema_file = REPO_ROOT / message["externalDocs"]["url"]
+            schema_file = asyncapi.DOC_DIR / message["externalDocs"]["url"]
             assert json.loads(schema_file.read_text())["x-topic"] == channel["address"]
             payload = d["components"]["schemas"][message["payload"]["$ref"].removeprefix("#/components/schemas/")]
             assert payload["properties"]["type"]["const"] == message["name"]
