@@ -1,12 +1,18 @@
 """Per-key documents with an inbox (processed input ids) and an outbox (pending outputs).
 
 A handler's state change and the events it causes are written in ONE document write; the events
-are published after the write and only then cleared from the document. A crash in between leaves
-them pending, and the next batch that touches the key (the redelivery of the same input, since the
-offset was not committed) publishes them again with the same event ids. That is the outbox pattern
-with the relay run inline by the consumer, on FerretDB's and MongoDB's single-document atomicity.
+are published after the write. A crash in between leaves them pending, and the next batch that
+touches the key (the redelivery of the same input, since the offset was not committed) publishes
+them again with the same event ids. That is the outbox pattern with the relay run inline by the
+consumer, on FerretDB's and MongoDB's single-document atomicity.
+
+Published events are not cleared with a second write: the process remembers which document
+versions it has published (bounded), and a later load of the same version skips them; the next
+write of the document drops them. A process that does not know (another replica, or after a
+restart) publishes them once more, with the same ids.
 """
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +24,7 @@ from pymongo.errors import BulkWriteError
 from services.runtime.messages import Outgoing
 
 INBOX_LIMIT = 256
+PUBLISHED_MEMORY = 100_000  # document versions remembered as published, per process
 
 
 class ConflictError(RuntimeError):
@@ -45,6 +52,7 @@ class DocStore:
 
     def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
         self.collection = collection
+        self.published: OrderedDict[str, int] = OrderedDict()  # key -> version whose pending events were sent
 
     async def load_many(self, keys: Iterable[str]) -> dict[str, Doc]:
         """Load the documents for `keys`; missing ones come back empty at version 0."""
@@ -52,9 +60,9 @@ class DocStore:
         docs = {k: Doc(k, 0, None) for k in wanted}
         if wanted:
             async for raw in self.collection.find({"_id": {"$in": wanted}}):
-                docs[raw["_id"]] = Doc(
-                    raw["_id"], raw.get("v", 0), raw.get("state"), raw.get("inbox", []), raw.get("pending", [])
-                )
+                key, version = raw["_id"], raw.get("v", 0)
+                pending = [] if self.published.get(key) == version else raw.get("pending", [])
+                docs[key] = Doc(key, version, raw.get("state"), raw.get("inbox", []), pending)
         return docs
 
     async def save_many(self, docs: Iterable[Doc]) -> list[Doc]:
@@ -86,13 +94,14 @@ class DocStore:
         return {"_id": d.key, **body} if with_id else body
 
     async def clear_pending(self, docs: Iterable[Doc]) -> None:
-        """Mark the published outputs as sent, in one round trip (only where nobody has written since)."""
-        done = [d for d in docs if d.pending]
-        if done:
-            ops = [UpdateOne({"_id": d.key, "v": d.version}, {"$set": {"pending": []}}) for d in done]
-            await self.collection.bulk_write(ops, ordered=False)
-        for d in done:
-            d.pending = []
+        """Remember that these documents' pending outputs are published (no write: see the module doc)."""
+        for d in docs:
+            if d.pending:
+                self.published[d.key] = d.version
+                self.published.move_to_end(d.key)
+                d.pending = []
+        while len(self.published) > PUBLISHED_MEMORY:
+            self.published.popitem(last=False)
 
 
 def record(doc: Doc, input_id: str, state: dict[str, Any] | None, outputs: Iterable[Outgoing]) -> None:

@@ -1,0 +1,60 @@
+"""The per-key document store on the real FerretDB: version guards and the published-outputs memory."""
+
+from typing import Any
+
+import pytest
+
+from services.runtime.messages import Outgoing
+from services.runtime.outbox import ConflictError, DocStore, record
+
+OUT = Outgoing("orders.status", "web:W-1", b'{"status": "received"}')
+
+
+async def _write_with_output(store: DocStore, key: str = "order:web:W-1") -> None:
+    doc = (await store.load_many([key]))[key]
+    record(doc, "in-1", {"n": 1}, [OUT])
+    await store.save_many([doc])
+
+
+async def test_outputs_published_by_this_process_are_not_published_again(collection: Any) -> None:
+    store = DocStore(collection)
+    await _write_with_output(store)
+    doc = (await store.load_many(["order:web:W-1"]))["order:web:W-1"]
+    assert [Outgoing.from_doc(p) for p in doc.pending] == [OUT]  # written, not yet published
+    await store.clear_pending([doc])
+    again = (await store.load_many(["order:web:W-1"]))["order:web:W-1"]
+    assert again.pending == [] and again.version == 1
+
+
+async def test_a_process_that_did_not_publish_them_publishes_them_again(collection: Any) -> None:
+    writer, other = DocStore(collection), DocStore(collection)  # two replicas, or before and after a restart
+    await _write_with_output(writer)
+    doc = (await writer.load_many(["order:web:W-1"]))["order:web:W-1"]
+    await writer.clear_pending([doc])
+    seen_by_other = (await other.load_many(["order:web:W-1"]))["order:web:W-1"]
+    assert [Outgoing.from_doc(p) for p in seen_by_other.pending] == [OUT]
+
+
+async def test_a_newer_version_written_elsewhere_keeps_its_outputs_pending(collection: Any) -> None:
+    mine, theirs = DocStore(collection), DocStore(collection)
+    await _write_with_output(mine)
+    doc = (await mine.load_many(["order:web:W-1"]))["order:web:W-1"]
+    await mine.clear_pending([doc])
+    their_doc = (await theirs.load_many(["order:web:W-1"]))["order:web:W-1"]
+    their_doc.pending = []  # they published the first output
+    record(their_doc, "in-2", {"n": 2}, [Outgoing("orders.status", "web:W-1", b'{"status": "approved"}')])
+    await theirs.save_many([their_doc])
+    reloaded = (await mine.load_many(["order:web:W-1"]))["order:web:W-1"]
+    assert reloaded.version == 2 and [p["value"] for p in reloaded.pending] == ['{"status": "approved"}']
+
+
+async def test_a_stale_version_is_refused(collection: Any) -> None:
+    a, b = DocStore(collection), DocStore(collection)
+    await _write_with_output(a)
+    doc_a = (await a.load_many(["order:web:W-1"]))["order:web:W-1"]
+    doc_b = (await b.load_many(["order:web:W-1"]))["order:web:W-1"]
+    record(doc_a, "in-2", {"n": 2}, [])
+    await a.save_many([doc_a])
+    record(doc_b, "in-3", {"n": 3}, [])
+    with pytest.raises(ConflictError):
+        await b.save_many([doc_b])
