@@ -120,6 +120,14 @@ class AllocationReserved(_OrderEvent):
     complete: bool = True
 
 
+class AllocationRevoked(_OrderEvent):
+    """Inventory took back the stock of an allocation it published (reallocated to a priority order, or the
+    order was amended): fulfillment voids the order's shipments not yet dispatched; a new allocation may follow."""
+
+    type: Literal["allocation.revoked"] = "allocation.revoked"
+    reason: str
+
+
 class SupplyNeeded(_OrderEvent):
     """Inventory needs production or purchasing to supply a line; fulfillment sends the instruction."""
 

@@ -31,7 +31,7 @@ MODELS: dict[str, tuple[type[BaseModel], ...]] = {
     t.ORDERS_SHIPPING: (i.OrderShipping,),
     t.ORDERS_APPROVED: (i.OrderApproved,),
     t.ORDERS_CANCELLED: (i.OrderCancelled,),
-    t.INVENTORY_ALLOCATIONS: (i.AllocationReserved, i.SupplyNeeded),
+    t.INVENTORY_ALLOCATIONS: (i.AllocationReserved, i.AllocationRevoked, i.SupplyNeeded),
     t.FULFILLMENT_DISPATCHED: (i.StockShipped,),
 }
 MAX_MESSAGE_BYTES = 1_000_000

@@ -7,7 +7,7 @@ from typing import Any
 
 from contracts import topics
 from contracts.common import Reason
-from contracts.internal import AllocationReserved, OrderCancelled, StockShipped, SupplyNeeded
+from contracts.internal import AllocationReserved, AllocationRevoked, OrderCancelled, StockShipped, SupplyNeeded
 from contracts.public import (
     Charge,
     InvoiceLine,
@@ -118,6 +118,32 @@ def open_shipments(state: dict[str, Any] | None, ev: AllocationReserved) -> Resu
         outputs.append(Outgoing.of(topics.FULFILLMENT_SHIPMENTS, ev.order_number or ev.order_key, opened))
     st["shipments"] = shipments
     return Result(st, outputs, f"opened {len(ev.allocations)} shipment(s)")
+
+
+def revoke(state: dict[str, Any] | None, ev: AllocationRevoked) -> Result:
+    """Inventory took the stock back (reallocated to a priority order, or the order amended): every shipment
+    not yet dispatched is voided, so no pick list is left for stock that is gone, and the order waits for its
+    next allocation. A shipment already dispatched stays as it is (the dispatch consumed its stock)."""
+    st: dict[str, Any] = dict(state or {})
+    if st.get("status") == "cancelled" or not st.get("shipments"):
+        return Result(None, [], f"ignored: {'cancelled' if st.get('status') == 'cancelled' else 'no shipments'}")
+    shipments = {k: dict(v) for k, v in st["shipments"].items()}
+    outputs: list[Outgoing] = []
+    for sid, ship in sorted(shipments.items()):
+        if ship["state"] in ("opened", "picked", "packed"):
+            ship["state"] = "voided"
+            voided = ShipmentVoided(
+                event_id=derive_id("voided", ev.event_id, sid),
+                shipment_id=sid,
+                order_number=ev.order_number or "",
+                reason=ev.reason,
+            )
+            outputs.append(Outgoing.of(topics.FULFILLMENT_SHIPMENTS, ev.order_number or ev.order_key, voided))
+    st["shipments"] = shipments
+    if not any(s["state"] != "voided" for s in shipments.values()):
+        st.pop("status", None)  # waiting again: for a new allocation, or on supply (promises may slip)
+    left = sorted(sid for sid, s in shipments.items() if s["state"] in SHIPPED)
+    return Result(st, outputs, f"voided {len(outputs)} shipment(s)" + (f"; kept dispatched {left}" if left else ""))
 
 
 def supply_instruction(ev: SupplyNeeded) -> Outgoing:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from contracts.internal import AllocationReserved, OrderShipping, SupplyNeeded
+from contracts.internal import AllocationReserved, AllocationRevoked, OrderShipping, SupplyNeeded
 from contracts.public import (
     OrderCancel,
     OrderStatus,
@@ -49,7 +49,7 @@ def keys(msg: BaseModel, rec: Incoming) -> Iterable[str]:
         return [f"order:{msg.order_key}", link]
     if isinstance(msg, AllocationReserved):
         return [f"order:{msg.order_key}", *([timeline.alias(msg.order_number)] if msg.order_number else [])]
-    if isinstance(msg, OrderShipping):
+    if isinstance(msg, OrderShipping | AllocationRevoked):
         return [f"order:{msg.order_key}"]
     if isinstance(msg, OrderCancel):
         return [f"order:{order_key(msg.channel, msg.channel_order_ref)}"]
@@ -92,6 +92,16 @@ async def on_reserved(batch: Batch, msg: AllocationReserved, rec: Incoming) -> s
         alias = await batch.doc(timeline.alias(msg.order_number))
         if (alias.state or {}).get("order_key") != msg.order_key:  # the reservation is what shipments follow
             record(alias, msg.event_id, {"order_key": msg.order_key}, [])
+    return f"{result.outcome} {msg.order_number}"
+
+
+async def on_revoked(batch: Batch, msg: AllocationRevoked, rec: Incoming) -> str:
+    """Void the shipments of an allocation inventory took back."""
+    doc = await batch.doc(f"order:{msg.order_key}")
+    if doc.seen(msg.event_id):
+        return "duplicate"
+    result = domain.revoke(doc.state, msg)
+    record(doc, msg.event_id, result.state if result.state is not None else doc.state, result.outputs)
     return f"{result.outcome} {msg.order_number}"
 
 
@@ -240,6 +250,7 @@ async def on_cancel(batch: Batch, msg: OrderCancel, rec: Incoming) -> str:
 HANDLERS: dict[type[BaseModel], Handler] = {
     OrderShipping: on_shipping,
     AllocationReserved: on_reserved,
+    AllocationRevoked: on_revoked,
     SupplyNeeded: on_supply,
     OrderCancel: on_cancel,
     OrderStatus: on_status,

@@ -10,6 +10,7 @@ from contracts.common import Reason
 from contracts.internal import (
     Allocation,
     AllocationReserved,
+    AllocationRevoked,
     ApprovedLine,
     OrderApproved,
     OrderCancelled,
@@ -71,10 +72,51 @@ def allocate(
 
     A priority order (urgent or VIP; unless `priority` is off) short of stock that normal orders hold
     movably instead holds what is free and awaits a supervisor's approval to take the rest.
-    `reasons` go first on every status this emits (e.g. why the order is being re-planned)."""
+    `reasons` go first on every status this emits (e.g. why the order is being re-planned).
+    An order left awaiting the customer's decision holds nothing (what was tried is rolled back) and is listed
+    under `deciding` in the stock of each of its lines, for `refill`; any other outcome drops it from there.
+    The stock changes of the result are always to be kept."""
+    saved = {s: st.copy() for s, st in stocks.items()}
+    result = _plan(cause, order, stocks, prefs, now, lines, wait, priority, reasons or [], decided_by)
+    forget_decision(order, stocks)
+    if result.outcome == "awaiting_customer_decision":
+        for s, st in stocks.items():
+            st.restore(saved[s])
+        _await_decision(order, stocks, now)
+    return result
+
+
+def _await_decision(order: OrderApproved, stocks: dict[str, Stock], now: datetime) -> None:
+    """List the order under `deciding` for every line, keeping its place in the queue if it had one."""
+    number = order.order_number or order.order_key
+    for line in order.lines:
+        r = rid(number, line.line_no)
+        since = stocks[line.sku].deciding.get(r, {}).get("since", now.isoformat())
+        stocks[line.sku].deciding[r] = {"order_key": order.order_key, "since": since}
+
+
+def forget_decision(order: OrderApproved, stocks: dict[str, Stock]) -> None:
+    """The order no longer awaits a decision: take its lines off every loaded stock's `deciding` list."""
+    number = order.order_number or order.order_key
+    for st in stocks.values():
+        for r in [r for r in st.deciding if r.rsplit("#", 1)[0] == number]:
+            del st.deciding[r]
+
+
+def _plan(
+    cause: str,
+    order: OrderApproved,
+    stocks: dict[str, Stock],
+    prefs: tuple[str, ...],
+    now: datetime,
+    lines: list[ApprovedLine] | None,
+    wait: bool,
+    priority: bool,
+    extra: list[Reason],
+    decided_by: str,
+) -> Result:
     number = order.order_number or order.order_key
     owner = owner_of(order, now)
-    extra = list(reasons or [])
     if priority and is_priority(order):
         takes = reallocation(order, stocks, lines or order.lines)
         if takes:
@@ -144,7 +186,7 @@ def allocate(
             details={"options": options},
             decided_by=decided_by,
         )
-        return Result(state, [out], "awaiting_customer_decision", keep_stock=False)
+        return Result(state, [out], "awaiting_customer_decision", keep_stock=True)
     states = {v["state"] for v in plan.values()}
     if states == {"reserved"}:
         state["status"] = "reserved"
@@ -239,6 +281,13 @@ def release_all(state: dict[str, Any] | None, stocks: dict[str, Stock]) -> int:
     return sum(stocks[l.sku].release(rid(number, l.line_no)) for l in order.lines if l.sku in stocks)
 
 
+def revoked(cause: str, order: OrderApproved, reason: str) -> Outgoing:
+    """Withdraw the allocation fulfillment ships from (its stock went elsewhere): the order's shipments not yet
+    dispatched are voided. Sent on the allocations topic under the order's key, ahead of any new allocation."""
+    ev = AllocationRevoked(event_id=derive_id("revoked", cause), **order.identity(), reason=reason)
+    return Outgoing.of(topics.INVENTORY_ALLOCATIONS, order.order_key, ev)
+
+
 def cancelled(state: dict[str, Any] | None, event: OrderCancelled) -> dict[str, Any]:
     """The order's inventory state after a cancellation: nothing held, later approvals ignored."""
     return {
@@ -301,7 +350,9 @@ def decide_shortage(
             "status": "cancelled",
             "lines": {},
         }
-        return Result(state, cancel_event(cause, order, "customer chose to cancel", cmd.issued_by, now), "cancelled")
+        forget_decision(order, stocks)
+        outputs = cancel_event(cause, order, "customer chose to cancel", cmd.issued_by, now)
+        return Result(state, outputs, "cancelled", keep_stock=True)
     if cmd.choice == "wait":
         return allocate(cause, order, stocks, prefs, now, wait=True, priority=False)
     if cmd.choice == "substitute":
@@ -337,6 +388,7 @@ def decide_shortage(
             ],
             "nothing to ship",
         )
+    forget_decision(order, stocks)
     shipped = order.model_copy(update={"lines": part})
     state = {
         "order_number": order.order_number,
@@ -346,6 +398,95 @@ def decide_shortage(
         "lines": {str(l.line_no): {"sku": l.sku, "qty": l.quantity, "state": "reserved"} for l in part},
     }
     return Result(state, reserved_events(cause, shipped, stocks, now, complete=False), "partial reserved", True)
+
+
+# ---- free stock to waiting orders ----
+WAITING = ("backordered", "in_production")  # statuses of orders with lines in a stock's waiting queue
+UNDECIDED = "awaiting_customer_decision"
+
+
+def skus_of(state: dict[str, Any] | None) -> set[str]:
+    """Every SKU an order's inventory state may touch: its lines, their substitutes, what it planned."""
+    if not state or "approved" not in state:
+        return set()
+    order = OrderApproved.model_validate(state["approved"])
+    planned = {v["sku"] for v in state.get("lines", {}).values()}
+    return {l.sku for l in order.lines} | {s for l in order.lines for s in l.substitutes} | planned
+
+
+def waiting_for(stocks: list[Stock]) -> list[str]:
+    """The orders that free stock of `stocks` may go to: those with waiting lines or awaiting a decision."""
+    return sorted({w["order_key"] for st in stocks for w in (*st.waiting.values(), *st.deciding.values())})
+
+
+def refill(
+    cause: str,
+    skus: list[str],
+    stocks: dict[str, Stock],
+    orders: dict[str, dict[str, Any] | None],
+    prefs: tuple[str, ...],
+    now: datetime,
+) -> dict[str, Result]:
+    """Give the free stock of `skus` (released by a cancellation, amendment, reallocation or shortage decision,
+    or arrived by a count, receipt or production) to the orders waiting for it, in the same unit of work.
+
+    1. Backordered and in-production orders first (they were promised the goods): their waiting lines, oldest
+       first, each filled whole (one warehouse first, else split) or skipped for a younger one that fits; an
+       order whose every line is covered becomes `reserved` and gets its allocation.
+    2. Then orders awaiting the customer's decision on a shortage (they hold nothing), oldest first: each is
+       planned again and, only if every line can now be reserved, is reserved (reason `stock_available`; a
+       decision sent later is refused as no longer awaited). Otherwise it keeps waiting for the customer's
+       decision, untouched and not told again; a plan that would backorder or produce is not taken, since the
+       customer was offered the options and has not chosen yet.
+    `orders` holds the inventory state of every order `waiting_for` lists (by order key); `stocks` every SKU
+    of those orders. Entries of orders no longer waiting are dropped. Returns each changed order's result."""
+    out: dict[str, Result] = {}
+    states = dict(orders)
+    for sku in sorted(skus):
+        st = stocks[sku]
+        for r, w in st.queue():
+            key, line_no = w["order_key"], r.rsplit("#", 1)[1]
+            state = states.get(key)
+            if not state or state.get("status") not in WAITING or line_no not in state.get("lines", {}):
+                continue  # not this order's current plan: left alone rather than reserved for nobody
+            if not st.fill(r, prefs):
+                continue
+            lines = {k: dict(v) for k, v in state["lines"].items()}
+            lines[line_no]["state"] = "reserved"
+            new = {**state, "lines": lines}
+            outputs = list(out[key].outputs) if key in out else []
+            if all(v["state"] == "reserved" for v in lines.values()):
+                new.update(status="reserved", promise_date=None)
+                order = OrderApproved.model_validate(state["approved"])
+                outputs += reserved_events(f"{cause}:{key}", order, stocks, now)
+            states[key] = new
+            out[key] = Result(new, outputs, f"line {line_no} reserved", keep_stock=True)
+    undecided = sorted(
+        {(w["since"], w["order_key"]) for sku in skus for w in stocks[sku].deciding.values()},
+    )
+    why = Reason(code="stock_available", message="the stock the order was short of is available again")
+    for key in dict.fromkeys(k for _, k in undecided):
+        state = states.get(key)
+        if not state or state.get("status") != UNDECIDED or "approved" not in state:
+            _drop_decision(key, stocks)
+            continue
+        order = OrderApproved.model_validate(state["approved"])
+        saved = {s: st.copy() for s, st in stocks.items()}
+        result = allocate(f"{cause}:{key}", order, stocks, prefs, now, priority=False, reasons=[why])
+        if result.outcome != "reserved":
+            for s, st in stocks.items():
+                st.restore(saved[s])
+            continue
+        states[key] = result.state
+        out[key] = result
+    return out
+
+
+def _drop_decision(order_key: str, stocks: dict[str, Stock]) -> None:
+    """Take a stale entry (the order decided, was cancelled or re-planned meanwhile) off the `deciding` lists."""
+    for st in stocks.values():
+        for r in [r for r, w in st.deciding.items() if w["order_key"] == order_key]:
+            del st.deciding[r]
 
 
 # ---- priority allocation (handbook 2.3.3) ----
@@ -489,18 +630,6 @@ def _await_priority(
     return Result(state, [out], "awaiting_priority_approval", keep_stock=True)
 
 
-def replan(
-    cause: str, order: OrderApproved, stocks: dict[str, Stock], prefs: tuple[str, ...], now: datetime, **kw: Any
-) -> Result:
-    """`allocate`, with the stock changes rolled back when the result does not keep them."""
-    saved = {s: st.copy() for s, st in stocks.items()}
-    result = allocate(cause, order, stocks, prefs, now, **kw)
-    if not result.keep_stock:
-        for s, st in stocks.items():
-            st.restore(saved[s])
-    return result
-
-
 @dataclass
 class Reallocated:
     """The priority order's result and each re-planned victim's (by order key); stock changes are final."""
@@ -530,7 +659,7 @@ def decide_priority(
     release_all(state, stocks)  # what it held while waiting is planned again with the rest
     if not cmd.approved:
         why = Reason(code="priority_reallocation_denied", message=f"reallocation denied by {by}")
-        denied = replan(cmd.command_id, order, stocks, prefs, now, priority=False, reasons=[why], decided_by=by)
+        denied = allocate(cmd.command_id, order, stocks, prefs, now, priority=False, reasons=[why], decided_by=by)
         return Reallocated(denied)
     listed = {t["order_key"] for t in state.get("reallocation", [])}
     pool = {
@@ -544,7 +673,7 @@ def decide_priority(
             code="priority_reallocation_unavailable",
             message="the stock the approval was asked for is no longer held by normal, unshipped orders",
         )
-        return Reallocated(replan(cmd.command_id, order, stocks, prefs, now, priority=False, reasons=[why]))
+        return Reallocated(allocate(cmd.command_id, order, stocks, prefs, now, priority=False, reasons=[why]))
     losers = sorted({t["order_key"] for t in takes or []})
     for k in losers:
         release_all(pool[k], stocks)
@@ -555,7 +684,7 @@ def decide_priority(
         else f"approved by {by}; the stock needed is free by now, nothing reallocated",
     )
     out = Reallocated(
-        replan(cmd.command_id, order, stocks, prefs, now, priority=False, reasons=[approved], decided_by=by)
+        allocate(cmd.command_id, order, stocks, prefs, now, priority=False, reasons=[approved], decided_by=by)
     )
     for k in losers:
         victim = OrderApproved.model_validate(pool[k]["approved"])
@@ -569,7 +698,10 @@ def decide_priority(
             for t in lost
         ]
         cause = f"{cmd.command_id}:{k}"  # one status event id per order told
-        out.victims[k] = replan(cause, victim, stocks, prefs, now, priority=False, reasons=lost_why, decided_by=by)
+        result = allocate(cause, victim, stocks, prefs, now, priority=False, reasons=lost_why, decided_by=by)
+        if pool[k].get("status") == "reserved":  # fulfillment opened shipments for the stock now gone
+            result.outputs.insert(0, revoked(cause, victim, f"stock reallocated to priority order {number}"))
+        out.victims[k] = result
     return out
 
 

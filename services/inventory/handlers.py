@@ -64,18 +64,20 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
         if state.get("status") == "cancelled" or msg.revision < state.get("revision", 0):
             record(doc, msg.event_id, doc.state, [])
             return "ignored: cancelled or older revision"
-        skus = _skus(msg) | ({l["sku"] for l in state.get("lines", {}).values()})
+        skus = _skus(msg) | domain.skus_of(doc.state)
         docs, stocks = await _stocks(batch, skus)
         released = domain.release_all(doc.state, stocks)  # an amended revision is planned afresh
-        before = {s: Stock.from_doc(s, st.to_doc()) for s, st in stocks.items()}  # a copy: allocate mutates
         result = domain.allocate(msg.event_id, msg, stocks, prefs, batch.now)
-        if result.keep_stock:
-            _save(docs, stocks, msg.event_id)
-        elif released:
-            _save(docs, before, msg.event_id)
         if result.state is not None and state.get("dispatched"):
             result.state["dispatched"] = state["dispatched"]  # a shipped order never loses stock to a priority
+        if state.get("status") == "reserved":  # fulfillment opened shipments from the allocation planned afresh
+            old = OrderApproved.model_validate(state["approved"])
+            why = f"order amended to revision {msg.revision}"
+            result.outputs.insert(0, domain.revoked(msg.event_id, old, why))
         record(doc, msg.event_id, result.state, result.outputs)
+        if released:
+            await _refill(batch, docs, stocks, msg.event_id)
+        _save(docs, stocks, msg.event_id)
         return f"{result.outcome} {msg.order_number}"
 
     async def on_cancelled(batch: Batch, msg: OrderCancelled, rec: Incoming) -> str:
@@ -87,9 +89,12 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
             order = OrderApproved.model_validate(doc.state["approved"])
             docs, stocks = await _stocks(batch, _skus(order))
             released = domain.release_all(doc.state, stocks)
+            record(doc, msg.event_id, domain.cancelled(doc.state, msg), [])
+            refilled = await _refill(batch, docs, stocks, msg.event_id)
             _save(docs, stocks, msg.event_id)
+            return f"cancelled: released {released} units; {refilled} waiting order(s) served"
         record(doc, msg.event_id, domain.cancelled(doc.state, msg), [])
-        return f"cancelled: released {released} units"
+        return "cancelled: nothing held"
 
     async def on_shipped(batch: Batch, msg: StockShipped, rec: Incoming) -> str:
         cause = f"shipped:{msg.shipment_id}"
@@ -121,7 +126,7 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
             )
             return "refused: count below reserved"
         st.on_hand[msg.warehouse] = msg.on_hand
-        await _fill_waiting(batch, st, msg.warehouse, cause)
+        await _refill(batch, docs, stocks, cause)
         _save(docs, stocks, cause)
         return f"counted {msg.sku}@{msg.warehouse}={msg.on_hand}"
 
@@ -135,9 +140,9 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
         if msg.po_number and msg.po_number in st.incoming:
             po = st.incoming[msg.po_number]
             po.quantity = max(0, po.quantity - msg.quantity)
-        filled = await _fill_waiting(batch, st, msg.warehouse, cause)
+        filled = await _refill(batch, docs, stocks, cause)
         _save(docs, stocks, cause)
-        return f"received {msg.quantity} {msg.sku}@{msg.warehouse}; {filled} waiting line(s) reserved"
+        return f"received {msg.quantity} {msg.sku}@{msg.warehouse}; {filled} waiting order(s) served"
 
     async def on_po(batch: Batch, msg: PurchaseOrderUpdated, rec: Incoming) -> str:
         docs, stocks = await _stocks(batch, [msg.sku])
@@ -164,35 +169,27 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
             waiting = [r for r, w in st.waiting.items() if w.get("request_id") == msg.production_request_id]
             for r in waiting:
                 st.waiting[r]["since"] = "0"  # the produced goods go to the order that asked for them first
-            await _fill_waiting(batch, st, wh, cause)
+            await _refill(batch, docs, stocks, cause)
         _save(docs, stocks, cause)
         return f"production {msg.production_request_id} {msg.status}"
 
-    async def _fill_waiting(batch: Batch, st: Stock, warehouse: str, cause: str) -> int:
-        """Reserve arrived goods for waiting orders, oldest promise first; complete orders fully covered."""
-        filled = st.fill_waiting(warehouse)
-        for r, w in filled:
-            order_doc = await batch.doc(f"order:{w['order_key']}")
-            await _line_reserved(batch, order_doc, r, cause, st)
-        return len(filled)
-
-    async def _line_reserved(batch: Batch, doc: Doc, r: str, cause: str, st: Stock) -> None:
-        state = dict(doc.state or {})
-        if state.get("status") not in ("backordered", "in_production"):
-            return
-        line_no = r.rsplit("#", 1)[1]
-        lines = {k: dict(v) for k, v in state.get("lines", {}).items()}
-        if line_no in lines:
-            lines[line_no]["state"] = "reserved"
-        state["lines"] = lines
-        outputs = []
-        if all(v["state"] == "reserved" for v in lines.values()):
-            order = OrderApproved.model_validate(state["approved"])
-            _, stocks = await _stocks(batch, _skus(order) - {st.sku})
-            stocks[st.sku] = st
-            state["status"] = "reserved"
-            outputs = domain.reserved_events(f"{cause}:{order.order_key}", order, stocks, batch.now)
-        record(doc, f"{cause}:{r}", state, outputs)
+    async def _refill(batch: Batch, docs: dict[str, Doc], stocks: dict[str, Stock], cause: str) -> int:
+        """Free stock of the loaded SKUs goes to the orders waiting for it (`domain.refill`) in this batch: the
+        orders' documents and any further stock they need are loaded here and written with the batch."""
+        skus = sorted(s for s, st in stocks.items() if st.total_available() > 0)
+        keys = domain.waiting_for([stocks[s] for s in skus])
+        if not keys:
+            return 0
+        await batch.prefetch(f"order:{k}" for k in keys)
+        order_docs = {k: await batch.doc(f"order:{k}") for k in keys}
+        states = {k: d.state for k, d in order_docs.items()}
+        more_docs, more = await _stocks(batch, set().union(*map(domain.skus_of, states.values())) - set(stocks))
+        docs.update(more_docs)
+        stocks.update(more)
+        results = domain.refill(cause, skus, stocks, states, prefs, batch.now)
+        for k, r in results.items():
+            record(order_docs[k], cause, r.state, r.outputs)
+        return len(results)
 
     async def on_shortage(batch: Batch, msg: ShortageDecision, rec: Incoming) -> str:
         doc = await batch.doc(f"order:{order_key(msg.channel, msg.channel_order_ref)}")
@@ -206,9 +203,10 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
         skus = _skus(order) | ({msg.substitute_sku} if msg.substitute_sku else set())
         docs, stocks = await _stocks(batch, skus)
         result = domain.decide_shortage(msg, order, stocks, prefs, batch.now)
-        if result.keep_stock:
-            _save(docs, stocks, msg.command_id)
         record(doc, msg.command_id, result.state if result.state is not None else doc.state, result.outputs)
+        if result.keep_stock:
+            await _refill(batch, docs, stocks, msg.command_id)
+            _save(docs, stocks, msg.command_id)
         return f"{msg.choice}: {result.outcome}"
 
     async def on_priority(batch: Batch, msg: PriorityApproval, rec: Incoming) -> str:
@@ -219,23 +217,18 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
         if state.get("status") != "awaiting_priority_approval":
             record(doc, msg.command_id, doc.state, [domain.refused(msg, state, batch.now)])
             return "refused: no priority approval awaited"
-        order = OrderApproved.model_validate(state["approved"])
         victim_docs = {
             k: await batch.doc(f"order:{k}") for k in sorted({t["order_key"] for t in state.get("reallocation", [])})
         }
         victims = {k: d.state for k, d in victim_docs.items()}
-        skus = _skus(order) | {l["sku"] for l in state.get("lines", {}).values()}
-        for v in victims.values():
-            if v and "approved" in v:
-                skus |= _skus(OrderApproved.model_validate(v["approved"])) | {
-                    l["sku"] for l in v.get("lines", {}).values()
-                }
+        skus = domain.skus_of(state).union(*map(domain.skus_of, victims.values()))
         docs, stocks = await _stocks(batch, skus)
         out = domain.decide_priority(msg, state, victims, stocks, prefs, batch.now)
-        _save(docs, stocks, msg.command_id)
         record(doc, msg.command_id, out.result.state, out.result.outputs)
         for k, r in out.victims.items():
             record(victim_docs[k], msg.command_id, r.state, r.outputs)
+        await _refill(batch, docs, stocks, msg.command_id)  # what a denial or the re-plans left free
+        _save(docs, stocks, msg.command_id)
         verdict = "approved" if msg.approved else "denied"
         return f"priority {verdict}: {out.result.outcome}; {len(out.victims)} order(s) re-planned"
 

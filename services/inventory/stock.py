@@ -7,6 +7,9 @@ Each reservation and waiting line also records its owner (order key, priority, V
 a priority order can find the normal orders whose stock it may take (handbook 2.3.3). Inventory does
 not see picking: a reservation counts as movable until a shipment of it is dispatched (`consume`,
 on `stock.shipped`), after which it is marked consumed and is never taken.
+
+Orders awaiting the customer's decision on a shortage hold nothing, but each of their lines is listed under
+`deciding` in its SKU's stock, so that stock released or received later finds them (`domain.refill`).
 """
 
 from dataclasses import dataclass, field
@@ -39,6 +42,7 @@ class Stock:
     incoming: dict[str, PurchaseOrder] = field(default_factory=dict)  # po number -> PO
     waiting: dict[str, dict[str, Any]] = field(default_factory=dict)  # reservation id -> {order_key, qty, since}
     owners: dict[str, dict[str, Any]] = field(default_factory=dict)  # rid -> {order_key, priority, vip, since, ..}
+    deciding: dict[str, dict[str, Any]] = field(default_factory=dict)  # rid -> {order_key, since}: holds nothing
 
     def reserved(self, warehouse: str) -> int:
         """Quantity reserved in `warehouse`: the sum of the live reservations."""
@@ -104,11 +108,12 @@ class Stock:
         )
 
     def release(self, rid: str) -> int:
-        """Drop a reservation, its promises and its place in the waiting queue; returns units released."""
+        """Drop a reservation, its promises and its place in the waiting queues; returns units released."""
         released = sum(self.reservations.pop(rid, {}).values())
         for po in self.incoming.values():
             po.promised.pop(rid, None)
         self.waiting.pop(rid, None)
+        self.deciding.pop(rid, None)
         self.owners.pop(rid, None)
         return released
 
@@ -134,17 +139,20 @@ class Stock:
             else:
                 del self.owners[rid]
 
-    def fill_waiting(self, warehouse: str) -> list[tuple[str, dict[str, Any]]]:
-        """Reserve goods in `warehouse` for waiting lines, oldest first; returns the lines filled."""
-        filled = []
-        for r, w in sorted(self.waiting.items(), key=lambda kv: kv[1]["since"]):
-            if self.available(warehouse) < w["qty"]:
-                continue
-            self.reserve(r, {warehouse: w["qty"]})
-            self.release_promise(r)
-            del self.waiting[r]
-            filled.append((r, w))
-        return filled
+    def queue(self) -> list[tuple[str, dict[str, Any]]]:
+        """The waiting lines, oldest first (the order they are served in)."""
+        return sorted(self.waiting.items(), key=lambda kv: str(kv[1]["since"]))
+
+    def fill(self, rid: str, preference: tuple[str, ...]) -> bool:
+        """Reserve the whole missing quantity of waiting line `rid` (one warehouse first, else split) and take it
+        out of the queue, its in-transit promise kept; False, with nothing changed, when too little is free."""
+        where = self.plan(self.waiting[rid]["qty"], preference)
+        if where is None:
+            return False
+        self.reserve(rid, where)
+        self.release_promise(rid)
+        del self.waiting[rid]
+        return True
 
     def promise(self, rid: str, quantity: int, by: date) -> date | None:
         """Promise in-transit quantity arriving by `by`, first come first served; the latest ETA used."""
@@ -190,6 +198,7 @@ class Stock:
             },
             "waiting": self.waiting,
             "owners": self.owners,
+            "deciding": self.deciding,
         }
 
     @classmethod
@@ -213,6 +222,7 @@ class Stock:
             },
             {k: dict(v) for k, v in doc.get("waiting", {}).items()},
             {k: dict(v) for k, v in doc.get("owners", {}).items()},
+            {k: dict(v) for k, v in doc.get("deciding", {}).items()},
         )
 
     def copy(self) -> "Stock":
@@ -222,4 +232,4 @@ class Stock:
     def restore(self, saved: "Stock") -> None:
         """Take back the contents of a copy made earlier."""
         self.on_hand, self.reservations, self.incoming = saved.on_hand, saved.reservations, saved.incoming
-        self.waiting, self.owners = saved.waiting, saved.owners
+        self.waiting, self.owners, self.deciding = saved.waiting, saved.owners, saved.deciding

@@ -11,6 +11,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 from contracts import topics
 from contracts.common import Reason
+from contracts.internal import AllocationRevoked
 from orderflow import track
 from services.fulfillment import store
 from services.fulfillment.app import CONSUMES, NAME, build
@@ -221,6 +222,59 @@ async def test_cancel_after_dispatch_is_refused(ful: Harness) -> None:
     assert ful.statuses()[-1] == "delivered"
 
 
+# ---- inventory takes an allocation back (priority reallocation, amendment) ----
+def revoked(ref: str, event_id: str = "revoked-1") -> AllocationRevoked:
+    """`allocation.revoked` as inventory publishes it for an order whose stock went to a priority order."""
+    return AllocationRevoked(
+        event_id=event_id, order_key=okey(ref), order_number=number(ref), channel="web", channel_order_ref=ref,
+        revision=1, reason="stock reallocated to priority order SO-T-P-1",
+    )  # fmt: skip
+
+
+def voided(h: Harness) -> list[dict[str, Any]]:
+    return [m for m in h.out[topics.FULFILLMENT_SHIPMENTS] if m["type"] == "shipment.voided"]
+
+
+async def test_revoked_allocation_voids_the_unshipped_shipments_and_a_new_one_reopens(ful: Harness) -> None:
+    east, west = await open_order(ful, "F-40", {EAST: [("SKU-0001", 6, "11.00")], WEST: [("SKU-0001", 4, "11.00")]})
+    await event(ful, "picked", "F-40", east)
+    await ful.send(topics.INVENTORY_ALLOCATIONS, wire(revoked("F-40")), okey("F-40"))
+    assert sorted(v["shipment_id"] for v in voided(ful)) == sorted([east, west])
+    assert {v["reason"] for v in voided(ful)} == {"stock reallocated to priority order SO-T-P-1"}
+    st = await state(ful, "F-40")
+    assert {s["state"] for s in st["shipments"].values()} == {"voided"} and "status" not in st
+    await event(ful, "packed", "F-40", east)  # no pick list is left for stock that is gone
+    assert "voided" in ful.out[topics.ORDERS_DLQ][0]["reason"]
+    again = reserved("F-40", {WEST: [("SKU-0001", 10, "11.00")]}).model_copy(update={"event_id": "reserved-F-40-2"})
+    await ful.send(topics.INVENTORY_ALLOCATIONS, wire(again), okey("F-40"))
+    [new] = [m for m in ful.out[topics.FULFILLMENT_SHIPMENTS] if m["type"] == "shipment.opened"][2:]
+    assert new["shipment_id"] not in (east, west) and new["warehouse"] == WEST
+    await ship(ful, "F-40", new["shipment_id"])
+    await deliver(ful, "F-40", new["shipment_id"])
+    assert ful.statuses() == ["shipped", "delivered"]
+    [invoice] = ful.out[topics.FINANCE_INVOICE_REQUESTS]
+    assert [(l["sku"], l["quantity"]) for l in invoice["lines"]] == [("SKU-0001", 10)]
+
+
+async def test_revocation_keeps_a_shipment_already_dispatched(ful: Harness) -> None:
+    east, west = await open_order(ful, "F-41", {EAST: [("SKU-0001", 6, "11.00")], WEST: [("SKU-0001", 4, "11.00")]})
+    await ship(ful, "F-41", east)
+    await ful.send(topics.INVENTORY_ALLOCATIONS, wire(revoked("F-41")), okey("F-41"))
+    assert [v["shipment_id"] for v in voided(ful)] == [west]
+    st = await state(ful, "F-41")
+    assert st["shipments"][east]["state"] == "dispatched" and st["status"] == "partially_shipped"
+
+
+async def test_revocation_of_a_cancelled_or_unknown_order_changes_nothing(ful: Harness) -> None:
+    await open_order(ful, "F-42")
+    await cancel(ful, "F-42", "cmd-42")
+    before = await state(ful, "F-42")
+    ful.clear()
+    await ful.send(topics.INVENTORY_ALLOCATIONS, wire(revoked("F-42")), okey("F-42"))
+    await ful.send(topics.INVENTORY_ALLOCATIONS, wire(revoked("F-43")), okey("F-43"))
+    assert dict(ful.out) == {} and (await state(ful, "F-42")) == before
+
+
 # ---- supply instructions ----
 @pytest.mark.parametrize(("kind", "out_type", "id_field"), [
     ("production", "production.requested", "production_request_id"),
@@ -277,6 +331,19 @@ async def test_duplicate_shipment_event_is_applied_once(ful: Harness, kind: str)
     await event(ful, kind, "F-23", sid, **fields.get(kind, {}))
     assert {t: len(v) for t, v in ful.out.items()} == outputs  # no new status, stock.shipped, invoice or DLQ
     assert (await state(ful, "F-23")) == before
+
+
+async def test_duplicate_revocation_voids_once(ful: Harness) -> None:
+    [sid] = await open_order(ful, "F-44")
+    for _ in range(2):
+        await ful.send(topics.INVENTORY_ALLOCATIONS, wire(revoked("F-44")), okey("F-44"))
+    assert [v["shipment_id"] for v in voided(ful)] == [sid]
+    again = reserved("F-44", {EAST: [("SKU-0001", 10, "11.00")]}).model_copy(update={"event_id": "reserved-F-44-2"})
+    await ful.send(topics.INVENTORY_ALLOCATIONS, wire(again), okey("F-44"))
+    await ful.send(topics.INVENTORY_ALLOCATIONS, wire(revoked("F-44")), okey("F-44"))  # redelivered late
+    assert len(voided(ful)) == 1  # the new shipment stays open
+    st = await state(ful, "F-44")
+    assert sorted(s["state"] for s in st["shipments"].values()) == ["opened", "voided"]
 
 
 async def test_duplicate_cancel_is_applied_once(ful: Harness) -> None:

@@ -99,13 +99,16 @@ async def shortage(h: Harness, ref: str, cid: str, choice: str, **kw: Any) -> Le
 
 
 def allocations(h: Harness, i: int = -1) -> dict[str, list[tuple[int, str, int]]]:
-    ev = h.out[topics.INVENTORY_ALLOCATIONS][i]
-    assert ev["type"] == "allocation.reserved"
+    ev = reserved_events(h)[i]
     return {a["warehouse"]: [(l["line_no"], l["sku"], l["quantity"]) for l in a["lines"]] for a in ev["allocations"]}
 
 
 def reserved_events(h: Harness) -> list[dict[str, Any]]:
     return [e for e in h.out[topics.INVENTORY_ALLOCATIONS] if e["type"] == "allocation.reserved"]
+
+
+def revocations(h: Harness) -> list[dict[str, Any]]:
+    return [e for e in h.out[topics.INVENTORY_ALLOCATIONS] if e["type"] == "allocation.revoked"]
 
 
 # ---- allocation ----
@@ -319,6 +322,84 @@ async def test_cancelled_backorder_gives_up_its_promise(inv: Harness) -> None:
     assert after[("SKU-0001", EAST)] == (10, 10)
 
 
+# ---- released stock goes to the orders waiting for it, in the same unit of work ----
+async def test_cancellation_serves_the_backordered_orders_oldest_promise_first(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 10)
+    await count(inv, "SKU-0001", WEST, 5)
+    await put(inv, topics.INVENTORY_MOVEMENTS, po_update("PO-9", 30, 3), "SKU-0001")
+    await approve(inv, "W-1")  # reserved: 10 in EAST
+    await approve(inv, "W-2", [("SKU-0001", 8, "11.00")])  # holds the 5 in WEST, waits for 3
+    await approve(inv, "W-3", [("SKU-0001", 4, "11.00")])  # waits for 4
+    assert inv.statuses() == ["reserved", "backordered", "backordered"]
+    inv.clear()
+    after = await put(inv, topics.ORDERS_CANCELLED, cancelled("W-1"), okey("W-1"))
+    assert [(m["channel_order_ref"], m["status"]) for m in inv.out[topics.ORDERS_STATUS]] == [
+        ("W-2", "reserved"),
+        ("W-3", "reserved"),
+    ]
+    assert [e["order_number"] for e in reserved_events(inv)] == [number("W-2"), number("W-3")]
+    assert allocations(inv, 0) == {EAST: [(1, "SKU-0001", 3)], WEST: [(1, "SKU-0001", 5)]}
+    assert after[("SKU-0001", EAST)] == (10, 7) and after[("SKU-0001", WEST)] == (5, 5)
+    await approve(inv, "W-4", [("SKU-0001", 30, "11.00")])  # their promises were kept: PO-9 is free again
+    assert inv.statuses()[-1] == "backordered"
+
+
+async def test_cancellation_reserves_orders_awaiting_a_decision_that_it_now_covers(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 10)
+    await approve(inv, "D-1")  # holds all 10
+    await approve(inv, "D-2", [("SKU-0001", 12, "11.00")])  # more than will ever be free
+    await approve(inv, "D-3", [("SKU-0001", 6, "11.00")])
+    await approve(inv, "D-4", [("SKU-0001", 4, "11.00")])
+    await approve(inv, "D-5", [("SKU-0001", 1, "11.00")])
+    assert inv.statuses() == ["reserved", *["awaiting_customer_decision"] * 4]
+    inv.clear()
+    after = await put(inv, topics.ORDERS_CANCELLED, cancelled("D-1"), okey("D-1"))
+    told = [(m["channel_order_ref"], m["status"]) for m in inv.out[topics.ORDERS_STATUS]]
+    assert told == [("D-3", "reserved"), ("D-4", "reserved")]  # oldest first; D-2 is still short, D-5 too late
+    assert [r["code"] for r in inv.out[topics.ORDERS_STATUS][0]["reasons"]] == ["stock_available"]
+    assert after[("SKU-0001", EAST)] == (10, 10)
+    inv.clear()
+    await shortage(inv, "D-3", "cmd-d3", "ship_partial")  # the customer's answer comes too late
+    [refused] = inv.out[topics.ORDERS_STATUS]
+    assert refused["status"] == "reserved" and refused["reasons"][0]["code"] == "no_decision_awaited"
+    stock = await inv.collection.find_one({"_id": "stock:SKU-0001"})
+    assert sorted(stock["state"]["deciding"]) == [f"{number('D-2')}#1", f"{number('D-5')}#1"]  # still deciding
+
+
+async def test_a_count_that_frees_stock_serves_an_order_awaiting_a_decision(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 3)
+    await approve(inv, "D-6", [("SKU-0001", 5, "11.00"), ("SKU-0002", 2, "12.00")])
+    await count(inv, "SKU-0002", EAST, 2)  # still short of SKU-0001
+    assert inv.statuses() == ["awaiting_customer_decision"]
+    after = await count(inv, "SKU-0001", EAST, 5)
+    assert inv.statuses() == ["awaiting_customer_decision", "reserved"]
+    assert allocations(inv) == {EAST: [(1, "SKU-0001", 5), (2, "SKU-0002", 2)]}
+    assert after[("SKU-0001", EAST)] == (5, 5) and after[("SKU-0002", EAST)] == (2, 2)
+
+
+async def test_priority_denial_gives_what_the_priority_order_held_to_the_waiting_orders(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 12)
+    await approve(inv, "Q-1")  # holds 10
+    await approve_priority(inv, "Q-2")  # holds the free 2, asks for 8 more
+    await approve(inv, "Q-3", [("SKU-0001", 2, "11.00")])  # nothing free: awaits a decision
+    inv.clear()
+    after = await priority(inv, "Q-2", "cmd-q2", approve_it=False)
+    told = [(m["channel_order_ref"], m["status"]) for m in inv.out[topics.ORDERS_STATUS]]
+    assert told == [("Q-2", "awaiting_customer_decision"), ("Q-3", "reserved")]
+    assert after[("SKU-0001", EAST)] == (12, 12)
+
+
+async def test_duplicate_cancellation_serves_the_waiting_order_once(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 10)
+    await approve(inv, "D-7")
+    await approve(inv, "D-8")
+    inv.clear()
+    for _ in range(2):
+        after = await put(inv, topics.ORDERS_CANCELLED, cancelled("D-7"), okey("D-7"))
+    assert inv.statuses() == ["reserved"] and len(reserved_events(inv)) == 1
+    assert after[("SKU-0001", EAST)] == (10, 10)
+
+
 def shipped(ref: str, wh: str, qty: int, sid: str = "S-1") -> StockShipped:
     return StockShipped(
         event_id=f"shipped-{sid}", order_key=okey(ref), order_number=number(ref), channel="web",
@@ -352,6 +433,10 @@ async def test_amended_revision_is_planned_afresh(inv: Harness) -> None:
     after = await approve(inv, "I-24", [("SKU-0001", 15, "11.00")], revision=2)
     assert after[("SKU-0001", EAST)] == (20, 15)
     assert allocations(inv) == {EAST: [(1, "SKU-0001", 15)]}
+    [revoked] = revocations(inv)  # the shipments of revision 1 are voided before those of revision 2 open
+    kinds = [e["type"] for e in inv.out[topics.INVENTORY_ALLOCATIONS]]
+    assert kinds == ["allocation.reserved", "allocation.revoked", "allocation.reserved"]
+    assert revoked["revision"] == 1 and "revision 2" in revoked["reason"]
 
 
 async def test_amended_revision_that_runs_short_holds_nothing(inv: Harness) -> None:
@@ -483,6 +568,9 @@ async def test_urgent_order_asks_then_approval_moves_stock_and_replans_the_victi
     assert lost["decided_by"] == "supervisor-1" and number("P-2") in lost["reasons"][0]["message"]
     assert [r["code"] for r in lost["reasons"]] == ["reallocated_to_priority_order", "insufficient_stock"]
     assert lost["details"]["options"]["ship_partial"] == {"1": 2}
+    [revoked] = revocations(inv)  # fulfillment voids the victim's shipments: their stock is gone
+    assert revoked["_key"] == okey("P-1") and revoked["order_number"] == number("P-1")
+    assert number("P-2") in revoked["reason"]
     assert after[("SKU-0001", EAST)] == (12, 10)  # the victim holds nothing while its customer decides
     await shortage(inv, "P-1", "cmd-p1", "ship_partial")  # the victim's own shortage path goes on as usual
     assert status_of(inv, "P-1")[-1]["status"] == "reserved"

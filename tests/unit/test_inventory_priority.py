@@ -63,8 +63,8 @@ def stocks(**on_hand: dict[str, int]) -> dict[str, Stock]:
 
 
 def place(o: OrderApproved, st: dict[str, Stock], minutes: int = 0) -> dict[str, Any]:
-    """Approve `o` as the handler does (stock changes kept only when the result keeps them)."""
-    result = domain.replan(o.event_id, o, st, PREFS, NOW + timedelta(minutes=minutes))
+    """Approve `o` as the handler does (an order left awaiting a decision holds nothing)."""
+    result = domain.allocate(o.event_id, o, st, PREFS, NOW + timedelta(minutes=minutes))
     assert result.state is not None
     return result.state
 

@@ -1,8 +1,10 @@
 """A hypothesis state machine over inventory's pure domain (Stock + domain): counts, receipts, purchase orders,
 approvals (any priority, VIP or not), cancellations, shipments, shortage decisions and priority approvals and
-denials, driven the way the handlers drive them; the stock invariants are checked after every step:
-per SKU and warehouse, on hand = counted + received - shipped, 0 <= reserved <= on hand, reserved = the sum of
-the live reservations, and nothing is held or awaited for a cancelled order."""
+denials, driven the way the handlers drive them, with every step that frees or brings stock handing it to the
+waiting orders (`domain.refill`, as the handlers do in the same unit of work); the invariants are checked after
+every step: per SKU and warehouse, on hand = counted + received - shipped, 0 <= reserved <= on hand, reserved =
+the sum of the live reservations; nothing is held or awaited for a cancelled order; exactly the orders awaiting a
+decision are queued for one; and no waiting order could be served from what is free."""
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -70,16 +72,14 @@ class InventoryMachine(RuleBasedStateMachine):
                 x.restore(saved[s])
         return result
 
-    def fill(self, sku: str, warehouse: str) -> None:
-        """Goods arrived: waiting lines are reserved and orders fully covered become reserved (_fill_waiting)."""
-        for r, w in self.stocks[sku].fill_waiting(warehouse):
-            ref = w["order_key"].split(":", 1)[1]
-            state = self.orders[ref]
-            if state.get("status") not in ("backordered", "in_production"):
-                continue
-            state["lines"][r.rsplit("#", 1)[1]]["state"] = "reserved"
-            if all(v["state"] == "reserved" for v in state["lines"].values()):
-                state["status"] = "reserved"
+    def refill(self, why: str) -> None:
+        """Free stock goes to the waiting orders (the handlers' `_refill` after a release or an arrival)."""
+        states = {key(r): state for r, state in self.orders.items()}
+        served = domain.refill(f"refill-{self.steps}", list(SKUS), self.stocks, states, PREFS, self.now())
+        for k, result in served.items():
+            assert result.state is not None
+            self.orders[k.split(":", 1)[1]] = result.state
+        event(f"{why} -> refill served {min(len(served), 2)}{'+' if len(served) > 2 else ''}")
 
     def holdings(self) -> dict[str, dict[str, int]]:
         """Order number -> reservation id -> units held."""
@@ -114,7 +114,7 @@ class InventoryMachine(RuleBasedStateMachine):
         stock.on_hand[warehouse] = on_hand
         self.counted[(sku, warehouse)] = on_hand
         self.received[(sku, warehouse)] = self.shipped[(sku, warehouse)] = 0
-        self.fill(sku, warehouse)
+        self.refill("count")
 
     @rule(
         sku=st.sampled_from(SKUS),
@@ -128,7 +128,7 @@ class InventoryMachine(RuleBasedStateMachine):
         self.received[(sku, warehouse)] += quantity
         if po and po in stock.incoming:
             stock.incoming[po].quantity = max(0, stock.incoming[po].quantity - quantity)
-        self.fill(sku, warehouse)
+        self.refill("receipt")
 
     @rule(
         sku=st.sampled_from(SKUS),
@@ -199,12 +199,14 @@ class InventoryMachine(RuleBasedStateMachine):
             ],
             total_amount=Decimal(sum(q for _, q, _ in lines)),
         )
-        domain.release_all(state, self.stocks)  # an amended revision is planned afresh
+        released = domain.release_all(state, self.stocks)  # an amended revision is planned afresh
         now = self.now()
-        result = self.kept(lambda: domain.allocate(order.event_id, order, self.stocks, PREFS, now))
-        assert result.state is not None
+        result = domain.allocate(order.event_id, order, self.stocks, PREFS, now)
+        assert result.state is not None and result.keep_stock
         self.orders[ref] = result.state
         event(f"approve -> {result.outcome}")
+        if released:
+            self.refill("amendment")
 
     @precondition(lambda self: self.refs(*HOLDS, "awaiting_customer_decision"))
     @rule(data=st.data())
@@ -224,6 +226,7 @@ class InventoryMachine(RuleBasedStateMachine):
         )
         self.orders[ref] = domain.cancelled(state, event)
         self.cancelled.add(ref)
+        self.refill("cancel")
 
     @precondition(lambda self: self.refs("reserved"))
     @rule(data=st.data())
@@ -260,6 +263,8 @@ class InventoryMachine(RuleBasedStateMachine):
         if result.state is not None:
             self.orders[ref] = result.state
         event(f"shortage {choice} -> {result.outcome}")
+        if result.keep_stock:
+            self.refill(f"shortage {choice}")
         if choice == "cancel":
             domain.release_all(state, self.stocks)  # the order.cancelled it publishes comes back to inventory
             self.cancelled.add(ref)
@@ -301,6 +306,7 @@ class InventoryMachine(RuleBasedStateMachine):
             assert v in listed and v != ref
             assert result.state is not None
             self.orders[v] = result.state
+        self.refill(f"priority {'approved' if approved else 'denied'}")
 
     # ---- invariants ----
     @invariant()
@@ -339,6 +345,30 @@ class InventoryMachine(RuleBasedStateMachine):
                 state = self.orders[ref]
                 assert state["status"] in HOLDS or state.get("dispatched"), (r, state["status"])
                 assert stock.owners.get(r, {}).get("order_key") == key(ref)
+
+    @invariant()
+    def exactly_the_orders_awaiting_a_decision_are_queued_for_one(self) -> None:
+        queued = {r: (sku, w["order_key"]) for sku, st in self.stocks.items() for r, w in st.deciding.items()}
+        expected = {}
+        for ref, state in self.orders.items():
+            if state.get("status") == "awaiting_customer_decision":
+                for l in OrderApproved.model_validate(state["approved"]).lines:
+                    expected[domain.rid(number(ref), l.line_no)] = (l.sku, key(ref))
+        assert queued == expected
+
+    @invariant()
+    def no_waiting_order_could_be_served_from_what_is_free(self) -> None:
+        for ref, state in self.orders.items():
+            if state.get("status") in domain.WAITING:
+                for stock in self.stocks.values():
+                    for r, w in stock.waiting.items():
+                        if r.startswith(f"{number(ref)}#"):
+                            assert stock.plan(w["qty"], PREFS) is None, (ref, r, w, stock.on_hand)
+            if state.get("status") == "awaiting_customer_decision":
+                trial = {s: x.copy() for s, x in self.stocks.items()}
+                order = OrderApproved.model_validate(state["approved"])
+                tried = domain.allocate("trial", order, trial, PREFS, START, priority=False)
+                assert tried.outcome != "reserved", f"{ref} awaits a decision although it could be reserved"
 
 
 TestInventoryMachine = InventoryMachine.TestCase
