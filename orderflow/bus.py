@@ -8,11 +8,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from services.runtime.kafka import client_kwargs
+from services.runtime.settings import KafkaClientSettings
+
 
 @asynccontextmanager
-async def producer(bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
-    """A started producer (idempotent, batched)."""
-    p = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
+async def producer(bootstrap: str, auth: KafkaClientSettings | None = None) -> AsyncIterator[AIOKafkaProducer]:
+    """A started producer (idempotent, batched), authenticated as `auth` says (default: the environment)."""
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5, **client_kwargs(auth))
     await p.start()
     try:
         yield p
@@ -36,9 +39,9 @@ async def partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
     return sorted(cluster.partitions_for_topic(topic) or set())
 
 
-async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+async def end_offsets(bootstrap: str, topic: str, auth: KafkaClientSettings | None = None) -> dict[int, int]:
     """The current end offset of every partition of `topic`."""
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, **client_kwargs(auth))
     await c.start()
     try:
         parts = [TopicPartition(topic, p) for p in (c.partitions_for_topic(topic) or set())]
@@ -52,21 +55,31 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 
 
 async def read(
-    bootstrap: str, topic: str, start: dict[int, int] | None = None, idle: float = 1.0
+    bootstrap: str,
+    topic: str,
+    start: dict[int, int] | None = None,
+    idle: float = 1.0,
+    auth: KafkaClientSettings | None = None,
 ) -> list[dict[str, Any]]:
     """Every message of `topic` from `start` (default: beginning) up to its current end, decoded."""
     out: list[dict[str, Any]] = []
-    async for rec in follow(bootstrap, topic, start, stop_at_end=True, idle=idle):
+    async for rec in follow(bootstrap, topic, start, stop_at_end=True, idle=idle, auth=auth):
         out.append(rec)
     return out
 
 
 async def follow(
-    bootstrap: str, topic: str, start: dict[int, int] | None = None, *, stop_at_end: bool = False, idle: float = 1.0
+    bootstrap: str,
+    topic: str,
+    start: dict[int, int] | None = None,
+    *,
+    stop_at_end: bool = False,
+    idle: float = 1.0,
+    auth: KafkaClientSettings | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """Yield decoded messages of `topic` (value JSON + _key/_partition/_offset) as they arrive, and an empty
     dict after each idle interval without any."""
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **client_kwargs(auth))
     await c.start()
     try:
         parts = sorted(c.partitions_for_topic(topic) or set())

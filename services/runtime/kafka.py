@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import inspect
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,28 +13,80 @@ from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from contracts import topics
 from services.runtime.batch import TRANSIENT, Processor
 from services.runtime.messages import Incoming, Outgoing
+from services.runtime.settings import KafkaClientSettings
 
 log = structlog.get_logger()
 PARTITIONS = 6
 
 
-def make_broker(bootstrap: str, client_id: str, linger_ms: int = 5) -> KafkaBroker:
-    """A broker whose producer keeps per-partition order across retries (idempotent, acks=all)."""
+_SASL = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256, "PLAIN": SASLPlaintext}
+
+
+def _ssl_context(auth: KafkaClientSettings) -> ssl.SSLContext | None:
+    return ssl.create_default_context(cafile=auth.kafka_ssl_cafile) if auth.kafka_ssl_cafile else None
+
+
+def _mechanism(auth: KafkaClientSettings) -> str:
+    mechanism = auth.kafka_sasl_mechanism.strip().upper()
+    if mechanism and mechanism not in _SASL:
+        raise ValueError(f"KAFKA_SASL_MECHANISM={mechanism!r}; expected one of {', '.join(_SASL)}")
+    return mechanism
+
+
+def broker_security(auth: KafkaClientSettings | None = None) -> BaseSecurity | None:
+    """FastStream's security for the settings (default: from the environment); None means PLAINTEXT."""
+    auth = auth or KafkaClientSettings()
+    context, mechanism = _ssl_context(auth), _mechanism(auth)
+    if not mechanism:
+        return BaseSecurity(ssl_context=context) if context else None
+    return _SASL[mechanism](auth.kafka_sasl_username, auth.kafka_password(), ssl_context=context)
+
+
+def client_kwargs(auth: KafkaClientSettings | None = None) -> dict[str, Any]:
+    """aiokafka's security arguments for the settings (default: from the environment); empty for PLAINTEXT."""
+    auth = auth or KafkaClientSettings()
+    context, mechanism = _ssl_context(auth), _mechanism(auth)
+    kwargs: dict[str, Any] = {"security_protocol": "SSL", "ssl_context": context} if context else {}
+    if mechanism:
+        kwargs |= {
+            "security_protocol": "SASL_SSL" if context else "SASL_PLAINTEXT",
+            "sasl_mechanism": mechanism,
+            "sasl_plain_username": auth.kafka_sasl_username,
+            "sasl_plain_password": auth.kafka_password(),
+        }
+    return kwargs
+
+
+def make_broker(
+    bootstrap: str, client_id: str, linger_ms: int = 5, auth: KafkaClientSettings | None = None
+) -> KafkaBroker:
+    """A broker whose producer keeps per-partition order across retries (idempotent, acks=all); it
+    authenticates as `auth` says (default: the environment; nothing set = PLAINTEXT)."""
     return KafkaBroker(
         bootstrap,
         client_id=client_id,
         linger_ms=linger_ms,
         enable_idempotence=True,
+        security=broker_security(auth),
     )
 
 
-async def ensure_topics(bootstrap: str, names: Sequence[str] = topics.ALL, partitions: int = PARTITIONS) -> None:
-    """Create the project's topics if missing (master data compacted); safe to run from every replica."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="orderflow-admin")
+async def ensure_topics(
+    bootstrap: str,
+    names: Sequence[str] = topics.ALL,
+    partitions: int = PARTITIONS,
+    auth: KafkaClientSettings | None = None,
+) -> None:
+    """Create the project's topics if missing (master data compacted); safe to run from every replica.
+
+    A principal without the right to create topics (secure mode) leaves them to the admin: the broker
+    answers with per-topic authorization errors, which are not raised."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="orderflow-admin", **client_kwargs(auth))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -23,8 +23,11 @@ Setup = Callable[[Collection], Awaitable[None]]
 
 
 def mongo_client(settings: ServiceSettings) -> AsyncMongoClient[dict[str, Any]]:
-    """The service's async MongoDB client (pymongo's asyncio API, Motor's successor)."""
-    return AsyncMongoClient(settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=5000)
+    """The service's async MongoDB client (pymongo's asyncio API, Motor's successor); TLS options come with
+    the URI, credentials with it or with MONGODB_USERNAME and MONGODB_PASSWORD(_FILE)."""
+    return AsyncMongoClient(
+        settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=5000, **settings.mongo_credentials()
+    )
 
 
 def wire(
@@ -35,7 +38,7 @@ def wire(
     build: BuildProcessor,
 ) -> tuple[KafkaBroker, Processor]:
     """The broker with the service's batch subscriber on `consumes`, and its processor."""
-    broker = make_broker(settings.kafka_bootstrap_servers, name, settings.linger_ms)
+    broker = make_broker(settings.kafka_bootstrap_servers, name, settings.linger_ms, auth=settings)
     processor = build(collection, BrokerPublisher(broker))
     subscribe(broker, settings.group_prefix + name, consumes, processor, settings.max_batch)
     return broker, processor
@@ -55,7 +58,7 @@ async def run(
     client = mongo_client(settings)
     collection = client[f"{settings.mongodb_database}_{name}"][name]
     await setup(collection)
-    await ensure_topics(settings.kafka_bootstrap_servers)
+    await ensure_topics(settings.kafka_bootstrap_servers, auth=settings)
     broker, _ = wire(name, settings, collection, consumes, build)
 
     async def mongo_ok() -> bool:

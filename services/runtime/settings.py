@@ -1,10 +1,42 @@
 """Settings every service shares; each service subclasses it with its own env prefix."""
 
-from pydantic import AliasChoices, Field
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class ServiceSettings(BaseSettings):
+def secret(value: SecretStr, file: str) -> str:
+    """The secret from `file` when one is named (surrounding whitespace dropped), else the value itself."""
+    return Path(file).read_text().strip() if file else value.get_secret_value()
+
+
+class KafkaClientSettings(BaseSettings):
+    """How a Kafka client authenticates: PLAINTEXT unless a SASL mechanism and/or a TLS CA file are set."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    kafka_sasl_mechanism: str = Field(
+        "", validation_alias=AliasChoices("KAFKA_SASL_MECHANISM", "kafka_sasl_mechanism")
+    )  # SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN; empty = no SASL
+    kafka_sasl_username: str = Field("", validation_alias=AliasChoices("KAFKA_SASL_USERNAME", "kafka_sasl_username"))
+    kafka_sasl_password: SecretStr = Field(
+        SecretStr(""), validation_alias=AliasChoices("KAFKA_SASL_PASSWORD", "kafka_sasl_password")
+    )
+    kafka_sasl_password_file: str = Field(
+        "", validation_alias=AliasChoices("KAFKA_SASL_PASSWORD_FILE", "kafka_sasl_password_file")
+    )
+    kafka_ssl_cafile: str = Field(
+        "", validation_alias=AliasChoices("KAFKA_SSL_CAFILE", "kafka_ssl_cafile")
+    )  # a CA bundle turns TLS on
+
+    def kafka_password(self) -> str:
+        """The SASL password, read from the password file when one is set."""
+        return secret(self.kafka_sasl_password, self.kafka_sasl_password_file)
+
+
+class ServiceSettings(KafkaClientSettings):
     """Connection and tuning settings; the servers come from the usual unprefixed variables."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
@@ -14,9 +46,26 @@ class ServiceSettings(BaseSettings):
     )
     mongodb_uri: str = Field("mongodb://127.0.0.1:27017/", validation_alias=AliasChoices("MONGODB_URI", "mongodb_uri"))
     mongodb_database: str = Field("orderflow", validation_alias=AliasChoices("MONGODB_DATABASE", "mongodb_database"))
+    # Credentials may also sit in MONGODB_URI; these keep the password out of it (TLS options go in the URI).
+    mongodb_username: str = Field("", validation_alias=AliasChoices("MONGODB_USERNAME", "mongodb_username"))
+    mongodb_password: SecretStr = Field(
+        SecretStr(""), validation_alias=AliasChoices("MONGODB_PASSWORD", "mongodb_password")
+    )
+    mongodb_password_file: str = Field(
+        "", validation_alias=AliasChoices("MONGODB_PASSWORD_FILE", "mongodb_password_file")
+    )
     group_prefix: str = Field("", validation_alias=AliasChoices("KAFKA_GROUP_PREFIX", "group_prefix"))
     log_format: str = Field("json", validation_alias=AliasChoices("LOG_FORMAT", "log_format"))
     log_level: str = Field("INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
     max_batch: int = 200
     health_port: int = 0  # /health/live, /health/ready and /metrics; 0 = off (set per service, e.g. 8080)
     linger_ms: int = 5
+
+    def mongo_credentials(self) -> dict[str, Any]:
+        """pymongo's username/password arguments; empty when no MONGODB_USERNAME is set."""
+        if not self.mongodb_username:
+            return {}
+        return {
+            "username": self.mongodb_username,
+            "password": secret(self.mongodb_password, self.mongodb_password_file),
+        }
