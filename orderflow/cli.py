@@ -22,12 +22,19 @@ def _bootstrap() -> str:
 
 
 @stack_app.command("up")
-def stack_up() -> None:
+def stack_up(
+    secure: Annotated[
+        bool, typer.Option("--secure", help="SASL_SSL + per-service ACLs on Kafka, TLS + credentials on FerretDB")
+    ] = False,
+) -> None:
     """Build/download if needed, start Kafka and FerretDB, create the topics; prints the addresses."""
     from services.runtime.kafka import ensure_topics
 
+    if secure:
+        os.environ["ORDERFLOW_SECURE"] = "1"
     env = stack.up(progress=typer.echo)
-    asyncio.run(ensure_topics(env["KAFKA_BOOTSTRAP_SERVERS"]))
+    if not stack.secure():  # secure mode's `up` created them as the admin principal
+        asyncio.run(ensure_topics(env["KAFKA_BOOTSTRAP_SERVERS"]))
     for k, v in env.items():
         typer.echo(f"{k}={v}")
 
