@@ -77,29 +77,30 @@ def allocate(
     under `deciding` in the stock of each of its lines, for `refill`; any other outcome drops it from there.
     The stock changes of the result are always to be kept."""
     saved = {s: st.copy() for s, st in stocks.items()}
+    since = min((w["since"] for st in stocks.values() for w in _decisions(order, st).values()), default=None)
     result = _plan(cause, order, stocks, prefs, now, lines, wait, priority, reasons or [], decided_by)
-    forget_decision(order, stocks)
-    if result.outcome == "awaiting_customer_decision":
+    undecided = result.outcome == "awaiting_customer_decision"
+    if undecided:
         for s, st in stocks.items():
             st.restore(saved[s])
-        _await_decision(order, stocks, now)
+    forget_decision(order, stocks)
+    if undecided:  # listed again under its current lines, keeping its place in the queue
+        for line in order.lines:
+            r = rid(order.order_number or order.order_key, line.line_no)
+            stocks[line.sku].deciding[r] = {"order_key": order.order_key, "since": since or now.isoformat()}
     return result
 
 
-def _await_decision(order: OrderApproved, stocks: dict[str, Stock], now: datetime) -> None:
-    """List the order under `deciding` for every line, keeping its place in the queue if it had one."""
+def _decisions(order: OrderApproved, st: Stock) -> dict[str, dict[str, Any]]:
+    """The order's entries on one stock's `deciding` list."""
     number = order.order_number or order.order_key
-    for line in order.lines:
-        r = rid(number, line.line_no)
-        since = stocks[line.sku].deciding.get(r, {}).get("since", now.isoformat())
-        stocks[line.sku].deciding[r] = {"order_key": order.order_key, "since": since}
+    return {r: w for r, w in st.deciding.items() if r.rsplit("#", 1)[0] == number}
 
 
 def forget_decision(order: OrderApproved, stocks: dict[str, Stock]) -> None:
     """The order no longer awaits a decision: take its lines off every loaded stock's `deciding` list."""
-    number = order.order_number or order.order_key
     for st in stocks.values():
-        for r in [r for r in st.deciding if r.rsplit("#", 1)[0] == number]:
+        for r in _decisions(order, st):
             del st.deciding[r]
 
 

@@ -10,7 +10,7 @@ import fcntl
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -42,6 +42,21 @@ def system(servers: dict[str, str]) -> Iterator[dict[str, str]]:
     yield env
     procs.down()
     lock.close()
+
+
+@pytest.fixture
+def scaled(system: dict[str, str]) -> Iterator[Callable[[str, int], None]]:
+    """`scaled("inventory", 3)` runs that many replicas of a service for one test; the extra ones stop after it."""
+    started: list[tuple[str, int]] = []
+
+    def scale(service: str, count: int) -> None:
+        for replica in range(2, count + 1):
+            procs.start(service, replica, system)
+            started.append((service, replica))
+
+    yield scale
+    for service, replica in started:
+        procs.stop(service, replica)
 
 
 @pytest.fixture

@@ -348,7 +348,9 @@ class InventoryMachine(RuleBasedStateMachine):
 
     @invariant()
     def exactly_the_orders_awaiting_a_decision_are_queued_for_one(self) -> None:
-        queued = {r: (sku, w["order_key"]) for sku, st in self.stocks.items() for r, w in st.deciding.items()}
+        entries = [(r, sku, w["order_key"]) for sku, st in self.stocks.items() for r, w in st.deciding.items()]
+        queued = {r: (sku, k) for r, sku, k in entries}
+        assert len(queued) == len(entries), f"an order line is queued under two SKUs: {entries}"
         expected = {}
         for ref, state in self.orders.items():
             if state.get("status") == "awaiting_customer_decision":
