@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 OF     := $(BIN)/orderflow
 PYTEST := $(BIN)/pytest
 
-.PHONY: install stack services demo test test-fast chaos lint schemas docs bench down reset clean
+.PHONY: install browser stack services demo test test-fast chaos lint schemas docs bench down reset clean
 
 $(VENV)/.installed: pyproject.toml
 	@echo "==> creating $(VENV) and installing orderflow with its pinned dependencies"
@@ -15,6 +15,13 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 install: $(VENV)/.installed
+
+# Debian's Chromium for the dashboard's headless-browser test (apt-get, as root or through sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "==> installing Chromium (Debian package, ~300 MB) for the dashboard browser test"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y chromium; }
 
 stack: install
 	@echo "==> starting Kafka (KRaft) and FerretDB (first run downloads jars and builds FerretDB: ~3 min)"
@@ -35,7 +42,7 @@ lint: install
 	@$(BIN)/ruff format --check .
 	@$(BIN)/mypy
 
-test: lint stack
+test: lint stack browser
 	@echo "==> tests: unit, handlers (in-memory broker), end-to-end (real Kafka + FerretDB)"
 	@$(PYTEST) -m "not chaos" -p no:cacheprovider
 

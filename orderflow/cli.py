@@ -3,7 +3,6 @@
 import asyncio
 import json
 import os
-import time
 from typing import Annotated
 
 import typer
@@ -151,22 +150,51 @@ def lag_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     watch: Annotated[bool, typer.Option(help="refresh every 2 seconds")] = False,
 ) -> None:
-    """Consumer lag per service group, topic and partition."""
+    """Consumer lag per service group, topic and partition, with the age of the oldest unconsumed message."""
     from orderflow import lag
 
-    while True:
-        rows = asyncio.run(lag.measure(_bootstrap()))
-        if as_json:
-            typer.echo(json.dumps([r.to_dict() for r in rows]))
-        else:
-            if watch:
-                typer.echo("\x1b[2J\x1b[H", nl=False)
-            typer.echo(f"{'group':<12}{'topic':<34}{'part':>5}{'committed':>11}{'end':>9}{'lag':>8}")
-            for r in rows:
-                typer.echo(f"{r.group:<12}{r.topic:<34}{r.partition:>5}{r.committed!s:>11}{r.log_end:>9}{r.lag:>8}")
-        if not watch:
-            return
-        time.sleep(2)
+    async def go() -> None:
+        async with lag.LagMeter(_bootstrap()) as reader:
+            while True:
+                rows = await reader.measure()
+                if as_json:
+                    typer.echo(json.dumps([r.to_dict() for r in rows]))
+                else:
+                    if watch:
+                        typer.echo("\x1b[2J\x1b[H", nl=False)
+                    typer.echo(
+                        f"{'group':<12}{'topic':<34}{'part':>5}{'committed':>11}{'end':>9}{'lag':>8}{'oldest':>9}"
+                    )
+                    for r in rows:
+                        typer.echo(
+                            f"{r.group:<12}{r.topic:<34}{r.partition:>5}{r.committed!s:>11}{r.log_end:>9}{r.lag:>8}"
+                            f"{lag.format_age(r.oldest_age_s):>9}"
+                        )
+                if not watch:
+                    return
+                await asyncio.sleep(2)
+
+    asyncio.run(go())
+
+
+@app.command("dashboard")
+def dashboard_cmd(
+    port: Annotated[int, typer.Option(help="HTTP port of the page, /api/state and /metrics")] = 8900,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    stuck: Annotated[
+        str, typer.Option(help="status=age pairs past which an order counts as stuck (s, m, h, d)")
+    ] = "awaiting_customer_decision=2d,awaiting_priority_approval=1d,in_review=1d,needs_clarification=3d",
+    interval: Annotated[float, typer.Option(help="seconds between lag samples (and page refreshes)")] = 2.0,
+) -> None:
+    """A live operations page: lag per service and its trend, rates, orders per status, stuck orders, DLQ."""
+    from orderflow import dashboard
+
+    try:
+        thresholds = dashboard.parse_stuck(stuck)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--stuck") from exc
+    typer.echo(f"dashboard on http://{host}:{port}/  (JSON /api/state, Prometheus /metrics)")
+    asyncio.run(dashboard.serve(_bootstrap(), host, port, thresholds, interval))
 
 
 def main() -> None:
