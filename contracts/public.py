@@ -3,9 +3,9 @@
 from decimal import Decimal
 from typing import Any, Literal, get_args
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from contracts.common import Day, Inbound, Money, NonEmpty, Owned, Reason, Timestamp
+from contracts.common import Day, Inbound, InboundMoney, Money, NonEmpty, Owned, Reason, Timestamp
 
 Channel = Literal["web", "email", "fax", "phone", "sales_rep", "edi"]
 CHANNELS: tuple[str, ...] = ("web", "email", "fax", "phone", "sales_rep", "edi")
@@ -30,11 +30,15 @@ Status = Literal[
     "cancelled",
 ]
 STATUSES: tuple[str, ...] = get_args(Status)
+MAX_ORDER_LINES = 1000  # lines of one order.submitted; more make the message unreadable (DLQ + `invalid`)
 
 
 # ---- orders.submitted: lenient on the wire; completeness is intake's business check ----
 class OrderSubmitted(Inbound):
-    """`order.submitted`: every field but type/version is read leniently and checked by intake."""
+    """`order.submitted`: every field but type/version is read leniently and checked by intake.
+
+    One limit is enforced on the wire: at most MAX_ORDER_LINES (1000) `lines`; a longer order is refused
+    as unreadable with the field named (`lines`), so it is dead-lettered and answered with `invalid`."""
 
     type: Literal["order.submitted"]
     version: Literal[1]
@@ -53,6 +57,14 @@ class OrderSubmitted(Inbound):
     priority: Any = None
     special_requirements: Any = None
     customer_confirmation_ref: Any = None
+
+    @field_validator("lines")
+    @classmethod
+    def _at_most_max_lines(cls, lines: Any) -> Any:
+        """An order carries at most MAX_ORDER_LINES lines."""
+        if isinstance(lines, list) and len(lines) > MAX_ORDER_LINES:
+            raise ValueError(f"an order has at most {MAX_ORDER_LINES} lines; this one has {len(lines)}")
+        return lines
 
 
 # ---- orders.commands ----
@@ -106,12 +118,12 @@ class CustomerUpserted(Inbound):
     status: Literal["active", "blocked"]
     tier: Literal["standard", "vip"] = "standard"
     payment_terms: Literal["prepaid", "credit"] = "prepaid"
-    credit_limit: Money = Decimal(0)
-    outstanding_balance: Money = Decimal(0)
+    credit_limit: InboundMoney = Decimal(0)
+    outstanding_balance: InboundMoney = Decimal(0)
     currency: str
     allowed_payment_methods: list[str] = Field(default_factory=list)
-    contract_prices: dict[str, Money] = Field(default_factory=dict)
-    max_discount_pct: float = 0.0
+    contract_prices: dict[str, InboundMoney] = Field(default_factory=dict)
+    max_discount_pct: float = Field(0.0, ge=0, le=100)
 
 
 class ProductUpserted(Inbound):
@@ -123,13 +135,13 @@ class ProductUpserted(Inbound):
     name: str
     specs: list[str] = Field(default_factory=list)
     uom: str = "EA"
-    list_price: Money
+    list_price: InboundMoney
     currency: str
     status: Literal["active", "discontinued"] = "active"
     make_to_order: bool = False
     production_lead_days: int = 0
     substitutes: list[str] = Field(default_factory=list)
-    packaging_options: dict[str, Money] = Field(default_factory=dict)
+    packaging_options: dict[str, InboundMoney] = Field(default_factory=dict)
 
 
 # ---- inventory.movements (event_id is an optional addition: the idempotency key when given) ----

@@ -9,6 +9,21 @@ from contracts.public import OrderStatus
 from services.runtime.ids import derive_id
 from services.runtime.messages import Outgoing
 
+# A status stays far below Kafka's 1 MB message limit whatever the input: a 1000-line order of garbage
+# yields ~7000 reasons, which would make the answer unpublishable and stall the partition.
+MAX_REASONS = 50
+MAX_REASON_CHARS = 300
+
+
+def bounded(reasons: list[Reason]) -> list[Reason]:
+    """At most MAX_REASONS reasons of at most MAX_REASON_CHARS each; the last one says how many were left out."""
+    listed = reasons if len(reasons) <= MAX_REASONS else reasons[: MAX_REASONS - 1]
+    kept = [r.model_copy(update={"message": r.message[:MAX_REASON_CHARS]}) for r in listed]
+    if len(listed) < len(reasons):
+        more = f"{len(reasons) - len(listed)} more problems are not listed; correct these first."
+        kept.append(Reason(code="more_reasons", field=None, message=more))
+    return kept
+
 
 def order_key(channel: str, channel_order_ref: str) -> str:
     """The Kafka key of every message about one order."""
@@ -37,7 +52,7 @@ def status(
         revision=revision,
         order_number=order_number,
         status=status,
-        reasons=reasons or [],
+        reasons=bounded(reasons) if reasons else [],
         promise_date=promise_date,
         details=details or {},
         occurred_at=now,
