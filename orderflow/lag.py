@@ -16,6 +16,7 @@ from services.fulfillment.app import CONSUMES as FULFILLMENT
 from services.intake.app import CONSUMES as INTAKE
 from services.inventory.app import CONSUMES as INVENTORY
 from services.review.app import CONSUMES as REVIEW
+from services.runtime.kafka import client_kwargs
 
 GROUPS: dict[str, tuple[str, ...]] = dict(zip(SERVICES, (INTAKE, REVIEW, INVENTORY, FULFILLMENT), strict=True))
 AGE_FETCH_SECONDS = 3.0  # how long to wait for the oldest unconsumed records of one group
@@ -74,8 +75,8 @@ class LagMeter:
     """Reusable admin and consumer connections for repeated lag measurements (the dashboard's refresh)."""
 
     def __init__(self, bootstrap: str) -> None:
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs())
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **client_kwargs())
 
     async def __aenter__(self) -> "LagMeter":
         await self.admin.start()
@@ -157,7 +158,9 @@ async def total(bootstrap: str, groups: dict[str, tuple[str, ...]] = GROUPS) -> 
 async def start_at_end(bootstrap: str, groups: dict[str, tuple[str, ...]] = GROUPS) -> None:
     """Commit every group's offsets at the current end of its topics (new groups then skip the history)."""
     for group, names in groups.items():
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=prefix() + group, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=prefix() + group, enable_auto_commit=False, **client_kwargs()
+        )
         await consumer.start()
         try:
             tps = [TopicPartition(t, p) for t in names for p in await bus.partitions(consumer, t)]

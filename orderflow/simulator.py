@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from contracts import topics
 from orderflow.bus import partitions, publish
+from services.runtime.kafka import client_kwargs
 
 log = structlog.get_logger()
 
@@ -47,7 +48,9 @@ class Simulator:
         """Commit the simulator group at the current end of `fulfillment.shipments`, so that only shipments
         opened from now on are played (e.g. a fresh database on a Kafka that still holds older runs'
         shipments, whose order numbers a fresh database hands out again)."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False, **client_kwargs()
+        )
         await consumer.start()
         try:
             tps = [
@@ -66,8 +69,9 @@ class Simulator:
             bootstrap_servers=self.bootstrap,
             group_id=self.group,
             auto_offset_reset="earliest",
+            **client_kwargs(),
         )
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5, **client_kwargs())
         await consumer.start()
         await producer.start()
         try:

@@ -13,14 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
 from contracts import topics
-from orderflow import bus, procs, sample, security, stack
+from orderflow import bus, demo, procs, sample, security, stack
 from services.runtime.kafka import client_kwargs
 from services.runtime.settings import KafkaClientSettings
 
@@ -82,26 +81,6 @@ def auth(m: security.Material, principal: str) -> KafkaClientSettings:
     return security.kafka_auth(m, principal)
 
 
-async def _lag(bootstrap: str, admin_auth: KafkaClientSettings, groups: dict[str, tuple[str, ...]]) -> int:
-    """Messages the groups have not consumed yet, read as the admin principal."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs(admin_auth))
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **client_kwargs(admin_auth))
-    await admin.start()
-    await consumer.start()
-    try:
-        behind = 0
-        for group, names in groups.items():
-            committed = await admin.list_consumer_group_offsets(group)
-            tps = [TopicPartition(t, p) for t in names for p in await bus.partitions(consumer, t)]
-            for tp, end in (await consumer.end_offsets(tps)).items():
-                meta = committed.get(tp)
-                behind += end - (meta.offset if meta is not None and meta.offset >= 0 else 0)
-        return behind
-    finally:
-        await consumer.stop()
-        await admin.close()
-
-
 @pytest.fixture(scope="module")
 def secure_system(secure_stack: dict[str, str], material: security.Material) -> Iterator[dict[str, str]]:
     """The four services, each as its own principal; master data and stock published by the channel
@@ -117,18 +96,11 @@ def secure_system(secure_stack: dict[str, str], material: security.Material) -> 
             await bus.publish(
                 p, topics.INVENTORY_MOVEMENTS, [(s["sku"], s) for s in sample.stock([x["sku"] for x in prods])]
             )
-        groups = {name: security.CONSUMES[name] for name in ("review", "inventory")}
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if not await _lag(bootstrap, auth(material, security.ADMIN), groups):
-                    break
-            except KafkaError:  # e.g. the group coordinator of a fresh broker is not up yet
-                pass
-            crashed = procs.crashed()
-            assert not crashed, "\n".join(procs.log_tail(s, r) for s, r in crashed)
-            assert time.monotonic() < deadline, "review/inventory did not consume the master data in 90 s"
-            await asyncio.sleep(1.0)
+        # lag is measured with the process environment: the admin principal
+        drained = await demo.wait_drained(bootstrap, print, 90, groups=("review", "inventory"))
+        crashed = procs.crashed()
+        assert not crashed, "\n".join(procs.log_tail(s, r) for s, r in crashed)
+        assert drained, "review/inventory did not consume the master data in 90 s"
 
     asyncio.run(load())
     yield secure_stack
