@@ -13,7 +13,7 @@ from pymongo.errors import PyMongoError
 from contracts import topics
 from contracts.public import DeadLetter
 from contracts.registry import UnreadableMessage, parse
-from services.runtime import health
+from services.runtime import health, observe
 from services.runtime.ids import derive_id
 from services.runtime.messages import Incoming, Outgoing
 from services.runtime.outbox import ConflictError, Doc, DocStore
@@ -85,6 +85,7 @@ class Batch:
         with_pending = [d for d in self.docs.values() if d.pending]
         out = [Outgoing.from_doc(p) for d in with_pending for p in d.pending] + self.loose
         await publisher.send_all(out)
+        observe.count_published(self.service, out)
         published = time.perf_counter()
         await self.store.clear_pending(with_pending)
         log.debug(

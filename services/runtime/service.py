@@ -11,6 +11,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
 from services.runtime import logging as runtime_logging
+from services.runtime import observe
 from services.runtime.batch import Processor
 from services.runtime.health import HealthServer
 from services.runtime.kafka import BrokerPublisher, ensure_topics, make_broker, subscribe
@@ -39,6 +40,7 @@ def wire(
 ) -> tuple[KafkaBroker, Processor]:
     """The broker with the service's batch subscriber on `consumes`, and its processor."""
     broker = make_broker(settings.kafka_bootstrap_servers, name, settings.linger_ms, auth=settings)
+    broker.add_middleware(observe.prometheus_middleware(name))
     processor = build(collection, BrokerPublisher(broker))
     subscribe(broker, settings.group_prefix + name, consumes, processor, settings.max_batch)
     return broker, processor

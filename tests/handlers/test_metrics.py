@@ -1,0 +1,112 @@
+"""Metrics: business counters per published status, FastStream's consume/publish metrics, DLQ and latency,
+all on the registry served at /metrics, with no customer data or order identifiers in any label."""
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from contracts import topics
+from contracts.public import STATUSES
+from services.intake.app import CONSUMES, NAME, build
+from services.runtime.health import HealthServer
+from services.runtime.observe import status_of
+from services.runtime.status import status
+from tests.factories import key, submitted
+from tests.handlers.harness import Harness
+
+pytestmark = pytest.mark.e2e
+SECRETS = ("Wang Privatename", "+86 571 8888 1234", "private.person@example.com", "12 Quiet Alley", "Hiddenville")
+
+
+def _value(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def _label_values() -> set[str]:
+    text = generate_latest(REGISTRY).decode()
+    return {v for family in text_string_to_metric_families(text) for s in family.samples for v in s.labels.values()}
+
+
+@pytest.fixture
+async def intake(collection: Any) -> AsyncIterator[Harness]:
+    async with Harness(NAME, CONSUMES, build, collection) as h:
+        yield h
+
+
+def _private(ref: str) -> dict[str, Any]:
+    order = submitted(ref)
+    order["customer"] = {**order["customer"], "contact_name": SECRETS[0], "phone": SECRETS[1], "email": SECRETS[2]}
+    order["ship_to"] = {**order["ship_to"], "recipient": SECRETS[0], "line1": SECRETS[3], "city": SECRETS[4]}
+    return order
+
+
+async def test_counters_move_and_labels_carry_no_customer_data(intake: Harness) -> None:
+    received = ("orderflow_orders_total", {"service": "intake", "status": "received"})
+    held = ("orderflow_orders_total", {"service": "intake", "status": "needs_clarification"})
+    invalid = ("orderflow_orders_total", {"service": "intake", "status": "invalid"})
+    dlq = ("orderflow_dead_letters_total", {"service": "intake", "topic": topics.ORDERS_SUBMITTED})
+    latency = ("orderflow_handler_seconds_count", {"service": "intake", "type": "order.submitted"})
+    consumed = (
+        "faststream_received_messages_total",
+        {"app_name": "intake", "broker": "kafka", "handler": topics.ORDERS_SUBMITTED},
+    )
+    watched = (received, held, invalid, dlq, latency, consumed)
+    before = {name + str(labels): _value(name, **labels) for name, labels in watched}
+
+    orders = [_private(f"WEB-MET-{n}") for n in range(3)]
+    for order in orders:
+        await intake.send(topics.ORDERS_SUBMITTED, order, key(order))
+    incomplete = {**_private("WEB-MET-HELD"), "total_amount": "0.01"}
+    await intake.send(topics.ORDERS_SUBMITTED, incomplete, key(incomplete))
+    hostile = {**_private("WEB-MET-BAD"), "version": 1.0}
+    await intake.send(topics.ORDERS_SUBMITTED, hostile, key(hostile))
+
+    moved = {name + str(labels): _value(name, **labels) - before[name + str(labels)] for name, labels in watched}
+    assert moved == {
+        "orderflow_orders_total" + str(received[1]): 3,
+        "orderflow_orders_total" + str(held[1]): 1,
+        "orderflow_orders_total" + str(invalid[1]): 1,
+        "orderflow_dead_letters_total" + str(dlq[1]): 1,
+        "orderflow_handler_seconds_count" + str(latency[1]): 4,
+        "faststream_received_messages_total" + str(consumed[1]): 5,
+    }
+    numbers = {m["order_number"] for m in intake.out[topics.ORDERS_STATUS] if m["order_number"]}
+    assert len(numbers) == 3
+    forbidden = (*SECRETS, *numbers, "WEB-MET", "@")
+    leaks = {v for v in _label_values() for word in forbidden if word in v}
+    assert not leaks, f"metric labels carry order or customer data: {leaks}"
+
+
+async def test_metrics_endpoint_serves_the_business_and_faststream_metrics(intake: Harness) -> None:
+    order = submitted("WEB-MET-HTTP")
+    await intake.send(topics.ORDERS_SUBMITTED, order, key(order))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = HealthServer(port, {})
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /metrics HTTP/1.1\r\n\r\n")
+        body = (await reader.read()).decode()
+        writer.close()
+    finally:
+        await server.stop()
+    assert body.startswith("HTTP/1.1 200")
+    for family in ("orderflow_orders_total", "faststream_received_messages_total", "faststream_published_messages"):
+        assert family in body
+
+
+def test_status_of_reads_every_contract_status_and_nothing_else() -> None:
+    now = datetime.now(UTC)
+    for name in STATUSES:
+        tricky = 'WEB-"status":"approved"'  # a reference quoting the key is escaped on the wire
+        assert status_of(status("c", "web", tricky, name, now, details={"status": "x"}).value) == name
+    assert status_of(b'{"type":"order.status","status":"made-up"}') is None
+    assert status_of(b'{"type":"shipment.opened"}') is None
