@@ -219,3 +219,16 @@ def test_secure_mode_refuses_a_state_dir_started_without_it(tmp_path: Path, monk
     monkeypatch.setenv("ORDERFLOW_FERRETDB_BACKEND", "sqlite")
     with pytest.raises(stack.StackError, match="PostgreSQL backend"):
         stack._prepare_secure(lambda _line: None)
+
+
+def test_without_secure_mode_the_stack_is_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORDERFLOW_HOME", str(tmp_path))
+    monkeypatch.delenv("ORDERFLOW_SECURE", raising=False)
+    monkeypatch.setenv("ORDERFLOW_KAFKA_PORT", "29092")
+    assert not stack.secure()
+    props = stack._kafka_properties()
+    assert "listeners=PLAINTEXT://127.0.0.1:29092,CONTROLLER://127.0.0.1:29093\n" in props
+    assert "authorizer" not in props and "sasl" not in props
+    assert set(stack.env()) == {"KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI"}
+    assert stack.postgres_url().startswith("postgres://postgres@")
+    assert security.service_env("intake") == {}
