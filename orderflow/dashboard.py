@@ -19,6 +19,7 @@ from orderflow import dashboard_metrics
 from orderflow.dashboard_state import History, Sample, StatusBoard, parse_stuck
 from orderflow.lag import LagMeter, PartitionLag, prefix
 from services.runtime import logging as runtime_logging
+from services.runtime.kafka import client_kwargs
 
 __all__ = ["Dashboard", "parse_stuck", "serve"]
 
@@ -50,7 +51,7 @@ class Dashboard:
         ranges = await meter.log_ends((topics.ORDERS_STATUS,))
         self.status_targets = {tp.partition: end for tp, (start, end) in ranges.items() if end > start}
         while True:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, **client_kwargs())
             try:
                 await consumer.start()
                 consumer.assign(list(ranges))
