@@ -44,10 +44,7 @@ async def end_offsets(bootstrap: str, topic: str, auth: KafkaClientSettings | No
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, **client_kwargs(auth))
     await c.start()
     try:
-        parts = [TopicPartition(topic, p) for p in (c.partitions_for_topic(topic) or set())]
-        if not parts:
-            await c._client.force_metadata_update()
-            parts = [TopicPartition(topic, p) for p in (c.partitions_for_topic(topic) or set())]
+        parts = [TopicPartition(topic, p) for p in await partitions(c, topic)]
         ends = await c.end_offsets(parts)
         return {tp.partition: off for tp, off in ends.items()}
     finally:
@@ -82,11 +79,7 @@ async def follow(
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **client_kwargs(auth))
     await c.start()
     try:
-        parts = sorted(c.partitions_for_topic(topic) or set())
-        if not parts:
-            await c._client.force_metadata_update()
-            parts = sorted(c.partitions_for_topic(topic) or set())
-        tps = [TopicPartition(topic, p) for p in parts]
+        tps = [TopicPartition(topic, p) for p in await partitions(c, topic)]
         c.assign(tps)
         ends = await c.end_offsets(tps)
         for tp in tps:

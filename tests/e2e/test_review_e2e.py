@@ -12,6 +12,7 @@ from pymongo import AsyncMongoClient
 
 from contracts import topics
 from orderflow import bus, demo, procs, sample
+from services.review import store as review_store
 from tests.e2e.checks import statuses_until
 
 pytestmark = pytest.mark.e2e
@@ -65,9 +66,9 @@ async def test_exposure_never_passes_the_limit_with_three_replicas(system: dict[
     try:
         coll = client[f"{system['MONGODB_DATABASE']}_review"]["review"]
         for c in customers:
-            doc = await coll.find_one({"_id": f"exposure:{c['customer_id']}"}) or {"total": 0, "orders": {}}
-            total = Decimal(doc["total"]) / 100
-            assert total == sum((Decimal(v) for v in doc["orders"].values()), Decimal(0)) / 100
+            cents, claims = await review_store.exposure(coll, c["customer_id"])
+            total = Decimal(cents) / 100
+            assert total == sum((Decimal(v) for v in claims.values()), Decimal(0)) / 100
             assert total + OUTSTANDING <= LIMIT, f"{c['customer_id']} exposure {total} passes the limit"
             assert total == approved[c["customer_id"]], (c["customer_id"], total, approved[c["customer_id"]])
     finally:
