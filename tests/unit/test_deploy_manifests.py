@@ -4,6 +4,7 @@ checked against the code they deploy (topics, consumer groups, partitions, setti
 import ast
 import copy
 import importlib
+import inspect
 import json
 import re
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 import yaml
 from pydantic import AliasChoices
 
+from orderflow import cli
 from orderflow.procs import SERVICES
 from orderflow.stack import REPO_ROOT
 from services.runtime import health
@@ -372,3 +374,9 @@ def test_prometheus_static_targets_match_compose() -> None:
     targets = {t for group in job["static_configs"] for t in group["targets"]}
     expected = {f"{s}:{COMPOSE['services'][s]['environment'][f'{s.upper()}_HEALTH_PORT']}" for s in SERVICES}
     assert targets == expected
+
+
+def test_prometheus_scrapes_the_dashboard_exporter_on_its_default_port() -> None:
+    job = next(j for j in prometheus()["scrape_configs"] if j["job_name"] == "orderflow-lag")
+    port = inspect.signature(cli.dashboard_cmd).parameters["port"].default
+    assert [t for group in job["static_configs"] for t in group["targets"]] == [f"127.0.0.1:{port}"]
