@@ -82,12 +82,15 @@ class StatusBoard:
     read_to: dict[int, int] = field(default_factory=dict)  # partition -> next offset to read
 
     def apply(self, partition: int, offset: int, key: str | None, msg: Any, timestamp_ms: int) -> None:
-        """Take one decoded status message: the newest `occurred_at` wins (a later offset breaks ties, an older
-        redelivery changes nothing); restating the same status keeps the time the order entered it. Anything
-        that is not a status message only moves the read position."""
+        """Take one decoded status message: the newest `occurred_at` wins (a later offset breaks ties; an older
+        redelivery, a refusal or an ignored message changes nothing); restating the same status keeps the time
+        the order entered it. Anything that is not a status message only moves the read position."""
         self.read_to[partition] = offset + 1
         if not isinstance(msg, dict) or msg.get("status") not in STATUSES:
             return
+        details = msg.get("details")
+        if isinstance(details, dict) and (details.get("refused") or details.get("ignored")):
+            return  # a refusal restates the sender's (possibly older) view; the order did not change
         key = key or f"{msg.get('channel')}:{msg.get('channel_order_ref')}"
         at, cur = _occurred(msg, timestamp_ms), self.orders.get(key)
         if cur is not None and at < cur.at:

@@ -111,3 +111,11 @@ def test_exporter_renders_every_partition_without_order_data() -> None:
     assert 'orderflow_consumer_oldest_unconsumed_age_seconds{group="inventory",partition="2"' in text
     assert "orderflow_dlq_messages 7.0" in text and 'orderflow_orders{status="reserved"} 2.0' in text
     assert "SO-" not in text and "web:" not in text
+
+
+def test_a_refusal_restating_an_older_view_does_not_move_the_order() -> None:
+    board = StatusBoard()
+    board.apply(0, 1, "web:R1", status("reserved", "2026-11-27T08:00:05+00:00", "SO-1"), 0)
+    refused = {**status("approved", "2026-11-27T08:00:09+00:00"), "details": {"refused": "order.review-decision"}}
+    board.apply(0, 2, "web:R1", refused, 0)
+    assert board.counts()["reserved"] == 1 and board.counts()["approved"] == 0
