@@ -42,6 +42,7 @@ def build_for(settings: ReviewSettings):  # type: ignore[no-untyped-def]
             publisher,
             hs,
             handlers.keys,
+            write_first=(store.CREDIT,),  # a claim is stored before the approval that needs it
             skip_unreadable=frozenset({topics.ORDERS_COMMANDS}),
         )
 

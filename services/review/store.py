@@ -1,9 +1,9 @@
 """The only code that touches review's collection: orders, master data, and credit exposure.
 
 Exposure is one per-key document per customer (`credit:<customer>`, state `{orders: {order_number:
-cents}, total: cents}`), loaded and written with the batch like every other document: the write is
-version-guarded, so a replica that raced another retries its batch, and `total` stays equal to the
-sum of the open approved orders and never passes the ceiling.
+cents}, total: cents}`), loaded and written with the batch like every other document, and before
+the order documents: the write is version-guarded, so a replica that raced another retries its batch
+before any approval is stored, and `total` stays equal to the sum of the open approved orders.
 """
 
 from typing import Any
@@ -20,9 +20,12 @@ async def setup(collection: Collection) -> None:
     await collection.create_index("state.order_number", sparse=True)
 
 
+CREDIT = "credit:"
+
+
 def credit_key(customer_id: str) -> str:
     """The document holding the customer's credit exposure."""
-    return f"credit:{customer_id}"
+    return f"{CREDIT}{customer_id}"
 
 
 async def exposure(collection: Collection, customer_id: str) -> tuple[int, dict[str, int]]:
