@@ -17,6 +17,7 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 
 from contracts import topics
 from services.runtime.batch import TRANSIENT, Processor
+from services.runtime.logging import BrokerLog
 from services.runtime.messages import Incoming, Outgoing
 from services.runtime.settings import KafkaClientSettings
 
@@ -73,6 +74,7 @@ def make_broker(
         linger_ms=linger_ms,
         enable_idempotence=True,
         security=broker_security(auth),
+        logger=BrokerLog(),
     )
 
 
