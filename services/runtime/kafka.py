@@ -162,6 +162,12 @@ def to_incoming(msg: KafkaMessage) -> list[Incoming]:
     ]
 
 
+async def raw_bodies(msg: KafkaMessage) -> Any:
+    """The records' bytes untouched: `contracts.registry.parse` reads each one. FastStream's own JSON decoding
+    would read every message twice and raise (rewinding the batch forever) on a hostile one, e.g. `[[[[…`."""
+    return msg.body
+
+
 def subscribe(broker: KafkaBroker, group: str, names: Sequence[str], processor: Processor, max_records: int) -> None:
     """Consume `names` in batches as consumer group `group`; offsets are committed only after the batch's
     effects are stored and its outputs acknowledged (NACK_ON_ERROR rewinds on a transient error)."""
@@ -174,6 +180,7 @@ def subscribe(broker: KafkaBroker, group: str, names: Sequence[str], processor: 
         max_records=max_records,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
+        decoder=raw_bodies,
     )
     async def consume(body: Any, msg: KafkaMessage) -> None:
         try:
