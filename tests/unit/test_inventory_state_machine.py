@@ -74,7 +74,7 @@ class InventoryMachine(RuleBasedStateMachine):
 
     def refill(self, why: str) -> None:
         """Free stock goes to the waiting orders (the handlers' `_refill` after a release or an arrival)."""
-        states = {key(r): state for r, state in self.orders.items()}
+        states: dict[str, dict[str, Any] | None] = {key(r): state for r, state in self.orders.items()}
         served = domain.refill(f"refill-{self.steps}", list(SKUS), self.stocks, states, PREFS, self.now())
         for k, result in served.items():
             assert result.state is not None
