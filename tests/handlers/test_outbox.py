@@ -1,9 +1,11 @@
 """The per-key document store on the real FerretDB: version guards and the published-outputs memory."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from services.runtime.batch import Batch
 from services.runtime.messages import Outgoing
 from services.runtime.outbox import ConflictError, DocStore, record
 
@@ -58,3 +60,29 @@ async def test_a_stale_version_is_refused(collection: Any) -> None:
     record(doc_b, "in-3", {"n": 3}, [])
     with pytest.raises(ConflictError):
         await b.save_many([doc_b])
+
+
+class _Sent:
+    def __init__(self) -> None:
+        self.messages: list[Outgoing] = []
+
+    async def send_all(self, messages: list[Outgoing]) -> None:
+        self.messages += messages
+
+
+async def test_a_stale_copy_never_republishes_its_outputs(collection: Any) -> None:
+    a, b = DocStore(collection), DocStore(collection)
+    await _write_with_output(a)  # v1 pending [received], not yet known as published by anyone
+    stale = Batch(b, datetime.now(UTC), "test")
+    await stale.prefetch(["order:web:W-1"])  # b holds v1
+    newer = (await a.load_many(["order:web:W-1"]))["order:web:W-1"]
+    record(newer, "in-2", {"n": 2}, [Outgoing("orders.status", "web:W-1", b'{"status": "cancelled"}')])
+    await a.save_many([newer])  # v2 [received, cancelled]
+    sent = _Sent()
+    with pytest.raises(ConflictError):
+        await stale.commit(sent)  # b's unchanged v1 copy would have re-sent `received` after `cancelled`
+    assert sent.messages == []
+    fresh = Batch(b, datetime.now(UTC), "test")
+    await fresh.prefetch(["order:web:W-1"])
+    await fresh.commit(sent)  # the current copy: re-sent in order, under a version guard
+    assert [m.value for m in sent.messages] == [OUT.value, b'{"status": "cancelled"}']
