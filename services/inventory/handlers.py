@@ -42,7 +42,8 @@ async def _stocks(batch: Batch, skus: Iterable[str]) -> tuple[dict[str, Doc], di
     return docs, {s: Stock.from_doc(s, d.state) for s, d in docs.items()}
 
 
-def _save(docs: dict[str, Doc], stocks: dict[str, Stock], cause: str) -> None:
+def _save(docs: dict[str, Doc], stocks: dict[str, Stock], cause: str | None) -> None:
+    """Record the changed stock documents; `cause` None when the order document remembers the input."""
     for sku, doc in docs.items():
         state = stocks[sku].to_doc()
         if state != doc.state or not doc.state:  # an unchanged stock document (e.g. a substitute) is not rewritten
@@ -77,7 +78,7 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
         record(doc, msg.event_id, result.state, result.outputs)
         if released:
             await _refill(batch, docs, stocks, msg.event_id)
-        _save(docs, stocks, msg.event_id)
+        _save(docs, stocks, None)
         return f"{result.outcome} {msg.order_number}"
 
     async def on_cancelled(batch: Batch, msg: OrderCancelled, rec: Incoming) -> str:
@@ -91,7 +92,7 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
             released = domain.release_all(doc.state, stocks)
             record(doc, msg.event_id, domain.cancelled(doc.state, msg), [])
             refilled = await _refill(batch, docs, stocks, msg.event_id)
-            _save(docs, stocks, msg.event_id)
+            _save(docs, stocks, None)
             return f"cancelled: released {released} units; {refilled} waiting order(s) served"
         record(doc, msg.event_id, domain.cancelled(doc.state, msg), [])
         return "cancelled: nothing held"
@@ -206,7 +207,7 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
         record(doc, msg.command_id, result.state if result.state is not None else doc.state, result.outputs)
         if result.keep_stock:
             await _refill(batch, docs, stocks, msg.command_id)
-            _save(docs, stocks, msg.command_id)
+            _save(docs, stocks, None)
         return f"{msg.choice}: {result.outcome}"
 
     async def on_priority(batch: Batch, msg: PriorityApproval, rec: Incoming) -> str:
@@ -228,7 +229,7 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
         for k, r in out.victims.items():
             record(victim_docs[k], msg.command_id, r.state, r.outputs)
         await _refill(batch, docs, stocks, msg.command_id)  # what a denial or the re-plans left free
-        _save(docs, stocks, msg.command_id)
+        _save(docs, stocks, None)
         verdict = "approved" if msg.approved else "denied"
         return f"priority {verdict}: {out.result.outcome}; {len(out.victims)} order(s) re-planned"
 

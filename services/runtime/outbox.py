@@ -104,9 +104,13 @@ class DocStore:
             self.published.popitem(last=False)
 
 
-def record(doc: Doc, input_id: str, state: dict[str, Any] | None, outputs: Iterable[Outgoing]) -> None:
-    """Apply a handler's result to a loaded document (in memory; the batch writes it)."""
+def record(
+    doc: Doc, input_id: str | None, state: dict[str, Any] | None, outputs: Iterable[Outgoing] = ()
+) -> None:
+    """Apply a handler's result to a loaded document (in memory; the batch writes it); `input_id` None when
+    another document of the same effect already remembers the input (it keeps this inbox small)."""
     doc.state = state
-    doc.inbox = [*doc.inbox, input_id][-INBOX_LIMIT:]
+    if input_id is not None:
+        doc.inbox = [*doc.inbox, input_id][-INBOX_LIMIT:]
     doc.pending = [*doc.pending, *(o.to_doc() for o in outputs)]
     doc.dirty = True
