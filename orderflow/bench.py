@@ -47,8 +47,8 @@ Say = Callable[[str], None]
 
 LOCK_PATH = Path(tempfile.gettempdir()) / "orderflow-e2e.lock"  # machine-wide lock of the chaos sessions
 RESULTS_DIR = stack.REPO_ROOT / "bench" / "results"
-FULL_RATES = (100, 250, 500, 1000, 2000, 4000)
-QUICK_RATES = (50, 150)
+FULL_RATES = (10, 25, 50, 100, 250, 500, 1000, 2000)
+QUICK_RATES = (20, 60)
 STAGES = ("received", "approved", "reserved")
 PAYLOAD_SIZES = {"status": 600, "submitted": 1500}  # bytes: an order.status and an order.submitted
 TARGET_P99_S = 1.0

@@ -132,16 +132,24 @@ def track_cmd(
 
 @app.command("bench")
 def bench_cmd(
-    quick: Annotated[bool, typer.Option("--quick", help="50 and 150 orders/s, ~20 s each: under 2 minutes")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="20 and 60 orders/s, ~20 s each: under 2 minutes")] = False,
     rates: Annotated[str, typer.Option(help="offered orders/s, comma-separated (default: the mode's)")] = "",
     seconds: Annotated[float, typer.Option(help="seconds per offered rate (default: the mode's)")] = 0,
     shipping: Annotated[bool, typer.Option(help="also run the warehouse/carrier simulator")] = False,
+    log_level: Annotated[str, typer.Option(help="the services' LOG_LEVEL (DEBUG adds per-batch timings)")] = "INFO",
+    track_orders: Annotated[int, typer.Option(help="instead: time `orderflow track` with this many orders")] = 0,
 ) -> None:
     """Raw Kafka and store limits, then orders/s end to end; tables printed, JSON in bench/results/."""
     from orderflow import bench
 
-    plan = bench.make_plan(quick, tuple(int(r) for r in rates.split(",") if r.strip()), seconds, shipping)
     uri = os.environ.get("MONGODB_URI") or stack.env()["MONGODB_URI"]
+    if track_orders:
+        from orderflow import bench_track
+
+        bench_track.main(uri, track_orders, typer.echo)
+        return
+    rates_given = tuple(int(r) for r in rates.split(",") if r.strip())
+    plan = bench.make_plan(quick, rates_given, seconds, shipping, log_level.upper())
     bench.main(_bootstrap(), uri, plan, typer.echo)
 
 
