@@ -194,6 +194,7 @@ class Processor:
             offset=rec.offset,
             event_id=rec.origin,
             order=rec.key,
+            order_number=getattr(msg, "order_number", None),
             outcome=outcome,
             ms=round(elapsed * 1000, 2),
         )

@@ -163,7 +163,7 @@ async def test_json_lines_in_production_with_one_summary_per_message(
     handled = [line for line in lines(out.err) if line["event"] == "handled"]
     assert [h["order"] for h in handled] == [key(o) for o in orders]
     for line in handled:
-        assert {"service", "topic", "partition", "offset", "event_id", "order", "outcome", "ms", "timestamp"} <= set(
+        assert {"service", "topic", "partition", "offset", "event_id", "order", "order_number", "outcome", "ms"} <= set(
             line
         )
         assert line["service"] == "intake" and line["topic"] == topics.ORDERS_SUBMITTED
