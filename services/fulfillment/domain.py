@@ -13,6 +13,7 @@ from contracts.public import (
     InvoiceLine,
     InvoiceRequested,
     OrderCancel,
+    OrderStatus,
     ProductionRequested,
     PurchaseRequested,
     ShipmentDelivered,
@@ -391,3 +392,21 @@ def cancel(state: dict[str, Any] | None, cmd: OrderCancel, key: str, now: dateti
     outputs.append(Outgoing.of(topics.ORDERS_CANCELLED, key, cancelled))
     st.update(status="cancelled", shipments=shipments)
     return Result(st, outputs, f"cancelled after delivery exception of {', '.join(failed)}" if failed else "cancelled")
+
+
+def restate_cancelled(state: dict[str, Any] | None, late: OrderStatus, now: datetime) -> Outgoing | None:
+    """`cancelled` again after a step another service published once the order was cancelled here (it had
+    not yet received the cancellation, which then undid that step), so the order's last status stays true.
+    Refusals, ignored messages and cancellations restate nothing."""
+    st = state or {}
+    if st.get("status") != "cancelled" or late.status == "cancelled" or late.details.keys() & {"refused", "ignored"}:
+        return None
+    why = f"the order was cancelled; the late '{late.status}' step was undone"
+    return _status(
+        f"restated:{late.event_id}",
+        st,
+        "cancelled",
+        now,
+        reasons=[Reason(code="cancelled", field=None, message=why)],
+        details={"restated_after": late.status},
+    )

@@ -58,7 +58,7 @@ def keys(msg: BaseModel, rec: Incoming) -> Iterable[str]:
     if isinstance(msg, OrderStatus):  # the alias is written with the first numbered status: `received`
         key = order_key(msg.channel, msg.channel_order_ref)
         numbered = [msg.order_number] if msg.order_number and msg.status == "received" else []
-        return [timeline.key(key), *(timeline.alias(n) for n in numbered)]
+        return [timeline.key(key), f"order:{key}", *(timeline.alias(n) for n in numbered)]
     if isinstance(msg, ProductionUpdated):
         return [_supply_link(msg.production_request_id)]
     if isinstance(msg, PurchaseOrderUpdated):
@@ -184,8 +184,14 @@ async def on_purchase_order(batch: Batch, msg: PurchaseOrderUpdated, rec: Incomi
 
 
 async def on_status(batch: Batch, msg: OrderStatus, rec: Incoming) -> str:
-    """Append the status to the order's timeline (the read model behind `orderflow track`)."""
+    """Append the status to the order's timeline (the read model behind `orderflow track`); restate `cancelled`
+    after a late step of an order cancelled here."""
     key = order_key(msg.channel, msg.channel_order_ref)
+    order = await batch.doc(f"order:{key}")
+    if order.state is not None and not order.seen(msg.event_id):
+        restated = domain.restate_cancelled(order.state, msg, batch.now)
+        if restated is not None:
+            record(order, msg.event_id, order.state, [restated])
     doc = await batch.doc(timeline.key(key))
     new = timeline.append(doc.state, key, msg)
     if new is None:

@@ -75,8 +75,8 @@ class Batch:
         health.DEAD_LETTERS.labels(self.service, rec.topic).inc()
 
     async def commit(self, publisher: Publisher, write_first: tuple[str, ...] = ()) -> int:
-        """Write dirty documents (shared ones, e.g. stock, first), publish every pending output, then clear
-        them; returns the number of messages sent."""
+        """Write dirty documents (shared ones, e.g. stock, first), publish every pending output, remember them
+        as published (clearing inherited ones); returns the number of messages sent."""
         started = time.perf_counter()
         for d in self.docs.values():
             if d.pending and not d.dirty:  # events this process has not seen published: republished only
@@ -87,10 +87,17 @@ class Batch:
         saved = time.perf_counter()
         with_pending = [d for d in self.docs.values() if d.pending]
         out = [Outgoing.from_doc(p) for d in with_pending for p in d.pending] + self.loose
-        await publisher.send_all(out)
+        self.store.remember(with_pending)
+        try:
+            await publisher.send_all(out)
+        except BaseException:
+            self.store.forget(with_pending)
+            raise
         observe.count_published(self.service, out)
         published = time.perf_counter()
-        await self.store.clear_pending(with_pending)
+        await self.store.clear_pending(d for d in with_pending if d.inherited)
+        for d in with_pending:
+            d.pending, d.inherited = [], False
         log.debug(
             "batch_committed",
             docs=len(self.docs),

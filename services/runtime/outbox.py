@@ -8,8 +8,10 @@ consumer, on FerretDB's and MongoDB's single-document atomicity.
 
 Published events are not cleared with a second write: the process remembers which document
 versions it has published (bounded), and a later load of the same version skips them; the next
-write of the document drops them. A process that does not know (another replica, or after a
-restart) publishes them once more, with the same ids.
+write of the document drops them. A process that finds events it did not publish (after a crash or
+a restart, or written by another replica) re-writes the document under its version guard, publishes
+them once more with the same ids, and clears them with a second write, so no other process sends
+them yet again.
 """
 
 from collections import OrderedDict
@@ -41,6 +43,7 @@ class Doc:
     inbox: list[str] = field(default_factory=list)
     pending: list[dict[str, str]] = field(default_factory=list)
     dirty: bool = False
+    inherited: bool = False  # loaded with outputs this process has not published (a crash, another replica)
 
     def seen(self, input_id: str) -> bool:
         """Whether this input was already applied to the document."""
@@ -62,7 +65,7 @@ class DocStore:
             async for raw in self.collection.find({"_id": {"$in": wanted}}):
                 key, version = raw["_id"], raw.get("v", 0)
                 pending = [] if self.published.get(key) == version else raw.get("pending", [])
-                docs[key] = Doc(key, version, raw.get("state"), raw.get("inbox", []), pending)
+                docs[key] = Doc(key, version, raw.get("state"), raw.get("inbox", []), pending, inherited=bool(pending))
         return docs
 
     async def save_many(self, docs: Iterable[Doc]) -> list[Doc]:
@@ -93,20 +96,30 @@ class DocStore:
         body = {"v": d.version + 1, "state": d.state, "inbox": d.inbox, "pending": d.pending}
         return {"_id": d.key, **body} if with_id else body
 
-    async def clear_pending(self, docs: Iterable[Doc]) -> None:
-        """Remember that these documents' pending outputs are published (no write: see the module doc)."""
+    def remember(self, docs: Iterable[Doc]) -> None:
+        """Mark these document versions' pending outputs as published by this process (before the publish:
+        `forget` them if it fails), so a later load of the same version skips them."""
         for d in docs:
-            if d.pending:
-                self.published[d.key] = d.version
-                self.published.move_to_end(d.key)
-                d.pending = []
+            self.published[d.key] = d.version
+            self.published.move_to_end(d.key)
         while len(self.published) > PUBLISHED_MEMORY:
             self.published.popitem(last=False)
 
+    def forget(self, docs: Iterable[Doc]) -> None:
+        """Undo `remember` after a failed publish: the outputs are still to be sent."""
+        for d in docs:
+            if self.published.get(d.key) == d.version:
+                del self.published[d.key]
 
-def record(
-    doc: Doc, input_id: str | None, state: dict[str, Any] | None, outputs: Iterable[Outgoing] = ()
-) -> None:
+    async def clear_pending(self, docs: Iterable[Doc]) -> None:
+        """Clear, in one round trip, published outputs that other processes would otherwise send again (those
+        this batch inherited); only where nobody has written since."""
+        ops = [UpdateOne({"_id": d.key, "v": d.version}, {"$set": {"pending": []}}) for d in docs]
+        if ops:
+            await self.collection.bulk_write(ops, ordered=False)
+
+
+def record(doc: Doc, input_id: str | None, state: dict[str, Any] | None, outputs: Iterable[Outgoing] = ()) -> None:
     """Apply a handler's result to a loaded document (in memory; the batch writes it); `input_id` None when
     another document of the same effect already remembers the input (it keeps this inbox small)."""
     doc.state = state

@@ -112,21 +112,27 @@ def _details(m: Msg) -> dict[str, Any]:
 
 
 def counts(m: Msg) -> bool:
-    """Whether a status message is a state change (refusals and ignored submissions repeat the state)."""
-    return not _details(m).get("refused") and not _details(m).get("ignored")
+    """Whether a status message is a state change (refusals and ignored submissions repeat the state; a
+    restated `cancelled` repeats it after a late step of a service that had not seen the cancellation)."""
+    d = _details(m)
+    return not d.get("refused") and not d.get("ignored") and not d.get("restated_after")
 
 
-def effective(msgs: Iterable[Msg]) -> list[Msg]:
-    """The order's state changes: first occurrence of each event id, refusals and ignores left out."""
+def first_occurrences(msgs: Iterable[Msg]) -> list[Msg]:
+    """Each event id at its first appearance (a redelivery or an outbox re-send repeats it later)."""
     seen: set[str] = set()
     out = []
     for m in msgs:
-        if m["event_id"] in seen:
-            continue
-        seen.add(m["event_id"])
-        if counts(m):
+        if m["event_id"] not in seen:
+            seen.add(m["event_id"])
             out.append(m)
     return out
+
+
+def effective(msgs: Iterable[Msg]) -> list[Msg]:
+    """The order's state changes: first occurrence of each event id, refusals, ignores and restatements left
+    out."""
+    return [m for m in first_occurrences(msgs) if counts(m)]
 
 
 def redeliveries(statuses: Statuses) -> list[tuple[str, str, str, int]]:
@@ -191,9 +197,9 @@ def cancelled_not_last(statuses: Statuses) -> list[str]:
     came after it): allowed by the state machine above, but what a channel reading the topic ends up seeing."""
     out = []
     for key, msgs in sorted(statuses.items()):
-        eff = effective(msgs)
-        if any(m["status"] == "cancelled" for m in eff) and eff[-1]["status"] != "cancelled":
-            out.append(f"{key}: {' -> '.join(m['status'] for m in eff)}")
+        seen = [m for m in first_occurrences(msgs) if not _details(m).get("refused") and not _details(m).get("ignored")]
+        if any(m["status"] == "cancelled" for m in seen) and seen[-1]["status"] != "cancelled":
+            out.append(f"{key}: {' -> '.join(m['status'] for m in seen)}")
     return out
 
 

@@ -145,3 +145,15 @@ def test_shipments_follow_the_allocation_once_and_are_voided_on_cancel() -> None
     assert inv.shipments(cancelled, one)[0]
     voided = {"type": "shipment.voided", "event_id": "v1", "shipment_id": "SO-1-WH-EAST-1", "order_number": "SO-1"}
     assert inv.shipments(cancelled, [*one, voided]) == ([], 0)
+
+
+def test_a_restated_cancellation_is_not_a_second_transition_and_ends_the_order() -> None:
+    late = [
+        st("received", "a"),
+        st("cancelled", "x"),
+        st("approved", "b"),
+        st("cancelled", "r", restated_after="approved"),
+    ]
+    assert inv.cancelled_not_last({KEY: late}) == []
+    assert inv.state_machine({KEY: late})[0] == []
+    assert inv.one_event_per_transition({KEY: late}) == []

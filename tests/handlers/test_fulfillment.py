@@ -604,3 +604,27 @@ async def test_the_reservation_owns_the_order_number_alias(ful: Harness) -> None
     await ship(ful, "N-1", sid)
     assert ful.statuses()[-1] == "shipped" and not ful.out[topics.ORDERS_DLQ]
     assert (await timeline_of(ful, number("N-1")))["order_key"] == okey("N-1")
+
+
+async def test_a_step_published_after_the_cancellation_is_followed_by_cancelled_again(ful: Harness) -> None:
+    await cancel(ful, "F-LATE", "cmd-late")
+    ful.clear()
+    late = upstream_status("F-LATE", "reserved", "late-1", order_number=number("F-LATE"))
+    for _ in range(2):  # a duplicate delivery restates nothing twice
+        await publish_status(ful, late)
+    restated = [s for s in ful.out[topics.ORDERS_STATUS] if s["status"] == "cancelled"]
+    assert len({s["event_id"] for s in restated}) == 1 and restated[0]["details"] == {"restated_after": "reserved"}
+    ful.clear()
+    await publish_status(ful, upstream_status("F-LATE", "cancelled", "inv-cancel"))  # a cancellation: nothing
+    refused = upstream_status("F-LATE", "approved", "late-2", details={"refused": "order.review-decision"})
+    await publish_status(ful, refused)  # a refusal restates an older view: nothing
+    assert [s["event_id"] for s in ful.out[topics.ORDERS_STATUS]] == [
+        json.loads(m.value)["event_id"] for m in (upstream_status("F-LATE", "cancelled", "inv-cancel"), refused)
+    ]
+
+
+async def test_statuses_of_an_order_not_cancelled_restate_nothing(ful: Harness) -> None:
+    await open_order(ful, "F-LIVE")
+    ful.clear()
+    await publish_status(ful, upstream_status("F-LIVE", "reserved", "live-1"))
+    assert [s["status"] for s in ful.out[topics.ORDERS_STATUS]] == ["reserved"]  # only the one sent

@@ -23,7 +23,7 @@ async def test_outputs_published_by_this_process_are_not_published_again(collect
     await _write_with_output(store)
     doc = (await store.load_many(["order:web:W-1"]))["order:web:W-1"]
     assert [Outgoing.from_doc(p) for p in doc.pending] == [OUT]  # written, not yet published
-    await store.clear_pending([doc])
+    store.remember([doc])
     again = (await store.load_many(["order:web:W-1"]))["order:web:W-1"]
     assert again.pending == [] and again.version == 1
 
@@ -32,7 +32,7 @@ async def test_a_process_that_did_not_publish_them_publishes_them_again(collecti
     writer, other = DocStore(collection), DocStore(collection)  # two replicas, or before and after a restart
     await _write_with_output(writer)
     doc = (await writer.load_many(["order:web:W-1"]))["order:web:W-1"]
-    await writer.clear_pending([doc])
+    writer.remember([doc])
     seen_by_other = (await other.load_many(["order:web:W-1"]))["order:web:W-1"]
     assert [Outgoing.from_doc(p) for p in seen_by_other.pending] == [OUT]
 
@@ -41,7 +41,7 @@ async def test_a_newer_version_written_elsewhere_keeps_its_outputs_pending(colle
     mine, theirs = DocStore(collection), DocStore(collection)
     await _write_with_output(mine)
     doc = (await mine.load_many(["order:web:W-1"]))["order:web:W-1"]
-    await mine.clear_pending([doc])
+    mine.remember([doc])
     their_doc = (await theirs.load_many(["order:web:W-1"]))["order:web:W-1"]
     their_doc.pending = []  # they published the first output
     record(their_doc, "in-2", {"n": 2}, [Outgoing("orders.status", "web:W-1", b'{"status": "approved"}')])
@@ -86,3 +86,15 @@ async def test_a_stale_copy_never_republishes_its_outputs(collection: Any) -> No
     await fresh.prefetch(["order:web:W-1"])
     await fresh.commit(sent)  # the current copy: re-sent in order, under a version guard
     assert [m.value for m in sent.messages] == [OUT.value, b'{"status": "cancelled"}']
+
+
+async def test_inherited_outputs_are_sent_once_more_then_cleared_for_everyone(collection: Any) -> None:
+    writer, heir, third = DocStore(collection), DocStore(collection), DocStore(collection)
+    await _write_with_output(writer)  # written; the writer "crashed" before publishing
+    batch = Batch(heir, datetime.now(UTC), "test")
+    await batch.prefetch(["order:web:W-1"])
+    sent = _Sent()
+    await batch.commit(sent)
+    assert sent.messages == [OUT]
+    later = (await third.load_many(["order:web:W-1"]))["order:web:W-1"]
+    assert later.pending == [] and later.version == 2
