@@ -62,9 +62,17 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
         if doc.seen(msg.event_id):
             return "duplicate"
         state = doc.state or {}
-        if state.get("status") == "cancelled" or msg.revision < state.get("revision", 0):
+        if state.get("status") == "cancelled":  # a batch interrupted after its stock write may have reserved
+            docs, stocks = await _stocks(batch, _skus(msg))
+            leftover = domain.release_all({"approved": msg.model_dump(mode="json")}, stocks)
             record(doc, msg.event_id, doc.state, [])
-            return "ignored: cancelled or older revision"
+            if leftover:
+                await _refill(batch, docs, stocks, msg.event_id)
+                _save(docs, stocks, None)
+            return f"ignored: cancelled ({leftover} units left by an interrupted batch released)"
+        if msg.revision < state.get("revision", 0):
+            record(doc, msg.event_id, doc.state, [])
+            return "ignored: older revision"
         skus = _skus(msg) | domain.skus_of(doc.state)
         docs, stocks = await _stocks(batch, skus)
         released = domain.release_all(doc.state, stocks)  # an amended revision is planned afresh

@@ -62,6 +62,8 @@ def handlers(policy: Policy) -> dict[type[BaseModel], Handler]:
         exposure = credit.state
         if doc.state and doc.state.get("status") == "approved" and msg.revision > doc.state.get("revision", 0):
             exposure, _ = domain.release(exposure, number)  # the amended revision is reviewed afresh
+        if doc.state and doc.state.get("status") == "cancelled":  # a claim an interrupted batch left behind
+            exposure, _ = domain.release(exposure, number)
         total, held = domain.exposure_of(exposure)
         decision = domain.review(doc.state, msg, customer, products, total - held.get(number, 0), batch.now, policy)
         if decision.claim_cents is not None:

@@ -311,6 +311,19 @@ async def test_cancellation_releases_every_reservation(inv: Harness) -> None:
     assert (await levels(inv))[("SKU-0001", EAST)] == (6, 0)
 
 
+async def test_a_reservation_left_by_an_interrupted_batch_is_released_when_the_cancelled_order_comes_back(
+    inv: Harness,
+) -> None:
+    await count(inv, "SKU-0001", EAST, 6)
+    await approve(inv, "I-20", [("SKU-0001", 4, "11.00")])
+    # as if the batch died after its stock write: the order document was never written; then the cancel came
+    await inv.collection.delete_one({"_id": f"order:{okey('I-20')}"})
+    after = await put(inv, topics.ORDERS_CANCELLED, cancelled("I-20"), okey("I-20"))
+    assert after[("SKU-0001", EAST)] == (6, 4)  # inventory cannot tell whose reservation it is yet
+    after = await approve(inv, "I-20", [("SKU-0001", 4, "11.00")])  # the interrupted batch, redelivered
+    assert after[("SKU-0001", EAST)] == (6, 0)
+
+
 async def test_cancelled_backorder_gives_up_its_promise(inv: Harness) -> None:
     await put(inv, topics.INVENTORY_MOVEMENTS, po_update("PO-4", 10, 3), "SKU-0001")
     await approve(inv, "I-20")

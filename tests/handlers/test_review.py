@@ -138,6 +138,19 @@ async def test_cancelled_order_is_not_reviewed_again(review: Harness) -> None:
     assert await exposure(review) == (0, {})
 
 
+async def test_a_claim_left_by_an_interrupted_batch_is_released_when_the_cancelled_order_comes_back(
+    review: Harness,
+) -> None:
+    # the credit document was written, the batch died before the order document: then the cancel came first
+    await review.collection.insert_one(
+        {"_id": store.credit_key("C-1001"), "v": 1, "state": {"total": 11000, "orders": {number("R-X"): 11000}}}
+    )
+    await review.send(topics.ORDERS_CANCELLED, wire(cancelled("R-X")), okey("R-X"))
+    assert await exposure(review) == (11000, {number("R-X"): 11000})  # review cannot tell whose claim it is yet
+    await send_accepted(review, "R-X")  # the interrupted batch, redelivered
+    assert await exposure(review) == (0, {}) and review.statuses() == []
+
+
 async def test_cancellation_removes_an_order_from_the_queue(review: Harness) -> None:
     await send_accepted(review, "R-10", customer=CREDIT, lines=[("SKU-0001", 95, "11.00")])
     await review.send(topics.ORDERS_CANCELLED, wire(cancelled("R-10")), okey("R-10"))
