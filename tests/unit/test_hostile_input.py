@@ -115,6 +115,12 @@ class _NoStore:
     async def clear_pending(self, docs: Any) -> None:
         return None
 
+    def remember(self, docs: Any) -> None:
+        return None
+
+    def forget(self, docs: Any) -> None:
+        return None
+
 
 class _Discard:
     """A publisher that counts what it is given and keeps nothing."""
