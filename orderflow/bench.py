@@ -824,19 +824,20 @@ class Bench:
 
 
 def write_estimate(pool: list[Template]) -> dict[str, Any]:
-    """Store write commands per approved + reserved order, derived from runtime/batch.py and the handlers.
+    """Store document writes per approved + reserved order, derived from runtime/batch.py and the handlers
+    (each batch sends them as one insert_many and one bulk_write per service; published outboxes are not
+    cleared by a second write).
 
-    intake 3: the order-number sequence (find_one_and_update), the new order document (insert_many),
-    clearing its outbox (update_one). review 4: the exposure claim (update_one upsert + conditional
-    update_one), the order document (insert), clearing its outbox. inventory S + 2: every stock document
-    the order loads - its SKUs and their substitutes, S per order - is recorded and written (update_one
-    each, shared within a batch), the order document (insert), clearing its outbox. fulfillment 7: the
-    ship-to (insert), the reservation (update_one + outbox clear), the timeline (insert + one update per
-    later status: received, approved, reserved) and the order-number alias (insert).
+    intake 1: the new order document (the order-number sequence is one find_one_and_update per batch).
+    review 2: the order document and the customer's credit document. inventory L + 1: every stock document
+    whose stock changed - one per order line, L per order (substitutes are loaded, not rewritten) - and
+    the order document. fulfillment 6: the ship-to (insert), the reservation (update), the timeline (insert
+    + one update per later status: received, approved, reserved, fewer when they share a batch) and the
+    order-number alias (insert).
     """
-    stock_docs = sum(t.stock_docs for t in pool) / len(pool)
     lines = sum(t.lines for t in pool) / len(pool)
-    per = {"intake": 3.0, "review": 4.0, "inventory": round(stock_docs + 2, 2), "fulfillment": 7.0}
+    stock_docs = sum(t.stock_docs for t in pool) / len(pool)
+    per = {"intake": 1.0, "review": 2.0, "inventory": round(lines + 1, 2), "fulfillment": 6.0}
     return {
         "per_service": per,
         "total": round(sum(per.values()), 2),
