@@ -28,14 +28,15 @@ class LagCollector(Collector):
         end = GaugeMetricFamily("orderflow_consumer_log_end_offset", "Log-end offset", labels=PARTITION_LABELS)
         age = GaugeMetricFamily(
             "orderflow_consumer_oldest_unconsumed_age_seconds",
-            "Age of the oldest unconsumed message (0 when nothing waits)",
+            "Age of the oldest unconsumed message (0 when nothing waits; absent when it could not be read)",
             labels=PARTITION_LABELS,
         )
         for r in rows:
             labels = [r.group, r.topic, str(r.partition)]
             lag.add_metric(labels, r.lag)
             end.add_metric(labels, r.log_end)
-            age.add_metric(labels, r.oldest_age_s or 0.0)
+            if r.oldest_age_s is not None:  # unknown is left out, never shown as "nothing waits"
+                age.add_metric(labels, r.oldest_age_s)
             if r.committed is not None:
                 committed.add_metric(labels, r.committed)
         yield from (lag, committed, end, age)
