@@ -32,9 +32,11 @@ async def statuses_until(
 
 
 def transitions(msgs: list[dict[str, Any]]) -> dict[tuple[Any, str], set[str]]:
-    """(revision, status) -> the distinct event ids that announced it (refusals and ignores left out)."""
+    """(revision, status) -> the distinct event ids that announced it (refusals, ignores and restated
+    cancellations left out: they repeat a state, they do not enter one)."""
     out: dict[tuple[Any, str], set[str]] = defaultdict(set)
     for m in msgs:
-        if not (m.get("details") or {}).get("refused") and not (m.get("details") or {}).get("ignored"):
+        details = m.get("details") or {}
+        if not details.keys() & {"refused", "ignored", "restated_after"}:
             out[(m.get("revision"), m["status"])].add(m["event_id"])
     return out

@@ -164,6 +164,8 @@ async def test_200_orders_are_delivered_or_cancelled_with_stock_invoices_and_tim
             dup = {t: ids for t, ids in transitions(msgs).items() if len(ids) > 1 and t[1] != "shipped"}
             assert not dup, f"{key}: a transition published under several event ids: {dup}"
             refusals = [m for m in msgs if _refused(m)]
+            if "cancelled" in names[key]:  # a late step of a racing service is followed by `cancelled` again
+                assert [m["status"] for m in msgs if not _refused(m)][-1] == "cancelled", names[key]
             if key not in victims:
                 assert "cancelled" not in names[key] and not refusals and names[key][-1] == "delivered", names[key]
             elif key in early + at_receipt:
