@@ -78,9 +78,6 @@ class Batch:
         """Write dirty documents (shared ones, e.g. stock, first), publish every pending output, remember them
         as published (clearing inherited ones); returns the number of messages sent."""
         started = time.perf_counter()
-        for d in self.docs.values():
-            if d.pending and not d.dirty:  # events this process has not seen published: republished only
-                d.dirty = True  # from a copy that its version guard proves current, never from a stale one
         if write_first:
             await self.store.save_many(d for d in self.docs.values() if d.key.startswith(write_first))
         written = len(await self.store.save_many(self.docs.values()))

@@ -9,9 +9,8 @@ consumer, on FerretDB's and MongoDB's single-document atomicity.
 Published events are not cleared with a second write: the process remembers which document
 versions it has published (bounded), and a later load of the same version skips them; the next
 write of the document drops them. A process that finds events it did not publish (after a crash or
-a restart, or written by another replica) re-writes the document under its version guard, publishes
-them once more with the same ids, and clears them with a second write, so no other process sends
-them yet again.
+a restart, or written by another replica) publishes them once more with the same ids and clears them
+with a version-guarded second write, so no other process sends them yet again.
 """
 
 from collections import OrderedDict
@@ -113,7 +112,7 @@ class DocStore:
 
     async def clear_pending(self, docs: Iterable[Doc]) -> None:
         """Clear, in one round trip, published outputs that other processes would otherwise send again (those
-        this batch inherited); only where nobody has written since."""
+        this batch inherited); only where nobody has written since (a newer version keeps its own)."""
         ops = [UpdateOne({"_id": d.key, "v": d.version}, {"$set": {"pending": []}}) for d in docs]
         if ops:
             await self.collection.bulk_write(ops, ordered=False)
