@@ -12,6 +12,7 @@ from aiokafka import TopicPartition
 from contracts import topics
 from contracts.public import STATUSES
 from orderflow.lag import PartitionLag
+from services.runtime.status import repeats_view
 
 # The topics each service publishes to (its `Outgoing.of(topics.X, …)` calls; every service also answers on
 # orders.status and dead-letters to orders.dlq). A unit test checks this against the services' code.
@@ -89,8 +90,8 @@ class StatusBoard:
         if not isinstance(msg, dict) or msg.get("status") not in STATUSES:
             return
         details = msg.get("details")
-        if isinstance(details, dict) and (details.get("refused") or details.get("ignored")):
-            return  # a refusal restates the sender's (possibly older) view; the order did not change
+        if isinstance(details, dict) and repeats_view(details):
+            return  # the order did not change
         key = key or f"{msg.get('channel')}:{msg.get('channel_order_ref')}"
         at, cur = _occurred(msg, timestamp_ms), self.orders.get(key)
         if cur is not None and at < cur.at:

@@ -28,7 +28,7 @@ from contracts.public import (
 )
 from services.runtime.ids import derive_id
 from services.runtime.messages import Outgoing
-from services.runtime.status import status
+from services.runtime.status import repeats_view, status
 
 RULES = "fulfillment/1"
 ShipmentEvent = ShipmentPicked | ShipmentPacked | ShipmentDispatched | ShipmentDelivered | ShipmentException
@@ -399,7 +399,7 @@ def restate_cancelled(state: dict[str, Any] | None, late: OrderStatus, now: date
     not yet received the cancellation, which then undid that step), so the order's last status stays true.
     Refusals, ignored messages and cancellations restate nothing."""
     st = state or {}
-    if st.get("status") != "cancelled" or late.status == "cancelled" or late.details.keys() & {"refused", "ignored"}:
+    if st.get("status") != "cancelled" or late.status == "cancelled" or repeats_view(late.details):
         return None
     why = f"the order was cancelled; the late '{late.status}' step was undone"
     return _status(

@@ -1,5 +1,6 @@
 """Building `order.status` messages, the one answer every service gives the channel."""
 
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -23,6 +24,17 @@ def bounded(reasons: list[Reason]) -> list[Reason]:
         more = f"{len(reasons) - len(listed)} more problems are not listed; correct these first."
         kept.append(Reason(code="more_reasons", field=None, message=more))
     return kept
+
+
+def repeats_view(details: Mapping[str, Any]) -> bool:
+    """Whether a status restates its sender's (possibly older) view instead of changing the order: the answer
+    to a refused command or an ignored duplicate."""
+    return bool(details.get("refused") or details.get("ignored"))
+
+
+def enters_state(details: Mapping[str, Any]) -> bool:
+    """Whether a status is a state change: neither a restated view nor a restated cancellation."""
+    return not repeats_view(details) and not details.get("restated_after")
 
 
 def order_key(channel: str, channel_order_ref: str) -> str:

@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Protocol
 
+from services.runtime.status import enters_state, repeats_view
+
 Msg = dict[str, Any]
 Statuses = Mapping[str, list[Msg]]
 
@@ -58,21 +60,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "delivered": frozenset(),
     "cancelled": frozenset(),
 }
-NEW_REVISION_FROM = frozenset(
-    {
-        START,
-        "needs_clarification",
-        "received",
-        "in_review",
-        "approved",
-        "rejected",
-        "reserved",
-        "backordered",
-        "in_production",
-        "awaiting_customer_decision",
-        "awaiting_priority_approval",
-    }
-)
 LATE_AFTER_CANCEL = frozenset(
     {
         "received",
@@ -86,6 +73,7 @@ LATE_AFTER_CANCEL = frozenset(
         "awaiting_priority_approval",
     }
 )
+NEW_REVISION_FROM = LATE_AFTER_CANCEL | {START, "needs_clarification"}
 # Where each kind of order may end (its last status that counts) once traffic has drained.
 SETTLED: dict[str, frozenset[str]] = {
     "normal": frozenset({"reserved"}),
@@ -114,8 +102,7 @@ def _details(m: Msg) -> dict[str, Any]:
 def counts(m: Msg) -> bool:
     """Whether a status message is a state change (refusals and ignored submissions repeat the state; a
     restated `cancelled` repeats it after a late step of a service that had not seen the cancellation)."""
-    d = _details(m)
-    return not d.get("refused") and not d.get("ignored") and not d.get("restated_after")
+    return enters_state(_details(m))
 
 
 def first_occurrences(msgs: Iterable[Msg]) -> list[Msg]:
@@ -197,7 +184,7 @@ def cancelled_not_last(statuses: Statuses) -> list[str]:
     came after it): allowed by the state machine above, but what a channel reading the topic ends up seeing."""
     out = []
     for key, msgs in sorted(statuses.items()):
-        seen = [m for m in first_occurrences(msgs) if not _details(m).get("refused") and not _details(m).get("ignored")]
+        seen = [m for m in first_occurrences(msgs) if not repeats_view(_details(m))]
         if any(m["status"] == "cancelled" for m in seen) and seen[-1]["status"] != "cancelled":
             out.append(f"{key}: {' -> '.join(m['status'] for m in seen)}")
     return out

@@ -7,6 +7,7 @@ from typing import Any
 
 from contracts import topics
 from orderflow import bus
+from services.runtime.status import enters_state
 
 
 async def statuses_until(
@@ -36,7 +37,6 @@ def transitions(msgs: list[dict[str, Any]]) -> dict[tuple[Any, str], set[str]]:
     cancellations left out: they repeat a state, they do not enter one)."""
     out: dict[tuple[Any, str], set[str]] = defaultdict(set)
     for m in msgs:
-        details = m.get("details") or {}
-        if not details.keys() & {"refused", "ignored", "restated_after"}:
+        if enters_state(m.get("details") or {}):
             out[(m.get("revision"), m["status"])].add(m["event_id"])
     return out
