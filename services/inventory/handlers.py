@@ -1,6 +1,7 @@
 """Inventory's subscriber logic: parse -> load -> decide -> record (the batch writes and publishes)."""
 
 from collections.abc import Iterable
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -63,12 +64,8 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
             return "duplicate"
         state = doc.state or {}
         if state.get("status") == "cancelled":  # a batch interrupted after its stock write may have reserved
-            docs, stocks = await _stocks(batch, _skus(msg))
-            leftover = domain.release_all({"approved": msg.model_dump(mode="json")}, stocks)
             record(doc, msg.event_id, doc.state, [])
-            if leftover:
-                await _refill(batch, docs, stocks, msg.event_id)
-                _save(docs, stocks, None)
+            leftover, _ = await _release(batch, msg, {"approved": msg.model_dump(mode="json")}, msg.event_id)
             return f"ignored: cancelled ({leftover} units left by an interrupted batch released)"
         if msg.revision < state.get("revision", 0):
             record(doc, msg.event_id, doc.state, [])
@@ -93,14 +90,11 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
         doc = await batch.doc(f"order:{msg.order_key}")
         if doc.seen(msg.event_id):
             return "duplicate"
-        released = 0
         if doc.state and "approved" in doc.state:
-            order = OrderApproved.model_validate(doc.state["approved"])
-            docs, stocks = await _stocks(batch, _skus(order))
-            released = domain.release_all(doc.state, stocks)
-            record(doc, msg.event_id, domain.cancelled(doc.state, msg), [])
-            refilled = await _refill(batch, docs, stocks, msg.event_id)
-            _save(docs, stocks, None)
+            held = doc.state
+            record(doc, msg.event_id, domain.cancelled(held, msg), [])
+            order = OrderApproved.model_validate(held["approved"])
+            released, refilled = await _release(batch, order, held, msg.event_id)
             return f"cancelled: released {released} units; {refilled} waiting order(s) served"
         record(doc, msg.event_id, domain.cancelled(doc.state, msg), [])
         return "cancelled: nothing held"
@@ -199,6 +193,15 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
         for k, r in results.items():
             record(order_docs[k], cause, r.state, r.outputs)
         return len(results)
+
+    async def _release(batch: Batch, order: OrderApproved, held: dict[str, Any], cause: str) -> tuple[int, int]:
+        """Release every reservation and promise `held` (an order's inventory state) has on the order's SKUs,
+        give the freed stock to waiting orders and record the stock; returns (units released, orders served)."""
+        docs, stocks = await _stocks(batch, _skus(order))
+        released = domain.release_all(held, stocks)
+        refilled = await _refill(batch, docs, stocks, cause)
+        _save(docs, stocks, None)
+        return released, refilled
 
     async def on_shortage(batch: Batch, msg: ShortageDecision, rec: Incoming) -> str:
         doc = await batch.doc(f"order:{order_key(msg.channel, msg.channel_order_ref)}")
