@@ -6,29 +6,24 @@ servers (it waits for the lock).
 Each scenario gets a fresh system (databases, groups, processes): its invariants then read a store holding
 only its own orders, and FerretDB stays fast (its lookups slow down as a collection grows)."""
 
-import asyncio
-import fcntl
 import os
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
 from pymongo import MongoClient
 
-from orderflow import demo, lag, procs, stack
-from services.runtime.kafka import ensure_topics
+from orderflow import procs, stack
 from tests.chaos.harness import Report, table
+from tests.isolation import broker_lock, isolated_env, start_system
 
 
 @pytest.fixture(scope="session")
 def chaos(servers: dict[str, str]) -> Iterator[Report]:
     """The e2e/chaos lock for the whole session, and the report table printed when the session ends."""
-    broker = servers["KAFKA_BOOTSTRAP_SERVERS"].replace(":", "_").replace(",", "+")  # the e2e sessions' lock
-    lock = open(os.path.join(tempfile.gettempdir(), f"orderflow-e2e-{broker}.lock"), "w")  # noqa: SIM115
     waited = time.monotonic()
-    fcntl.flock(lock, fcntl.LOCK_EX)
+    lock = broker_lock(servers)
     print(f"\n[chaos] e2e/chaos lock taken after {time.monotonic() - waited:.1f}s", flush=True)
     report = Report(servers)
     started = time.monotonic()
@@ -60,23 +55,11 @@ def _stop_all() -> None:
 def system(chaos: Report) -> Iterator[dict[str, str]]:
     """A fresh system for one scenario: the four services (one replica each) on new databases and consumer
     groups, with master data and stock loaded; stopped afterwards (databases dropped unless it failed)."""
-    run = uuid.uuid4().hex[:8]
-    env = {
-        **chaos.servers,
-        "MONGODB_DATABASE": f"chaos_{run}",
-        "KAFKA_GROUP_PREFIX": f"chaos-{run}-",
-        "ORDERFLOW_PROCS_DIR": tempfile.mkdtemp(prefix=f"orderflow-chaos-{run}-"),
-        "LOG_LEVEL": "INFO",
-    }
-    os.environ.update(env)
+    env = isolated_env(chaos.servers, "chaos")
     print(f"\n[chaos] databases {env['MONGODB_DATABASE']}_*, service logs in {env['ORDERFLOW_PROCS_DIR']}/logs")
-    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     rows = len(chaos.rows)
     try:
-        asyncio.run(ensure_topics(bootstrap))
-        asyncio.run(lag.start_at_end(bootstrap))
-        procs.up(1, env)
-        asyncio.run(demo.load_reference_data(bootstrap, lambda _: None, timeout=120))
+        start_system(env, lambda _: None)
         yield env
     finally:
         _stop_all()

@@ -5,40 +5,21 @@ the topics) and process directory, so it never disturbs a running demo's state. 
 still both consume the same topics, so sessions take a machine-wide lock and run one after another.
 """
 
-import asyncio
-import fcntl
-import os
-import tempfile
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
-from orderflow import demo, lag, procs
-from services.runtime.kafka import ensure_topics
+from orderflow import procs
+from tests.isolation import broker_lock, isolated_env, start_system
 
 
 @pytest.fixture(scope="session")
 def system(servers: dict[str, str]) -> Iterator[dict[str, str]]:
     """The four services (one replica each) on throwaway databases and consumer groups; stopped afterwards."""
-    broker = servers["KAFKA_BOOTSTRAP_SERVERS"].replace(":", "_").replace(",", "+")
-    lock = open(os.path.join(tempfile.gettempdir(), f"orderflow-e2e-{broker}.lock"), "w")  # noqa: SIM115
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    run = uuid.uuid4().hex[:8]
-    env = {
-        **servers,
-        "MONGODB_DATABASE": f"e2e_{run}",
-        "KAFKA_GROUP_PREFIX": f"e2e-{run}-",
-        "ORDERFLOW_PROCS_DIR": tempfile.mkdtemp(prefix=f"orderflow-e2e-{run}-"),
-        "LOG_LEVEL": "INFO",
-    }
-    os.environ.update(env)
-    bootstrap = servers["KAFKA_BOOTSTRAP_SERVERS"]
-    asyncio.run(ensure_topics(bootstrap))
-    asyncio.run(lag.start_at_end(bootstrap))
-    procs.up(1, env)
-    asyncio.run(demo.load_reference_data(bootstrap, print, timeout=120))
+    lock = broker_lock(servers)
+    env = isolated_env(servers, "e2e")
+    start_system(env, print)
     yield env
     procs.down()
     lock.close()
