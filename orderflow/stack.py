@@ -26,6 +26,7 @@ import shlex
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -773,12 +774,25 @@ def _chown_to(path: Path, user: str | None) -> None:
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
+def _let_traverse(path: Path, user: str | None, progress: Progress) -> None:
+    """Let `user` reach `path`: add search permission for others (x, nothing readable) to every directory on
+    the way that lacks it, e.g. a checkout under `mktemp -d` (0700) when we are root and PostgreSQL is not."""
+    if user is None:
+        return
+    for directory in (path, *path.parents):
+        mode = directory.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            os.chmod(directory, mode | stat.S_IXOTH)
+            progress(f"[postgres] {directory}: added search permission (o+x) so the {user} user reaches its data")
+
+
 def _prepare_postgres(progress: Progress) -> tuple[list[str], str | None]:
     """Initialise the cluster if needed; return the server command and the OS user to run it as."""
     bindir = ensure_postgres(progress)
     user = _pg_os_user()
     data = data_dir("postgres")
     data.parent.mkdir(parents=True, exist_ok=True)
+    _let_traverse(data.parent, user, progress)
     if not (data / "PG_VERSION").is_file():
         if data.exists() and any(data.iterdir()):
             raise StackError(f"postgres: {data} is not empty but holds no cluster (no PG_VERSION); `reset` the stack")
@@ -819,6 +833,7 @@ def _prepare_postgres(progress: Progress) -> tuple[list[str], str | None]:
     if socket_dir != Path("/tmp"):
         socket_dir.mkdir(parents=True, exist_ok=True)
         _chown_to(socket_dir, user)
+        _let_traverse(socket_dir.parent, user, progress)
     cmd = [str(bindir / "postgres"), "-D", str(data), "-p", str(postgres_port()), "-k", str(socket_dir)]
     for key, value in PG_SETTINGS.items():
         cmd += ["-c", f"{key}={value}"]

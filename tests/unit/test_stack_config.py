@@ -70,3 +70,16 @@ def test_ferretdb_patches_apply_to_the_pinned_module() -> None:
             assert (module_dir / rel).read_text().count(old) == 1, rel
         else:
             assert not (module_dir / rel).exists(), rel
+
+
+def test_postgres_can_reach_a_data_dir_under_a_private_checkout(tmp_path: Path) -> None:
+    private = tmp_path / "checkout"
+    data = private / ".orderflow" / "data"
+    data.mkdir(parents=True)
+    private.chmod(0o700)  # as `mktemp -d` makes it
+    said: list[str] = []
+    stack._let_traverse(data, None, said.append)  # not root: nothing to do
+    assert private.stat().st_mode & 0o777 == 0o700 and not said
+    stack._let_traverse(data, "postgres", said.append)
+    assert private.stat().st_mode & 0o777 == 0o701  # search only: nothing became readable
+    assert any(str(private) in line for line in said)
