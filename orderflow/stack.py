@@ -21,6 +21,7 @@ import hashlib
 import os
 import pwd
 import queue
+import random
 import re
 import shlex
 import shutil
@@ -939,6 +940,30 @@ def _port_open(port: int, timeout: float = 1.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def unused_port(span: int = 1) -> int:
+    """A port (and the `span - 1` after it) nobody holds, below the kernel's ephemeral range so that no
+    outgoing connection can take it between this check and the server's bind."""
+    low, high = 20000, 32000
+    with contextlib.suppress(OSError, ValueError):
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+        high = min(high, ephemeral_low - span)
+    for _ in range(200):
+        port = random.randrange(low, high)
+        if all(_bindable(p) for p in range(port, port + span)):
+            return port
+    raise RuntimeError(f"no {span} free consecutive port(s) between {low} and {high}")
 
 
 def _kafka_properties() -> str:

@@ -3,7 +3,6 @@
 import asyncio
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -16,15 +15,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from orderflow import stack
+
 ORDERFLOW = str(Path(sys.executable).parent / "orderflow")
 METRIC = re.compile(r'^(\w+)\{group="([^"]+)",partition="(\d+)",topic="([^"]+)"\} (\S+)$', re.MULTILINE)
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(url: str) -> bytes:
@@ -70,7 +64,7 @@ class DashboardProc:
 @contextmanager
 def dashboard(*args: str) -> Iterator[DashboardProc]:
     """Run the dashboard (extra CLI args appended) until the block ends."""
-    port = free_port()
+    port = stack.unused_port()
     proc = subprocess.Popen(
         [ORDERFLOW, "dashboard", "--port", str(port), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )

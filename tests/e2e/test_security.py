@@ -5,7 +5,6 @@ import asyncio
 import os
 import random
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,17 +25,6 @@ from services.runtime.settings import KafkaClientSettings
 pytestmark = pytest.mark.e2e
 
 
-def _free_port(pair: bool = False) -> int:
-    """A port nobody listens on (and the next one too when `pair`: Kafka's controller takes port + 1)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind((stack.HOST, 0))
-            port = int(s.getsockname()[1])
-        if not pair or not stack._port_open(port + 1, timeout=0.2):
-            return port
-    raise RuntimeError("no free port pair found")
-
-
 @pytest.fixture(scope="module")
 def secure_stack() -> Iterator[dict[str, str]]:
     """A secure stack beside any other, started for this module and removed afterwards; the process
@@ -48,9 +36,9 @@ def secure_stack() -> Iterator[dict[str, str]]:
         ORDERFLOW_HOME=home,
         ORDERFLOW_SECURE="1",
         ORDERFLOW_FERRETDB_BACKEND="postgresql",
-        ORDERFLOW_KAFKA_PORT=str(_free_port(pair=True)),
-        ORDERFLOW_MONGO_PORT=str(_free_port()),
-        ORDERFLOW_PG_PORT=str(_free_port()),
+        ORDERFLOW_KAFKA_PORT=str(stack.unused_port(span=2)),
+        ORDERFLOW_MONGO_PORT=str(stack.unused_port()),
+        ORDERFLOW_PG_PORT=str(stack.unused_port()),
         ORDERFLOW_PROCS_DIR=os.path.join(home, "procs"),
         MONGODB_DATABASE="secure",
         KAFKA_GROUP_PREFIX="",

@@ -2,7 +2,6 @@
 all on the registry served at /metrics, with no customer data or order identifiers in any label."""
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import topics
 from contracts.public import STATUSES
+from orderflow import stack
 from services.intake.app import CONSUMES, NAME, build
 from services.runtime.health import HealthServer
 from services.runtime.observe import status_of
@@ -86,9 +86,7 @@ async def test_counters_move_and_labels_carry_no_customer_data(intake: Harness) 
 async def test_metrics_endpoint_serves_the_business_and_faststream_metrics(intake: Harness) -> None:
     order = submitted("WEB-MET-HTTP")
     await intake.send(topics.ORDERS_SUBMITTED, order, key(order))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = stack.unused_port()
     server = HealthServer(port, {})
     await server.start()
     try:
