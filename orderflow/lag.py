@@ -98,6 +98,12 @@ class LagMeter:
         starts = await self.consumer.beginning_offsets(tps)
         return {tp: (starts[tp], ends[tp]) for tp in tps}
 
+    async def members(self, group: str) -> tuple[str, int]:
+        """The group's state (e.g. Stable, PreparingRebalance) and how many consumers it has."""
+        [response] = await self.admin.describe_consumer_groups([prefix() + group])
+        [described] = response.groups
+        return described[2], len(described[5])
+
     async def measure(self, groups: dict[str, tuple[str, ...]] = GROUPS, ages: bool = True) -> list[PartitionLag]:
         """Lag of every group on every partition of the topics it consumes; with `ages`, also the age of the
         oldest unconsumed record (one fetch per lagging partition)."""

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from contracts import topics
-from orderflow import bus, demo, procs, sample
+from orderflow import bus, demo, lag, procs, sample
 from services.inventory.stock import Stock
 from tests.e2e.checks import statuses_until, transitions
 
@@ -139,6 +139,17 @@ async def _statuses(bootstrap: str, start: dict[int, int], keys: list[str]) -> d
     return out
 
 
+async def _group_stable(bootstrap: str, group: str, count: int, timeout: float) -> bool:
+    """Wait until `count` consumers share the group's partitions (else one replica may take the whole burst)."""
+    deadline = time.monotonic() + timeout
+    async with lag.LagMeter(bootstrap) as meter:
+        while time.monotonic() < deadline:
+            if await meter.members(group) == ("Stable", count):
+                return True
+            await asyncio.sleep(0.5)
+    return False
+
+
 def _handled_approvals(replica: int, tag: str) -> int:
     """How many approvals of this run's orders an inventory replica handled (its JSON log lines)."""
     lines = procs.log_path("inventory", replica).read_text(errors="replace").splitlines()
@@ -163,6 +174,7 @@ async def test_300_orders_race_for_100_units_on_three_replicas_then_cancellation
          "eta": (now + timedelta(days=3)).date().isoformat()},
     ]  # fmt: skip
     scaled("inventory", REPLICAS)
+    assert await _group_stable(bootstrap, "inventory", REPLICAS, 60), "the inventory replicas never all joined"
     async with bus.producer(bootstrap) as p:
         await bus.publish(p, topics.MASTERDATA_PRODUCTS, [(sku, {**rare, "sku": sku, "substitutes": []})])
         await bus.publish(p, topics.INVENTORY_MOVEMENTS, [(sku, m) for m in movements])
