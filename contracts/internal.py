@@ -118,6 +118,7 @@ class AllocationReserved(_OrderEvent):
     packaging: str | None = None
     notes: str | None = None
     complete: bool = True
+    more_to_come: bool = False  # a partial allocation whose remainder is backordered: another allocation follows
 
 
 class AllocationRevoked(_OrderEvent):

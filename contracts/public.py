@@ -98,6 +98,8 @@ class ShortageDecision(_Command):
     type: Literal["order.shortage-decision"]
     choice: Literal["ship_partial", "wait", "substitute", "cancel"]
     substitute_sku: str | None = None
+    # with ship_partial: what becomes of the part not in stock (optional; cancelled unless "backorder")
+    remainder: Literal["cancel", "backorder"] = "cancel"
 
 
 class PriorityApproval(_Command):

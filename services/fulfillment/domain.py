@@ -92,6 +92,7 @@ def open_shipments(state: dict[str, Any] | None, ev: AllocationReserved) -> Resu
         prices={k: str(v) for k, v in ev.prices.items()},
         charges=[c.model_dump(mode="json") for c in ev.charges],
         complete=ev.complete,
+        more_to_come=ev.more_to_come,
         status="open",
     )
     shipments = dict(st.get("shipments", {}))
@@ -259,7 +260,8 @@ def track(state: dict[str, Any] | None, ev: ShipmentEvent, cause: str, now: date
     elif isinstance(ev, ShipmentDelivered):
         ship["delivered_at"] = ev.delivered_at.isoformat()
         live = [s for s in st["shipments"].values() if s["state"] != "voided"]
-        if all(s["state"] == "delivered" for s in live):  # a partial reservation is all that will ship
+        # a partial reservation is all that will ship, unless its backordered remainder is still to come
+        if all(s["state"] == "delivered" for s in live) and not st.get("more_to_come"):
             st["status"] = "delivered"
             outputs += [
                 _status(cause, st, "delivered", now, details={"delivered_at": ev.delivered_at.isoformat()}),

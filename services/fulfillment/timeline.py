@@ -76,6 +76,8 @@ def _option(name: str, v: Any) -> str | None:
     if name == "substitute" and isinstance(v, dict):
         subs = sorted({s for options in v.values() if isinstance(options, list) for s in options})
         return f"substitute ({', '.join(subs)})" if subs else None
+    if name == "remainder" and isinstance(v, list):  # what becomes of the rest of a partial shipment
+        return f"rest {' or '.join(map(str, v))}"
     return name
 
 

@@ -232,10 +232,51 @@ def _options(order: OrderApproved, short: list[ApprovedLine], stocks: dict[str, 
     }
     return {
         "ship_partial": partial,
+        "remainder": ["cancel", "backorder"],  # with ship_partial: the rest cancelled, or backordered and sent later
         "wait": {"promise_date": max(waits).isoformat() if waits and len(waits) == len(etas) else None},
         "substitute": substitutes,
         "cancel": True,
     }
+
+
+def allocation(
+    cause: str,
+    order: OrderApproved,
+    stocks: dict[str, Stock],
+    *,
+    complete: bool = True,
+    more_to_come: bool = False,
+    less: dict[str, dict[str, int]] | None = None,
+) -> AllocationReserved:
+    """What fulfillment ships from: the order's reservations by warehouse, less what an earlier allocation of it
+    already handed over and is not yet shipped (`less`: line -> warehouse -> units)."""
+    number = order.order_number or order.order_key
+    by_wh: dict[str, list[ShipmentLine]] = {}
+    for line in order.lines:
+        held = stocks[line.sku].reservations.get(rid(number, line.line_no), {})
+        sent = (less or {}).get(str(line.line_no), {})
+        for wh, q in sorted(held.items()):
+            if q - sent.get(wh, 0) > 0:
+                by_wh.setdefault(wh, []).append(
+                    ShipmentLine(line_no=line.line_no, sku=line.sku, quantity=q - sent.get(wh, 0))
+                )
+    return AllocationReserved(
+        event_id=derive_id("reserved", cause),
+        **order.identity(),
+        customer_id=order.customer_id,
+        currency=order.currency,
+        allocations=[Allocation(warehouse=w, lines=ls) for w, ls in sorted(by_wh.items())],
+        prices={l.sku: l.unit_price for l in order.lines},
+        charges=order.charges,
+        packaging=order.packaging,
+        notes=order.notes,
+        complete=complete,
+        more_to_come=more_to_come,
+    )
+
+
+def _allocation_details(alloc: AllocationReserved) -> dict[str, Any]:
+    return {"allocations": [a.model_dump(mode="json") for a in alloc.allocations], "complete": alloc.complete}
 
 
 def reserved_events(
@@ -249,26 +290,11 @@ def reserved_events(
     decided_by: str = RULES,
 ) -> list[Outgoing]:
     """The `reserved` status and the allocation fulfillment ships from (one shipment per warehouse)."""
-    number = order.order_number or order.order_key
-    by_wh: dict[str, list[ShipmentLine]] = {}
-    for line in order.lines:
-        for wh, q in sorted(stocks[line.sku].reservations.get(rid(number, line.line_no), {}).items()):
-            by_wh.setdefault(wh, []).append(ShipmentLine(line_no=line.line_no, sku=line.sku, quantity=q))
-    alloc = AllocationReserved(
-        event_id=derive_id("reserved", cause),
-        **order.identity(),
-        customer_id=order.customer_id,
-        currency=order.currency,
-        allocations=[Allocation(warehouse=w, lines=ls) for w, ls in sorted(by_wh.items())],
-        prices={l.sku: l.unit_price for l in order.lines},
-        charges=order.charges,
-        packaging=order.packaging,
-        notes=order.notes,
-        complete=complete,
-    )
-    details = {"allocations": [a.model_dump(mode="json") for a in alloc.allocations], "complete": complete}
+    alloc = allocation(cause, order, stocks, complete=complete)
     return [
-        _status(cause, order, "reserved", now, details=details, reasons=reasons, decided_by=decided_by),
+        _status(
+            cause, order, "reserved", now, details=_allocation_details(alloc), reasons=reasons, decided_by=decided_by
+        ),
         Outgoing.of(topics.INVENTORY_ALLOCATIONS, order.order_key, alloc),
     ]
 
@@ -291,11 +317,9 @@ def revoked(cause: str, order: OrderApproved, reason: str) -> Outgoing:
 
 def cancelled(state: dict[str, Any] | None, event: OrderCancelled) -> dict[str, Any]:
     """The order's inventory state after a cancellation: nothing held, later approvals ignored."""
-    return {
-        **(state or {"revision": event.revision, "order_number": event.order_number}),
-        "status": "cancelled",
-        "lines": {},
-    }
+    kept = dict(state or {"revision": event.revision, "order_number": event.order_number})
+    kept.pop("sent", None)
+    return {**kept, "status": "cancelled", "lines": {}}
 
 
 def cancel_event(cause: str, order: OrderApproved, reason: str, by: str, now: datetime) -> list[Outgoing]:
@@ -366,13 +390,7 @@ def decide_shortage(
         ]
         return allocate(cause, order.model_copy(update={"lines": lines}), stocks, prefs, now, priority=False)
     number = order.order_number or order.order_key
-    part = []
-    for l in order.lines:
-        take = min(l.quantity, max(0, stocks[l.sku].total_available()))
-        if take:
-            stocks[l.sku].reserve(rid(number, l.line_no), stocks[l.sku].plan(take, prefs) or {}, owner_of(order, now))
-            part.append(l.model_copy(update={"quantity": take}))
-    if not part:
+    if not any(stocks[l.sku].total_available() > 0 for l in order.lines):
         return Result(
             None,
             [
@@ -389,6 +407,14 @@ def decide_shortage(
             ],
             "nothing to ship",
         )
+    if cmd.remainder == "backorder":
+        return _part_now_rest_later(cause, order, stocks, prefs, now)
+    part = []
+    for l in order.lines:
+        take = min(l.quantity, max(0, stocks[l.sku].total_available()))
+        if take:
+            stocks[l.sku].reserve(rid(number, l.line_no), stocks[l.sku].plan(take, prefs) or {}, owner_of(order, now))
+            part.append(l.model_copy(update={"quantity": take}))
     forget_decision(order, stocks)
     shipped = order.model_copy(update={"lines": part})
     state = {
@@ -399,6 +425,53 @@ def decide_shortage(
         "lines": {str(l.line_no): {"sku": l.sku, "qty": l.quantity, "state": "reserved"} for l in part},
     }
     return Result(state, reserved_events(cause, shipped, stocks, now, complete=False), "partial reserved", True)
+
+
+def _part_now_rest_later(
+    cause: str, order: OrderApproved, stocks: dict[str, Stock], prefs: tuple[str, ...], now: datetime
+) -> Result:
+    """ship_partial with the remainder backordered: what is in stock is reserved and handed to fulfillment now
+    (and never reallocated to a priority order any more); the rest waits as a `wait` choice would (promised from
+    purchase orders, else purchased; made-to-order lines produced) and follows in a second allocation once every
+    line is covered (`refill`). The order's status is `backordered` (or `in_production`) with the promise date,
+    its details listing what ships now."""
+    result = allocate(cause, order, stocks, prefs, now, wait=True, priority=False)
+    if result.outcome == "reserved" or result.state is None:  # everything is in stock by now
+        return result
+    number = order.order_number or order.order_key
+    sent: dict[str, dict[str, int]] = {}
+    for l in order.lines:
+        r, st = rid(number, l.line_no), stocks[l.sku]
+        if st.reservations.get(r):
+            sent[str(l.line_no)] = dict(st.reservations[r])
+            st.owners[r]["consumed"] = True  # in fulfillment's hands now: never reallocated
+    alloc = allocation(cause, order, stocks, complete=False, more_to_come=True)
+    promise = result.state.get("promise_date")
+    details = {**_allocation_details(alloc), "more_to_come": True}
+    status_out = _status(
+        cause,
+        order,
+        result.outcome,
+        now,
+        promise_date=date.fromisoformat(promise) if promise else None,
+        details=details,
+    )
+    outputs = [status_out, Outgoing.of(topics.INVENTORY_ALLOCATIONS, order.order_key, alloc), *result.outputs[1:]]
+    state = {**result.state, "sent": sent}
+    return Result(state, outputs, f"part reserved, rest {result.outcome}", keep_stock=True)
+
+
+def shipped_part(state: dict[str, Any], warehouse: str, lines: list[ShipmentLine]) -> dict[str, Any]:
+    """The order's inventory state after a shipment left: what it took no longer counts as handed over but
+    unshipped (`sent`), so a later allocation of the remainder is not reduced by it."""
+    if "sent" not in state:
+        return state
+    sent = {k: dict(v) for k, v in state["sent"].items()}
+    for l in lines:
+        held = sent.get(str(l.line_no), {})
+        if warehouse in held:
+            held[warehouse] = max(0, held[warehouse] - l.quantity)
+    return {**state, "sent": sent}
 
 
 # ---- free stock to waiting orders ----
@@ -459,7 +532,12 @@ def refill(
             if all(v["state"] == "reserved" for v in lines.values()):
                 new.update(status="reserved", promise_date=None)
                 order = OrderApproved.model_validate(state["approved"])
-                outputs += reserved_events(f"{cause}:{key}", order, stocks, now)
+                if "sent" in state:  # the remainder of a part already handed over: its own allocation, no status
+                    sent = new.pop("sent")
+                    rest = allocation(f"{cause}:{key}", order, stocks, less=sent)
+                    outputs.append(Outgoing.of(topics.INVENTORY_ALLOCATIONS, order.order_key, rest))
+                else:
+                    outputs += reserved_events(f"{cause}:{key}", order, stocks, now)
             states[key] = new
             out[key] = Result(new, outputs, f"line {line_no} reserved", keep_stock=True)
     undecided = sorted(
@@ -666,7 +744,12 @@ def decide_priority(
     pool = {
         k: v
         for k, v in victims.items()
-        if k in listed and v and "approved" in v and v.get("status") in HOLDING and not v.get("dispatched")
+        if k in listed
+        and v
+        and "approved" in v
+        and v.get("status") in HOLDING
+        and not v.get("dispatched")
+        and not v.get("sent")
     }
     takes = reallocation(order, stocks, allowed=set(pool))
     if takes is None and _short(order, stocks):

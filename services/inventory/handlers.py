@@ -76,7 +76,7 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
         result = domain.allocate(msg.event_id, msg, stocks, prefs, batch.now)
         if result.state is not None and state.get("dispatched"):
             result.state["dispatched"] = state["dispatched"]  # a shipped order never loses stock to a priority
-        if state.get("status") == "reserved":  # fulfillment opened shipments from the allocation planned afresh
+        if state.get("status") == "reserved" or state.get("sent"):  # fulfillment holds shipments of the old plan
             old = OrderApproved.model_validate(state["approved"])
             why = f"order amended to revision {msg.revision}"
             result.outputs.insert(0, domain.revoked(msg.event_id, old, why))
@@ -112,7 +112,8 @@ def handlers(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
         if order_doc.state is not None and not order_doc.seen(cause):
             # remembered so that none of the order's stock is reallocated to a priority order any more
             dispatched = sorted({*order_doc.state.get("dispatched", []), msg.shipment_id})
-            record(order_doc, cause, {**order_doc.state, "dispatched": dispatched}, [])
+            state = domain.shipped_part(order_doc.state, msg.warehouse, msg.lines)
+            record(order_doc, cause, {**state, "dispatched": dispatched}, [])
         return f"consumed for {msg.shipment_id}"
 
     async def on_counted(batch: Batch, msg: StockCounted, rec: Incoming) -> str:

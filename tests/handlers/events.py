@@ -140,11 +140,19 @@ def shipping(ref: str) -> OrderShipping:
     return OrderShipping(event_id=f"shipping-{ref}", **_order(ref, 1), ship_to=ship_to)
 
 
-def reserved(ref: str, allocations: dict[str, list[Line]], *, complete: bool = True) -> AllocationReserved:
+def reserved(
+    ref: str,
+    allocations: dict[str, list[Line]],
+    *,
+    complete: bool = True,
+    more_to_come: bool = False,
+    event_id: str | None = None,
+    first_line: int = 1,
+) -> AllocationReserved:
     """`allocation.reserved` as inventory publishes it: warehouse -> lines (sku, quantity, unit price)."""
     prices: dict[str, Decimal] = {}
     allocs = []
-    line_no = 0
+    line_no = first_line - 1
     for wh, rows in allocations.items():
         out = []
         for sku, qty, price in rows:
@@ -153,7 +161,7 @@ def reserved(ref: str, allocations: dict[str, list[Line]], *, complete: bool = T
             out.append(ShipmentLine(line_no=line_no, sku=sku, quantity=qty))
         allocs.append(Allocation(warehouse=wh, lines=out))
     return AllocationReserved(
-        event_id=f"reserved-{ref}",
+        event_id=event_id or f"reserved-{ref}",
         **_order(ref, 1),
         customer_id="C-1001",
         currency="CNY",
@@ -163,6 +171,7 @@ def reserved(ref: str, allocations: dict[str, list[Line]], *, complete: bool = T
         packaging="export_carton",
         notes="deliver before noon",
         complete=complete,
+        more_to_come=more_to_come,
     )
 
 

@@ -119,6 +119,27 @@ async def test_split_order_is_partially_shipped_then_shipped_and_invoiced_once(f
     assert [(l["sku"], l["quantity"]) for l in inv["lines"]] == [("SKU-0001", 10)] and inv["total_amount"] == "110.00"
 
 
+async def test_a_part_with_its_remainder_backordered_is_delivered_and_invoiced_once_the_rest_is(ful: Harness) -> None:
+    await ful.send(topics.ORDERS_SHIPPING, wire(shipping("F-13")), okey("F-13"))
+    part = reserved("F-13", {EAST: [("SKU-0001", 6, "11.00")]}, complete=False, more_to_come=True)
+    await ful.send(topics.INVENTORY_ALLOCATIONS, wire(part), okey("F-13"))
+    [first] = [m["shipment_id"] for m in ful.out[topics.FULFILLMENT_SHIPMENTS]]
+    await ship(ful, "F-13", first, "SF1")
+    await deliver(ful, "F-13", first)
+    assert ful.statuses() == ["partially_shipped"]  # the order is not delivered while its rest is to come
+    assert not ful.out[topics.FINANCE_INVOICE_REQUESTS]
+    rest = reserved("F-13", {WEST: [("SKU-0001", 4, "11.00")]}, event_id="reserved-F-13-rest")
+    for _ in range(2):  # a duplicate allocation opens nothing more
+        await ful.send(topics.INVENTORY_ALLOCATIONS, wire(rest), okey("F-13"))
+    [_, second] = [m["shipment_id"] for m in ful.out[topics.FULFILLMENT_SHIPMENTS]]
+    assert second != first
+    await ship(ful, "F-13", second, "SF2")
+    await deliver(ful, "F-13", second)
+    assert ful.statuses() == ["partially_shipped", "shipped", "delivered"]
+    [inv] = ful.out[topics.FINANCE_INVOICE_REQUESTS]
+    assert [(l["sku"], l["quantity"]) for l in inv["lines"]] == [("SKU-0001", 10)] and inv["total_amount"] == "110.00"
+
+
 async def test_partial_reservation_is_delivered_and_invoiced(ful: Harness) -> None:
     [sid] = await open_order(ful, "F-4", {EAST: [("SKU-0001", 6, "11.00")]}, complete=False)  # customer: ship part
     await ship(ful, "F-4", sid)

@@ -218,6 +218,7 @@ async def test_no_stock_and_no_purchase_order_offers_options(inv: Harness) -> No
     assert [(r["code"], r["field"]) for r in st["reasons"]] == [("insufficient_stock", "lines[line_no=1]")]
     assert st["details"]["options"] == {
         "ship_partial": {"1": 3},
+        "remainder": ["cancel", "backorder"],
         "wait": {"promise_date": None},
         "substitute": {"1": ["SKU-0002"]},
         "cancel": True,
@@ -234,6 +235,80 @@ async def test_ship_partial_reserves_what_there_is(inv: Harness) -> None:
     assert allocations(inv) == {EAST: [(1, "SKU-0001", 6)]}
     assert inv.out[topics.INVENTORY_ALLOCATIONS][-1]["complete"] is False
     assert after[("SKU-0001", EAST)] == (6, 6)
+
+
+def sent(h: Harness) -> list[dict[str, Any]]:
+    """The allocations published, as (warehouse, line, sku, quantity) rows, with their flags."""
+    return [
+        {
+            "rows": [
+                (a["warehouse"], l["line_no"], l["sku"], l["quantity"]) for a in e["allocations"] for l in a["lines"]
+            ],
+            "complete": e["complete"],
+            "more_to_come": e["more_to_come"],
+        }
+        for e in reserved_events(h)
+    ]
+
+
+async def test_ship_partial_with_the_remainder_backordered_ships_the_part_then_the_rest(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 6)
+    await approve(inv, "I-40")
+    after = await shortage(inv, "I-40", "cmd-40", "ship_partial", remainder="backorder")
+    assert inv.statuses() == ["awaiting_customer_decision", "backordered"]
+    st = inv.out[topics.ORDERS_STATUS][-1]
+    assert st["details"]["more_to_come"] is True and st["details"]["complete"] is False
+    assert sent(inv) == [{"rows": [(EAST, 1, "SKU-0001", 6)], "complete": False, "more_to_come": True}]
+    [need] = [e for e in inv.out[topics.INVENTORY_ALLOCATIONS] if e["type"] == "supply.needed"]
+    assert need["kind"] == "purchase" and need["quantity"] == 4
+    assert after[("SKU-0001", EAST)] == (6, 6)
+    after = await receive(inv, "SKU-0001", WEST, 4, "rcv-40")  # the part is not shipped yet: only the rest goes
+    assert sent(inv)[1] == {"rows": [(WEST, 1, "SKU-0001", 4)], "complete": True, "more_to_come": False}
+    assert inv.statuses() == ["awaiting_customer_decision", "backordered"]  # fulfillment tells when it ships
+    assert after[("SKU-0001", EAST)] == (6, 6) and after[("SKU-0001", WEST)] == (4, 4)
+
+
+async def test_the_backordered_remainder_after_the_part_shipped_is_allocated_alone(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 6)
+    await approve(inv, "I-41")
+    await shortage(inv, "I-41", "cmd-41", "ship_partial", remainder="backorder")
+    after = await put(inv, topics.FULFILLMENT_DISPATCHED, shipped("I-41", EAST, 6), okey("I-41"))
+    assert after[("SKU-0001", EAST)] == (0, 0)
+    after = await receive(inv, "SKU-0001", EAST, 4, "rcv-41")
+    assert sent(inv)[1] == {"rows": [(EAST, 1, "SKU-0001", 4)], "complete": True, "more_to_come": False}
+    assert after[("SKU-0001", EAST)] == (4, 4)
+
+
+async def test_the_part_handed_to_fulfillment_is_never_reallocated(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 6)
+    await approve(inv, "I-42")
+    await shortage(inv, "I-42", "cmd-42", "ship_partial", remainder="backorder")
+    await approve_priority(inv, "I-43", qty=6)
+    assert status_of(inv, "I-43")[-1]["status"] == "awaiting_customer_decision"  # no approval asked for
+    assert not revocations(inv)
+
+
+async def test_cancelling_a_part_shipped_order_releases_the_part_and_its_backorder(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 6)
+    await put(inv, topics.INVENTORY_MOVEMENTS, po_update("PO-44", 4, 20), "SKU-0001")  # after the requested date
+    await approve(inv, "I-44")
+    await shortage(inv, "I-44", "cmd-44", "ship_partial", remainder="backorder")
+    st = inv.out[topics.ORDERS_STATUS][-1]
+    in_20_days = (NOW.date() + timedelta(days=20)).isoformat()
+    assert st["status"] == "backordered" and st["promise_date"] == in_20_days
+    after = await put(inv, topics.ORDERS_CANCELLED, cancelled("I-44"), okey("I-44"))
+    assert after[("SKU-0001", EAST)] == (6, 0)
+    await approve(inv, "I-45", [("SKU-0001", 10, "11.00")])  # the purchase order's 4 are promised to nobody now
+    assert status_of(inv, "I-45")[-1]["details"]["options"]["wait"] == {"promise_date": in_20_days}
+
+
+async def test_duplicate_part_and_backorder_decision_is_applied_once(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 6)
+    await approve(inv, "I-46")
+    for _ in range(2):
+        after = await shortage(inv, "I-46", "cmd-46", "ship_partial", remainder="backorder")
+    assert inv.statuses() == ["awaiting_customer_decision", "backordered"]
+    assert len(reserved_events(inv)) == 1 and after[("SKU-0001", EAST)] == (6, 6)
 
 
 async def test_ship_partial_with_nothing_available_is_refused_and_keeps_the_order(inv: Harness) -> None:

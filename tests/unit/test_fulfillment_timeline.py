@@ -63,12 +63,13 @@ def test_a_runaway_timeline_keeps_its_latest_entries() -> None:
             {
                 "options": {
                     "ship_partial": {"1": 3},
+                    "remainder": ["cancel", "backorder"],
                     "wait": {"promise_date": "2026-12-09"},
                     "substitute": {"1": ["B"]},
                     "cancel": True,
                 }
             },
-            "options: ship_partial, wait (until 2026-12-09), substitute (B), cancel",
+            "options: ship_partial, rest cancel or backorder, wait (until 2026-12-09), substitute (B), cancel",
         ),
         ({"options": {"ship_partial": {}, "wait": {"promise_date": None}, "substitute": {"1": []}}}, "options: none"),
     ],

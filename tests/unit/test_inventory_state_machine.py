@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from contracts.internal import ApprovedLine, OrderApproved, OrderCancelled
-from contracts.public import PriorityApproval, ShortageDecision
+from contracts.public import PriorityApproval, ShipmentLine, ShortageDecision
 from services.inventory import domain
 from services.inventory.stock import PurchaseOrder, Stock
 
@@ -241,13 +241,33 @@ class InventoryMachine(RuleBasedStateMachine):
                         self.shipped[(sku, wh)] += q
         self.orders[ref]["dispatched"] = [f"S-{ref}"]
 
+    @precondition(lambda self: self.part_shippers())
+    @rule(data=st.data())
+    def ship_part(self, data: st.DataObject) -> None:
+        """The part of a `ship_partial` order handed to fulfillment is dispatched while its remainder waits."""
+        ref = data.draw(st.sampled_from(self.part_shippers()))
+        state = self.orders[ref]
+        order = OrderApproved.model_validate(state["approved"])
+        for line in order.lines:
+            for wh, q in sorted(state["sent"].get(str(line.line_no), {}).items()):
+                if q:
+                    self.stocks[line.sku].consume(domain.rid(number(ref), line.line_no), wh, q)
+                    self.shipped[(line.sku, wh)] += q
+                    shipped = [ShipmentLine(line_no=line.line_no, sku=line.sku, quantity=q)]
+                    state = domain.shipped_part(state, wh, shipped)
+        self.orders[ref] = {**state, "dispatched": [f"S-{ref}"]}
+
+    def part_shippers(self) -> list[str]:
+        return [r for r, s in self.orders.items() if any(q for w in s.get("sent", {}).values() for q in w.values())]
+
     @precondition(lambda self: self.refs("awaiting_customer_decision"))
     @rule(
         data=st.data(),
         choice=st.sampled_from(["ship_partial", "wait", "substitute", "cancel"]),
         substitute=st.sampled_from(SKUS),
+        remainder=st.sampled_from(["cancel", "backorder"]),
     )
-    def shortage_decision(self, data: st.DataObject, choice: str, substitute: str) -> None:
+    def shortage_decision(self, data: st.DataObject, choice: str, substitute: str, remainder: str) -> None:
         ref = data.draw(st.sampled_from(self.refs("awaiting_customer_decision")))
         state = self.orders[ref]
         order = OrderApproved.model_validate(state["approved"])
@@ -257,12 +277,13 @@ class InventoryMachine(RuleBasedStateMachine):
             type="order.shortage-decision",
             choice=choice,
             substitute_sku=substitute if choice == "substitute" else None,
+            remainder=remainder,
         )
         now = self.now()
         result = self.kept(lambda: domain.decide_shortage(cmd, order, self.stocks, PREFS, now))
         if result.state is not None:
             self.orders[ref] = result.state
-        event(f"shortage {choice} -> {result.outcome}")
+        event(f"shortage {choice} (remainder {remainder}) -> {result.outcome}")
         if result.keep_stock:
             self.refill(f"shortage {choice}")
         if choice == "cancel":
@@ -345,6 +366,16 @@ class InventoryMachine(RuleBasedStateMachine):
                 state = self.orders[ref]
                 assert state["status"] in HOLDS or state.get("dispatched"), (r, state["status"])
                 assert stock.owners.get(r, {}).get("order_key") == key(ref)
+
+    @invariant()
+    def a_part_handed_over_is_held_until_it_ships(self) -> None:
+        for ref, state in self.orders.items():
+            order = OrderApproved.model_validate(state["approved"]) if "approved" in state else None
+            for line_no, where in state.get("sent", {}).items():
+                assert order is not None and state["status"] in domain.WAITING, (ref, state["status"])
+                line = next(l for l in order.lines if str(l.line_no) == line_no)
+                held = self.stocks[line.sku].reservations.get(domain.rid(number(ref), line.line_no), {})
+                assert all(held.get(wh, 0) >= q for wh, q in where.items()), (ref, where, held)
 
     @invariant()
     def exactly_the_orders_awaiting_a_decision_are_queued_for_one(self) -> None:
