@@ -46,8 +46,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     ),
     # reserved -> awaiting_customer_decision | backordered: a supervisor let a priority order take its stock
     "reserved": frozenset({"partially_shipped", "shipped", "awaiting_customer_decision", "backordered", "cancelled"}),
-    "backordered": frozenset({"reserved", "backordered", "in_production", "cancelled"}),  # repeated: promise slipped
-    "in_production": frozenset({"reserved", "in_production", "cancelled"}),
+    # repeated: promise slipped; partially_shipped: the part of a ship_partial whose remainder is backordered
+    "backordered": frozenset({"reserved", "backordered", "in_production", "partially_shipped", "cancelled"}),
+    "in_production": frozenset({"reserved", "in_production", "partially_shipped", "cancelled"}),
     "awaiting_customer_decision": frozenset(
         {"reserved", "backordered", "in_production", "awaiting_customer_decision", "cancelled"}
     ),
