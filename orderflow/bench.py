@@ -45,7 +45,6 @@ from services.runtime.kafka import PARTITIONS, ensure_topics
 
 Say = Callable[[str], None]
 
-LOCK_PATH = Path(tempfile.gettempdir()) / "orderflow-e2e.lock"  # machine-wide lock of the chaos sessions
 RESULTS_DIR = stack.REPO_ROOT / "bench" / "results"
 FULL_RATES = (10, 25, 50, 100, 250, 500, 1000, 2000)
 QUICK_RATES = (20, 60)
@@ -87,10 +86,9 @@ def make_plan(
 
 
 def lock_paths(bootstrap: str) -> list[Path]:
-    """The locks e2e and chaos sessions take: the one per broker (tests/e2e/conftest.py), then the older
-    machine-wide one (still taken by tests/chaos); the bench holds both."""
+    """The lock e2e and chaos sessions take per broker (tests/isolation.py); the bench holds it too."""
     broker = bootstrap.replace(":", "_").replace(",", "+")
-    return [Path(tempfile.gettempdir()) / f"orderflow-e2e-{broker}.lock", LOCK_PATH]
+    return [Path(tempfile.gettempdir()) / f"orderflow-e2e-{broker}.lock"]
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 
 from contracts import topics
 from services.runtime.batch import TRANSIENT, Processor
-from services.runtime.logging import BrokerLog
+from services.runtime.logging import BrokerLog, scrub
 from services.runtime.messages import Incoming, Outgoing
 from services.runtime.settings import KafkaClientSettings
 
@@ -187,7 +187,7 @@ def subscribe(broker: KafkaBroker, group: str, names: Sequence[str], processor: 
             await processor.process(to_incoming(msg))
         except TRANSIENT as exc:
             delay = backoff.next()
-            log.warning("batch_retry", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
+            log.warning("batch_retry", error=f"{type(exc).__name__}: {scrub(str(exc))}", retry_in_s=delay)
             await asyncio.sleep(delay)
             raise
         backoff.reset()
