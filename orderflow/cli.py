@@ -12,8 +12,13 @@ from orderflow import procs, stack
 app = typer.Typer(help="orderflow: order processing on Kafka + a MongoDB-wire store.", no_args_is_help=True)
 stack_app = typer.Typer(help="Local Kafka (KRaft) and FerretDB, provisioned without Docker.", no_args_is_help=True)
 services_app = typer.Typer(help="The four services as background processes.", no_args_is_help=True)
+order_app = typer.Typer(
+    help="Act on one order as customer service or a supervisor: cancel, review, shortage, priority.",
+    no_args_is_help=True,
+)
 app.add_typer(stack_app, name="stack")
 app.add_typer(services_app, name="services")
+app.add_typer(order_app, name="order")
 
 
 def _bootstrap() -> str:
@@ -128,6 +133,81 @@ def track_cmd(
         typer.echo(json.dumps(timeline))
     else:
         track.show(Console(), timeline)
+
+
+OrderRef = Annotated[str, typer.Argument(help="channel:channel_order_ref (e.g. web:WEB-100234) or an order number")]
+IssuedBy = Annotated[str, typer.Option("--by", help="who decides (recorded on the order's status)")]
+Wait = Annotated[float, typer.Option(help="seconds to wait for the order's answer on orders.status (0: don't)")]
+
+
+def _command(ref: str, kind: str, by: str, wait: float, **fields: object) -> None:
+    from orderflow import commands
+
+    async def go() -> str:
+        key = await commands.order_key(ref)
+        cmd = commands.build(kind, key, by, **fields)
+        typer.echo(f"sent {kind} {cmd.command_id} for {key}")
+        return commands.describe(await commands.send(_bootstrap(), cmd, wait)) if wait else ""
+
+    try:
+        answer = asyncio.run(go())
+    except commands.CommandError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    if answer:
+        typer.echo(answer)
+
+
+@order_app.command("cancel")
+def order_cancel(
+    ref: OrderRef,
+    reason: Annotated[str, typer.Option(help="why (recorded on the order)")] = "customer asked",
+    by: IssuedBy = "customer-service",
+    wait: Wait = 10,
+) -> None:
+    """Cancel an order that has not shipped: every reservation and the credit exposure are released."""
+    _command(ref, "order.cancel", by, wait, reason=reason)
+
+
+@order_app.command("review")
+def order_review(
+    ref: OrderRef,
+    decision: Annotated[str, typer.Argument(help="approve | reject")],
+    reason: Annotated[list[str] | None, typer.Option(help="a reason (repeatable)")] = None,
+    by: IssuedBy = "reviewer",
+    wait: Wait = 10,
+) -> None:
+    """Decide an order waiting in the manual review queue (`in_review`)."""
+    _command(ref, "order.review-decision", by, wait, decision=decision, reasons=reason or [])
+
+
+@order_app.command("shortage")
+def order_shortage(
+    ref: OrderRef,
+    choice: Annotated[str, typer.Argument(help="ship_partial | wait | substitute | cancel")],
+    remainder: Annotated[
+        str | None, typer.Option(help="with ship_partial: cancel (default) or backorder the rest")
+    ] = None,
+    substitute: Annotated[str | None, typer.Option(help="with substitute: the SKU offered")] = None,
+    by: IssuedBy = "customer-service",
+    wait: Wait = 10,
+) -> None:
+    """The customer's choice for an order `awaiting_customer_decision` (the options are on its status)."""
+    _command(ref, "order.shortage-decision", by, wait, choice=choice, remainder=remainder, substitute_sku=substitute)
+
+
+@order_app.command("priority")
+def order_priority(
+    ref: OrderRef,
+    decision: Annotated[str, typer.Argument(help="approve | deny")],
+    by: IssuedBy = "supervisor",
+    wait: Wait = 10,
+) -> None:
+    """Approve or deny the stock reallocation an urgent or VIP order asks for (`awaiting_priority_approval`)."""
+    if decision not in ("approve", "deny"):
+        typer.echo(f"decision must be approve or deny, not {decision!r}", err=True)
+        raise typer.Exit(2)
+    _command(ref, "order.priority-approval", by, wait, approved=decision == "approve")
 
 
 @app.command("bench")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from contracts import topics
-from orderflow import bus, demo, sample
+from orderflow import bus, commands, demo, sample
 from orderflow.simulator import Simulator
 from tests.e2e.checks import statuses_until
 
@@ -42,14 +42,18 @@ async def test_ship_the_part_now_and_the_backordered_rest_when_it_arrives(system
     try:
         async with bus.producer(bootstrap) as p:
             await bus.publish(p, topics.ORDERS_SUBMITTED, [(key, order)])
-            await statuses_until(bootstrap, start, {key: "awaiting_customer_decision"}, timeout=60)
-            decision = {
-                "type": "order.shortage-decision", "version": 1, "command_id": f"decide-{tag}",
-                "channel": order["channel"], "channel_order_ref": order["channel_order_ref"],
-                "issued_by": "cs-e2e", "issued_at": datetime.now(UTC).isoformat(),
-                "choice": "ship_partial", "remainder": "backorder",
-            }  # fmt: skip
-            await bus.publish(p, topics.ORDERS_COMMANDS, [(key, decision)])
+            asked = await statuses_until(bootstrap, start, {key: "awaiting_customer_decision"}, timeout=60)
+            # customer service answers through `orderflow order shortage <order number> ship_partial --remainder
+            # backorder`: the order found by its number, the command checked against the contract, the answer shown
+            number = next(m["order_number"] for m in asked[key] if m["order_number"])
+            assert await commands.order_key(number) == key
+            with pytest.raises(commands.CommandError, match="remainder"):
+                commands.build("order.shortage-decision", key, "cs-e2e", choice="ship_partial", remainder="later")
+            decision = commands.build(
+                "order.shortage-decision", key, "cs-e2e", choice="ship_partial", remainder="backorder"
+            )
+            answer = await commands.send(bootstrap, decision, wait=30)
+            assert answer is not None and answer["status"] == "backordered", commands.describe(answer)
             seen = await statuses_until(bootstrap, start, {key: "partially_shipped"}, timeout=60)
             received = {"type": "stock.received", "version": 1, "event_id": f"rcv-{sku}", "sku": sku,
                         "warehouse": "WH-WEST", "quantity": 4, "po_number": None}  # fmt: skip
@@ -71,7 +75,6 @@ async def test_ship_the_part_now_and_the_backordered_rest_when_it_arrives(system
         {"warehouse": "WH-EAST", "lines": [{"line_no": 1, "sku": sku, "quantity": 6}]}
     ]
     assert unique[-2]["details"]["lines"] == [{"line_no": 1, "sku": sku, "quantity": 4}]  # the rest shipped
-    number = unique[0]["order_number"]
     await asyncio.sleep(1.0)
     invoices: list[dict[str, Any]] = [
         m for m in await bus.read(bootstrap, topics.FINANCE_INVOICE_REQUESTS, invoices_from)

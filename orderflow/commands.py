@@ -1,0 +1,88 @@
+"""`orderflow order ...`: customer service and supervisors act on an order through `orders.commands`, the
+same public commands a channel or an ERP sends (cancel, review decision, shortage decision, priority
+approval), validated against the contract before they are sent; then the order's next status is shown."""
+
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from contracts import topics
+from contracts.public import OrderCancel, PriorityApproval, ReviewDecision, ShortageDecision
+from orderflow import bus, track
+
+Command = OrderCancel | ReviewDecision | ShortageDecision | PriorityApproval
+MODELS: dict[str, type[Command]] = {
+    "order.cancel": OrderCancel,
+    "order.review-decision": ReviewDecision,
+    "order.shortage-decision": ShortageDecision,
+    "order.priority-approval": PriorityApproval,
+}
+
+
+class CommandError(ValueError):
+    """A command that cannot be sent: unknown order, or fields the contract refuses (named in the message)."""
+
+
+async def order_key(ref: str) -> str:
+    """ "channel:channel_order_ref" as given, or looked up by order number in fulfillment's timeline."""
+    ref = ref.strip()
+    if ":" in ref:
+        return ref
+    timeline = await track.fetch(ref)
+    if timeline is None:
+        raise CommandError(f"no order {ref!r} known (give channel:channel_order_ref or an order number)")
+    return str(timeline["order_key"])
+
+
+def build(kind: str, key: str, issued_by: str, **fields: Any) -> Command:
+    """The command `kind` for the order `key`, checked against the public contract."""
+    channel, _, ref = key.partition(":")
+    raw = {
+        "type": kind,
+        "version": 1,
+        "command_id": f"cli-{uuid.uuid4().hex}",
+        "channel": channel,
+        "channel_order_ref": ref,
+        "issued_by": issued_by,
+        "issued_at": datetime.now(UTC).isoformat(),
+        **{k: v for k, v in fields.items() if v is not None},
+    }
+    try:
+        return MODELS[kind].model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or kind}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_context=False)
+        )
+        raise CommandError(f"{kind} refused before sending: {problems}") from None
+
+
+async def send(bootstrap: str, command: Command, wait: float = 10.0) -> dict[str, Any] | None:
+    """Publish the command under its order's key; with `wait`, return the order's first status published after
+    it (the answer: the new state, or a refusal with its reason), None if none came in time."""
+    key = f"{command.channel}:{command.channel_order_ref}"
+    start = await bus.end_offsets(bootstrap, topics.ORDERS_STATUS) if wait else {}
+    async with bus.producer(bootstrap) as p:
+        await bus.publish(p, topics.ORDERS_COMMANDS, [(key, command.model_dump(mode="json"))])
+    if not wait:
+        return None
+    deadline = time.monotonic() + wait
+    async for msg in bus.follow(bootstrap, topics.ORDERS_STATUS, start, idle=0.5):
+        if msg.get("_key") == key:
+            return msg
+        if time.monotonic() > deadline:
+            break
+    return None
+
+
+def describe(status: dict[str, Any] | None) -> str:
+    """One line for the answer."""
+    if status is None:
+        return "no answer yet on orders.status (the services may be busy or down); `orderflow track` shows it later"
+    reasons = "; ".join(f"{r['code']}: {r['message']}" for r in status.get("reasons") or [])
+    refused = " (refused)" if (status.get("details") or {}).get("refused") else ""
+    promise = f", promise {status['promise_date']}" if status.get("promise_date") else ""
+    return f"{status['_key']} -> {status['status']}{refused}{promise}" + (f" — {reasons}" if reasons else "")

@@ -1,0 +1,56 @@
+"""`orderflow order ...`: commands are checked against the public contract before anything is sent."""
+
+import pytest
+from typer.testing import CliRunner
+
+from contracts.public import OrderCancel, PriorityApproval, ReviewDecision, ShortageDecision
+from orderflow import commands
+from orderflow.cli import app
+
+
+def test_each_command_is_built_for_the_order_key() -> None:
+    cancel = commands.build("order.cancel", "web:WEB-1", "cs-1", reason="asked")
+    review = commands.build("order.review-decision", "fax:FX-2", "rv-1", decision="reject", reasons=["price"])
+    short = commands.build("order.shortage-decision", "edi:E-3", "cs-1", choice="ship_partial", remainder="backorder")
+    prio = commands.build("order.priority-approval", "phone:P-4", "sup-1", approved=False)
+    assert isinstance(cancel, OrderCancel) and (cancel.channel, cancel.channel_order_ref) == ("web", "WEB-1")
+    assert isinstance(review, ReviewDecision) and review.reasons == ["price"]
+    assert isinstance(short, ShortageDecision) and short.remainder == "backorder" and short.substitute_sku is None
+    assert isinstance(prio, PriorityApproval) and prio.approved is False
+    assert cancel.command_id != commands.build("order.cancel", "web:WEB-1", "cs-1", reason="asked").command_id
+
+
+@pytest.mark.parametrize(
+    ("kind", "key", "fields", "named"),
+    [
+        ("order.shortage-decision", "web:W-1", {"choice": "ship_some"}, "choice"),
+        ("order.shortage-decision", "web:W-1", {"choice": "ship_partial", "remainder": "later"}, "remainder"),
+        ("order.review-decision", "web:W-1", {"decision": "maybe"}, "decision"),
+        ("order.cancel", "pigeon:W-1", {"reason": "x"}, "channel"),
+        ("order.cancel", "web:", {"reason": "x"}, "channel_order_ref"),
+    ],
+)
+def test_a_command_the_contract_refuses_is_not_sent_and_the_field_is_named(
+    kind: str, key: str, fields: dict[str, str], named: str
+) -> None:
+    with pytest.raises(commands.CommandError, match=f"{named}: "):
+        commands.build(kind, key, "cs-1", **fields)
+
+
+def test_the_cli_refuses_a_bad_choice_with_exit_code_2_and_the_reason() -> None:
+    result = CliRunner().invoke(app, ["order", "shortage", "web:W-1", "ship_partial", "--remainder", "later"])
+    assert result.exit_code == 2 and "remainder: Input should be 'cancel' or 'backorder'" in result.output
+    result = CliRunner().invoke(app, ["order", "priority", "web:W-1", "perhaps"])
+    assert result.exit_code == 2 and "approve or deny" in result.output
+
+
+def test_an_answer_is_described_with_its_reasons() -> None:
+    refused = {
+        "_key": "web:W-1",
+        "status": "shipped",
+        "reasons": [{"code": "already_shipped", "message": "cannot cancel"}],
+        "details": {"refused": "order.cancel"},
+        "promise_date": None,
+    }
+    assert commands.describe(refused) == "web:W-1 -> shipped (refused) — already_shipped: cannot cancel"
+    assert "no answer yet" in commands.describe(None)
