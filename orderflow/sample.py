@@ -129,8 +129,9 @@ def order(
     skus: list[str] | None = None,
     lines: int | None = None,
     revision: int = 1,
+    quantities: tuple[int, int] = (1, 20),
 ) -> dict[str, Any]:
-    """A complete, consistent order (totals add up, dates real)."""
+    """A complete, consistent order (totals add up, dates real; line quantities within `quantities`)."""
     channel = channel or rng.choice(CHANNELS)
     picked = rng.sample(
         skus or [f"SKU-{i:04d}" for i in range(10)], k=min(lines or rng.randint(1, 3), len(skus or range(10)))
@@ -144,7 +145,7 @@ def order(
                 "sku": sku,
                 "product_name": f"Product {int(sku[-4:])}" if sku.startswith("SKU-") else "Rare lamp",
                 "spec": "STD",
-                "quantity": rng.randint(1, 20),
+                "quantity": rng.randint(*quantities),
                 "uom": "EA",
                 "unit_price": str(price),
             }
@@ -204,7 +205,8 @@ def demo_orders(n: int, now: datetime, seed: int = 7) -> list[tuple[dict[str, An
             out.append(({**base, "customer": {**base["customer"], "customer_id": "C-9999"}}, "rejected"))
         elif kind == 11:
             out.append(
-                (order(ref, rng, now, skus=["LAMP-RARE"], lines=1) | {"revision": 1}, "awaiting_customer_decision")
+                # more than the 5 in stock: each waits for the customer's decision, the 5 stay free to ship part
+                (order(ref, rng, now, skus=["LAMP-RARE"], lines=1, quantities=(6, 20)), "awaiting_customer_decision")
             )
         else:
             out.append((base, "delivered"))

@@ -54,3 +54,12 @@ def test_an_answer_is_described_with_its_reasons() -> None:
     }
     assert commands.describe(refused) == "web:W-1 -> shipped (refused) — already_shipped: cannot cancel"
     assert "no answer yet" in commands.describe(None)
+
+
+def test_the_demo_customers_after_the_first_substitute_wait_or_cancel_in_turn() -> None:
+    from orderflow.demo import _choice
+
+    offered = {"ship_partial": {"1": 0}, "substitute": {"1": ["SKU-0001"]}}
+    assert [_choice(offered, i)["choice"] for i in range(4)] == ["substitute", "wait", "cancel", "substitute"]
+    assert _choice(offered, 0)["substitute_sku"] == "SKU-0001" and _choice(offered, 1)["substitute_sku"] is None
+    assert _choice({"substitute": {"1": []}}, 0)["choice"] == "wait"  # no substitute offered
