@@ -35,13 +35,13 @@ import psutil  # type: ignore[import-untyped,unused-ignore]
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
-from pymongo import AsyncMongoClient, UpdateOne
+from pymongo import UpdateOne
 from pymongo.errors import PyMongoError
 
 from contracts import topics
-from orderflow import bus, lag, procs, sample, stack
+from orderflow import bus, lag, procs, sample, stack, track
 from orderflow.simulator import Simulator
-from services.runtime.kafka import PARTITIONS, ensure_topics
+from services.runtime.kafka import PARTITIONS, client_kwargs, ensure_topics
 
 Say = Callable[[str], None]
 
@@ -146,7 +146,7 @@ def git_commit() -> tuple[str, bool]:
 async def kafka_raw(bootstrap: str, run: str, seconds: float, say: Say) -> dict[str, dict[str, float]]:
     """Producer and consumer messages/s per payload size, batched aiokafka, on scratch topics (deleted after)."""
     names = {kind: f"bench.scratch.{run}.{kind}" for kind in PAYLOAD_SIZES}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="orderflow-bench")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="orderflow-bench", **client_kwargs())
     await admin.start()
     out: dict[str, dict[str, float]] = {}
     quiet = logging.getLogger("aiokafka")
@@ -180,7 +180,7 @@ async def kafka_raw(bootstrap: str, run: str, seconds: float, say: Say) -> dict[
 
 async def _produce(bootstrap: str, topic: str, size: int, seconds: float) -> tuple[int, float]:
     """Send `size`-byte messages for `seconds` like the services do (idempotent, linger 5 ms); all acked."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5, **client_kwargs())
     await producer.start()
     payload = (b'{"pad":"' + b"x" * size)[: size - 2] + b'"}'
     keys = [f"web:BENCH-{i:06d}".encode() for i in range(4096)]
@@ -211,7 +211,7 @@ async def _produce(bootstrap: str, topic: str, size: int, seconds: float) -> tup
 
 async def _consume(bootstrap: str, topic: str, expected: int) -> tuple[int, float]:
     """Read `expected` messages from the beginning of `topic` (batched getmany); count and seconds."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **client_kwargs())
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in await bus.partitions(consumer, topic)]
@@ -241,7 +241,7 @@ def _scratch_doc(i: int) -> dict[str, Any]:
 
 async def store_raw(uri: str, database: str, seconds: float, say: Say) -> dict[str, float]:
     """Sequential insert_one/update_one and bulk insert_many/bulk_write (200 per call) documents/s."""
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000)
+    client = track.client(uri)
     coll = client[database]["scratch"]
     out: dict[str, float] = {}
     try:
@@ -496,7 +496,7 @@ def pg_row_writes(schemas: list[str]) -> dict[str, int] | None:
 
 async def end_offsets(bootstrap: str, names: tuple[str, ...] = topics.ALL) -> dict[str, int]:
     """The sum over partitions of each topic's end offset."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **client_kwargs())
     await consumer.start()
     try:
         tps = [TopicPartition(t, p) for t in names for p in await bus.partitions(consumer, t)]
@@ -809,7 +809,7 @@ class Bench:
 
     async def cleanup(self) -> None:
         """Drop the run's databases (the scratch one is gone already)."""
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(self.uri, serverSelectionTimeoutMS=5000)
+        client = track.client(self.uri)
         try:
             for s in procs.SERVICES:
                 with contextlib.suppress(PyMongoError):

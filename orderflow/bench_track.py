@@ -14,8 +14,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import AsyncMongoClient
-
 from contracts.public import OrderStatus
 from orderflow import track
 from services.fulfillment import store, timeline
@@ -50,7 +48,7 @@ def _timeline_docs(i: int, start: datetime) -> list[dict[str, Any]]:
 async def run(uri: str, orders: int, say: Callable[[str], None], lookups: int = 200) -> dict[str, Any]:
     """Fill a scratch read model with `orders` timelines, time `track` lookups, drop it; the figures."""
     database = f"benchtrack_{uuid.uuid4().hex[:8]}"
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, tz_aware=True)
+    client = track.client(uri)
     collection = client[f"{database}_{track.SERVICE}"][track.SERVICE]
     try:
         await store.setup(collection)

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services.fulfillment import store
+from services.runtime.settings import ServiceSettings
 
 SERVICE = "fulfillment"
 
@@ -27,17 +28,21 @@ def connection() -> tuple[str, str]:
     return uri, os.environ.get("MONGODB_DATABASE") or "orderflow"
 
 
+def client(uri: str) -> AsyncMongoClient[dict[str, Any]]:
+    """A client of the store at `uri`, with the credentials of the environment when set (MONGODB_USERNAME and
+    MONGODB_PASSWORD(_FILE), as the services take them; TLS options come with the URI)."""
+    return AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000, **ServiceSettings().mongo_credentials())
+
+
 async def fetch(ref: str, uri: str | None = None, database: str | None = None) -> dict[str, Any] | None:
     """The timeline of an order given as "channel:channel_order_ref" or by its order number (None: unknown)."""
     default_uri, default_db = connection() if uri is None or database is None else (uri, database)
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        uri or default_uri, tz_aware=True, serverSelectionTimeoutMS=5000
-    )
+    mongo = client(uri or default_uri)
     try:
-        collection = client[f"{database or default_db}_{SERVICE}"][SERVICE]
+        collection = mongo[f"{database or default_db}_{SERVICE}"][SERVICE]
         return await store.find_timeline(collection, ref)
     finally:
-        await client.close()
+        await mongo.close()
 
 
 def _reasons(entry: dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ from pymongo import MongoClient
 from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
 from contracts import topics
-from orderflow import bus, demo, procs, sample, security, stack
+from orderflow import bus, commands, demo, procs, sample, security, stack, track
 from services.runtime.kafka import client_kwargs
 from services.runtime.settings import KafkaClientSettings
 
@@ -113,6 +113,30 @@ async def test_an_order_from_the_channel_principal_is_reserved(
     assert seen[:1] == ["received"], seen
     assert "approved" in seen and "reserved" in seen, seen
     assert not procs.crashed()
+
+
+async def test_customer_service_tools_work_in_secure_mode(
+    secure_system: dict[str, str], material: security.Material
+) -> None:
+    """`orderflow order` and `orderflow track` take the environment's credentials (here the admin's):
+    an order is cancelled through the command and its timeline read over TLS with a password."""
+    bootstrap = secure_system["KAFKA_BOOTSTRAP_SERVERS"]
+    order = sample.order(f"SEC-CS-{random.randrange(10**6):06d}", random.Random(9), datetime.now(UTC))
+    key = f"{order['channel']}:{order['channel_order_ref']}"
+    async with bus.producer(bootstrap, auth(material, security.CHANNEL)) as p:
+        await bus.publish(p, topics.ORDERS_SUBMITTED, [(key, order)])
+    timeline: dict[str, Any] | None = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        timeline = await track.fetch(key)
+        if timeline and any(s["status"] == "reserved" for s in timeline["entries"]):
+            break
+        await asyncio.sleep(1)
+    assert timeline is not None and any(s["status"] == "reserved" for s in timeline["entries"]), timeline
+    assert await commands.order_key(timeline["order_number"]) == key  # found by number, over TLS
+    cancel = commands.build("order.cancel", key, "cs-secure", reason="customer asked")
+    answer = await commands.send(bootstrap, cancel, wait=60)
+    assert answer is not None and answer["status"] == "cancelled", commands.describe(answer)
 
 
 async def test_the_services_logs_hold_no_password(secure_system: dict[str, str], material: security.Material) -> None:
