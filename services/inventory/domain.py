@@ -444,7 +444,7 @@ def _part_now_rest_later(
         r, st = rid(number, l.line_no), stocks[l.sku]
         if st.reservations.get(r):
             sent[str(l.line_no)] = dict(st.reservations[r])
-            st.owners[r]["consumed"] = True  # in fulfillment's hands now: never reallocated
+            st.own(r, {**st.owners.get(r, owner_of(order, now)), "consumed": True})  # in fulfillment's hands now
     alloc = allocation(cause, order, stocks, complete=False, more_to_come=True)
     promise = result.state.get("promise_date")
     details = {**_allocation_details(alloc), "more_to_come": True}
