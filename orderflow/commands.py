@@ -1,6 +1,6 @@
 """`orderflow order ...`: customer service and supervisors act on an order through `orders.commands`, the
 same public commands a channel or an ERP sends (cancel, review decision, shortage decision, priority
-approval), validated against the contract before they are sent; then the order's next status is shown."""
+approval), validated against the contract before they are sent; then the status answering it is shown."""
 
 import time
 import uuid
@@ -10,8 +10,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from contracts import topics
-from contracts.public import OrderCancel, PriorityApproval, ReviewDecision, ShortageDecision
+from contracts.public import STATUSES, OrderCancel, PriorityApproval, ReviewDecision, ShortageDecision
 from orderflow import bus, track
+from services.runtime.ids import derive_id
 
 Command = OrderCancel | ReviewDecision | ShortageDecision | PriorityApproval
 MODELS: dict[str, type[Command]] = {
@@ -61,9 +62,10 @@ def build(kind: str, key: str, issued_by: str, **fields: Any) -> Command:
 
 
 async def send(bootstrap: str, command: Command, wait: float = 10.0) -> dict[str, Any] | None:
-    """Publish the command under its order's key; with `wait`, return the order's first status published after
-    it (the answer: the new state, or a refusal with its reason), None if none came in time."""
+    """Publish the command under its order's key; with `wait`, return the status that answers it (the new
+    state, or a refusal with its reason: its event id derives from the command id), None if none came in time."""
     key = f"{command.channel}:{command.channel_order_ref}"
+    answers = {derive_id("status", command.command_id, s) for s in STATUSES}
     start = await bus.end_offsets(bootstrap, topics.ORDERS_STATUS) if wait else {}
     async with bus.producer(bootstrap) as p:
         await bus.publish(p, topics.ORDERS_COMMANDS, [(key, command.model_dump(mode="json"))])
@@ -71,7 +73,7 @@ async def send(bootstrap: str, command: Command, wait: float = 10.0) -> dict[str
         return None
     deadline = time.monotonic() + wait
     async for msg in bus.follow(bootstrap, topics.ORDERS_STATUS, start, idle=0.5):
-        if msg.get("_key") == key:
+        if msg.get("_key") == key and msg.get("event_id") in answers:
             return msg
         if time.monotonic() > deadline:
             break
