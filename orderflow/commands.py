@@ -2,25 +2,18 @@
 same public commands a channel or an ERP sends (cancel, review decision, shortage decision, priority
 approval), validated against the contract before they are sent; then the status answering it is shown."""
 
+import json
 import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
-from contracts import topics
+from contracts import registry, topics
 from contracts.public import STATUSES, OrderCancel, PriorityApproval, ReviewDecision, ShortageDecision
 from orderflow import bus, track
 from services.runtime.ids import derive_id
 
 Command = OrderCancel | ReviewDecision | ShortageDecision | PriorityApproval
-MODELS: dict[str, type[Command]] = {
-    "order.cancel": OrderCancel,
-    "order.review-decision": ReviewDecision,
-    "order.shortage-decision": ShortageDecision,
-    "order.priority-approval": PriorityApproval,
-}
 
 
 class CommandError(ValueError):
@@ -39,7 +32,7 @@ async def order_key(ref: str) -> str:
 
 
 def build(kind: str, key: str, issued_by: str, **fields: Any) -> Command:
-    """The command `kind` for the order `key`, checked against the public contract."""
+    """The command `kind` for the order `key`, checked against the public contract as the services read it."""
     channel, _, ref = key.partition(":")
     raw = {
         "type": kind,
@@ -52,13 +45,11 @@ def build(kind: str, key: str, issued_by: str, **fields: Any) -> Command:
         **{k: v for k, v in fields.items() if v is not None},
     }
     try:
-        return MODELS[kind].model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or kind}: {e['msg']}"
-            for e in exc.errors(include_url=False, include_context=False)
-        )
-        raise CommandError(f"{kind} refused before sending: {problems}") from None
+        command = registry.parse(topics.ORDERS_COMMANDS, json.dumps(raw).encode())
+    except registry.UnreadableMessage as exc:
+        raise CommandError(f"refused before sending: {exc.reason}") from None
+    assert isinstance(command, Command)  # the registry reads only commands on this topic
+    return command
 
 
 async def send(bootstrap: str, command: Command, wait: float = 10.0) -> dict[str, Any] | None:
