@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services.fulfillment import store
+from services.runtime.service import mongo_client
 from services.runtime.settings import ServiceSettings
 
 SERVICE = "fulfillment"
@@ -31,7 +32,7 @@ def connection() -> tuple[str, str]:
 def client(uri: str) -> AsyncMongoClient[dict[str, Any]]:
     """A client of the store at `uri`, with the credentials of the environment when set (MONGODB_USERNAME and
     MONGODB_PASSWORD(_FILE), as the services take them; TLS options come with the URI)."""
-    return AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=5000, **ServiceSettings().mongo_credentials())
+    return mongo_client(ServiceSettings().model_copy(update={"mongodb_uri": uri}))
 
 
 async def fetch(ref: str, uri: str | None = None, database: str | None = None) -> dict[str, Any] | None:
