@@ -85,26 +85,25 @@ def make_plan(
 # ------------------------------------------------------------------------------------------ isolation
 
 
-def lock_paths(bootstrap: str) -> list[Path]:
+def lock_path(bootstrap: str) -> Path:
     """The lock e2e and chaos sessions take per broker (tests/isolation.py); the bench holds it too."""
     broker = bootstrap.replace(":", "_").replace(",", "+")
-    return [Path(tempfile.gettempdir()) / f"orderflow-e2e-{broker}.lock"]
+    return Path(tempfile.gettempdir()) / f"orderflow-e2e-{broker}.lock"
 
 
 @contextlib.contextmanager
 def e2e_lock(bootstrap: str, say: Say) -> Iterator[None]:
-    """Hold the test sessions' locks, so the run never overlaps one (it waits for them)."""
-    with contextlib.ExitStack() as stack_:
-        for path in lock_paths(bootstrap):
-            handle = stack_.enter_context(open(path, "w"))
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                say(f"waiting for {path} (a test session is running; the bench starts when it ends) ...")
-                waited = time.monotonic()
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                say(f"  got {path.name} after {time.monotonic() - waited:.0f}s")
-        yield  # closing the files releases the locks
+    """Hold the test sessions' lock, so the run never overlaps one (it waits for it)."""
+    path = lock_path(bootstrap)
+    with open(path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting for {path} (a test session is running; the bench starts when it ends) ...")
+            waited = time.monotonic()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            say(f"  got {path.name} after {time.monotonic() - waited:.0f}s")
+        yield  # closing the file releases the lock
 
 
 @contextlib.contextmanager

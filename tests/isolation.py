@@ -9,14 +9,13 @@ import uuid
 from collections.abc import Callable
 from typing import IO
 
-from orderflow import demo, lag, procs
+from orderflow import bench, demo, lag, procs
 from services.runtime.kafka import ensure_topics
 
 
 def broker_lock(servers: dict[str, str]) -> IO[str]:
     """Take (waiting for it) the lock e2e and chaos sessions hold per broker; closing the file releases it."""
-    broker = servers["KAFKA_BOOTSTRAP_SERVERS"].replace(":", "_").replace(",", "+")
-    lock = open(os.path.join(tempfile.gettempdir(), f"orderflow-e2e-{broker}.lock"), "w")  # noqa: SIM115
+    lock = open(bench.lock_path(servers["KAFKA_BOOTSTRAP_SERVERS"]), "w")  # noqa: SIM115
     fcntl.flock(lock, fcntl.LOCK_EX)
     return lock
 
