@@ -3,24 +3,15 @@ every hostile one is dead-lettered exactly once with its reason (and answered `i
 
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
 from contracts import topics
-from services.intake.app import CONSUMES, NAME, build
 from tests.factories import key, submitted
 from tests.handlers.harness import Harness
 from tests.hostile import catalogue
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def intake(collection: Any) -> AsyncIterator[Harness]:
-    async with Harness(NAME, CONSUMES, build, collection) as h:
-        yield h
 
 
 async def test_hostile_messages_between_valid_orders(intake: Harness) -> None:

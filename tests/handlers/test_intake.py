@@ -1,23 +1,14 @@
 """Intake's handler on the in-memory broker: numbering, holding, revisions, duplicates, poison."""
 
 import re
-from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
 from contracts import topics
-from services.intake.app import CONSUMES, NAME, build
 from tests.factories import key, submitted
 from tests.handlers.harness import Harness
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def intake(collection: Any) -> AsyncIterator[Harness]:
-    async with Harness(NAME, CONSUMES, build, collection) as h:
-        yield h
 
 
 async def test_complete_order_is_numbered_and_forwarded(intake: Harness) -> None:

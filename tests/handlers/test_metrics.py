@@ -2,7 +2,6 @@
 all on the registry served at /metrics, with no customer data or order identifiers in any label."""
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +12,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from contracts import topics
 from contracts.public import STATUSES
 from orderflow import stack
-from services.intake.app import CONSUMES, NAME, build
 from services.runtime.health import HealthServer
 from services.runtime.observe import status_of
 from services.runtime.status import status
@@ -31,12 +29,6 @@ def _value(name: str, **labels: str) -> float:
 def _label_values() -> set[str]:
     text = generate_latest(REGISTRY).decode()
     return {v for family in text_string_to_metric_families(text) for s in family.samples for v in s.labels.values()}
-
-
-@pytest.fixture
-async def intake(collection: Any) -> AsyncIterator[Harness]:
-    async with Harness(NAME, CONSUMES, build, collection) as h:
-        yield h
 
 
 def _private(ref: str) -> dict[str, Any]:
