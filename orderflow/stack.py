@@ -96,9 +96,6 @@ FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 # 5. `resource.Track` (a leak detector: a pprof profile entry with a captured stack and a finalizer for
 #    every iterator, cursor and connection) took 13% of FerretDB's CPU under the benchmark (pprof, 30 s
 #    at 30 orders/s), mostly in `runtime.Callers`. Tracking is switched off; `checkArgs` still runs.
-# FerretDB allocates a few objects per document field; with Go's default GOGC=100 its garbage collector
-# took ~15% of its CPU under the benchmark. A larger heap target trades memory (dev/CI only) for CPU.
-FERRETDB_ENV = {"GOGC": os.environ.get("ORDERFLOW_FERRETDB_GOGC", "400")}
 FERRETDB_PATCHES: tuple[tuple[str, str, str], ...] = (
     (
         "internal/backends/postgresql/query.go",
@@ -1162,6 +1159,13 @@ def _wait_healthy(component: Component, proc: subprocess.Popen[bytes], timeout: 
     )
 
 
+def _ferretdb_env() -> dict[str, str]:
+    """FerretDB's process environment: GOGC (ORDERFLOW_FERRETDB_GOGC, default 400). It allocates a few objects
+    per document field; with Go's default 100 its garbage collector took ~15% of its CPU under the benchmark,
+    so a larger heap target trades memory (dev/CI only) for CPU."""
+    return {"GOGC": os.environ.get("ORDERFLOW_FERRETDB_GOGC", "400")}
+
+
 def start(component: str, *, timeout: float = START_TIMEOUT, progress: Progress | None = None) -> None:
     """Start a component in the background and wait until it is healthy; no-op if already running.
 
@@ -1198,7 +1202,7 @@ def start(component: str, *, timeout: float = START_TIMEOUT, progress: Progress 
             proc = subprocess.Popen(
                 cmd,
                 cwd=data_dir("postgres") if name == "postgres" else state_dir(),
-                env={**os.environ, **_user_env(run_as), **(FERRETDB_ENV if name == "ferretdb" else {})},
+                env={**os.environ, **_user_env(run_as), **(_ferretdb_env() if name == "ferretdb" else {})},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
