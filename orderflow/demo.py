@@ -32,7 +32,7 @@ Say = Callable[[str], None]
 POISON = [b"this is not json", b"[1, 2, 3]", b'{"type": "order.teleported", "version": 1}']
 
 
-async def load_reference_data(bootstrap: str, say: Callable[[str], None], timeout: float = 60) -> None:
+async def load_reference_data(bootstrap: str, say: Say, timeout: float = 60) -> None:
     """Publish master data and stock counts, then wait until review and inventory have consumed them."""
     prods = sample.products()
     async with bus.producer(bootstrap) as p:
@@ -44,9 +44,7 @@ async def load_reference_data(bootstrap: str, say: Callable[[str], None], timeou
     await wait_drained(bootstrap, say, timeout, groups=("review", "inventory"))
 
 
-async def wait_drained(
-    bootstrap: str, say: Callable[[str], None], timeout: float, groups: tuple[str, ...] = tuple(lag.GROUPS)
-) -> bool:
+async def wait_drained(bootstrap: str, say: Say, timeout: float, groups: tuple[str, ...] = tuple(lag.GROUPS)) -> bool:
     """Wait until the given service groups have no lag; True if they drained in time."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
