@@ -6,7 +6,8 @@ holds by construction; every change keeps `reserved <= on_hand` per warehouse.
 Each reservation and waiting line also records its owner (order key, priority, VIP, since when), so
 a priority order can find the normal orders whose stock it may take (handbook 2.3.3). Inventory does
 not see picking: a reservation counts as movable until a shipment of it is dispatched (`consume`,
-on `stock.shipped`), after which it is marked consumed and is never taken.
+on `stock.shipped`), or until it is handed to fulfillment ahead of a backordered remainder, after which
+it is marked consumed and is never taken.
 
 Orders awaiting the customer's decision on a shortage hold nothing, but each of their lines is listed under
 `deciding` in its SKU's stock, so that stock released or received later finds them (`domain.refill`).
