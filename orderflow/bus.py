@@ -76,7 +76,11 @@ async def follow(
 ) -> AsyncIterator[dict[str, Any]]:
     """Yield decoded messages of `topic` (value JSON + _key/_partition/_offset) as they arrive, and an empty
     dict after each idle interval without any."""
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **client_kwargs(auth))
+    # "earliest": a partition's default offset reset (no group, no position yet) must not land at the end
+    # and skip what was just published, should it win over the seek below
+    c = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", **client_kwargs(auth)
+    )
     await c.start()
     try:
         tps = [TopicPartition(topic, p) for p in await partitions(c, topic)]

@@ -101,11 +101,12 @@ async def test_an_order_from_the_channel_principal_is_reserved(
     channel = auth(material, security.CHANNEL)
     order = sample.order(f"SEC-{random.randrange(10**6):06d}", random.Random(8), datetime.now(UTC))
     key = f"{order['channel']}:{order['channel_order_ref']}"
+    start = await bus.end_offsets(bootstrap, topics.ORDERS_STATUS, channel)  # read from here: no offset reset
     async with bus.producer(bootstrap, channel) as p:
         await bus.publish(p, topics.ORDERS_SUBMITTED, [(key, order)])
     seen: list[str] = []
     deadline = time.monotonic() + 90
-    async for msg in bus.follow(bootstrap, topics.ORDERS_STATUS, idle=0.5, auth=channel):
+    async for msg in bus.follow(bootstrap, topics.ORDERS_STATUS, start, idle=0.5, auth=channel):
         if msg.get("_key") == key:
             seen.append(msg["status"])
         if "reserved" in seen or time.monotonic() > deadline:
