@@ -40,10 +40,10 @@ class _OrderEvent(Owned):
         }
 
 
-class OrderAccepted(_OrderEvent):
-    """Intake accepted and numbered a complete order (or a new revision of one); review reviews it."""
+class OrderTerms(Owned):
+    """The order's own fields (customer, lines, money, dates), defined once: intake's checked order and
+    `order.accepted` both carry them."""
 
-    type: Literal["order.accepted"] = "order.accepted"
     submitted_at: Timestamp
     customer_id: str
     lines: list[OrderLine]
@@ -54,6 +54,16 @@ class OrderAccepted(_OrderEvent):
     priority: str
     special_requirements: dict[str, Any] = Field(default_factory=dict)
     customer_confirmation_ref: str | None = None
+
+    def terms(self) -> dict[str, Any]:
+        """The order's own fields, to carry into a model that has them too."""
+        return {name: getattr(self, name) for name in OrderTerms.model_fields}
+
+
+class OrderAccepted(OrderTerms, _OrderEvent):
+    """Intake accepted and numbered a complete order (or a new revision of one); review reviews it."""
+
+    type: Literal["order.accepted"] = "order.accepted"
 
 
 class OrderShipping(_OrderEvent):

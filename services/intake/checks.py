@@ -12,8 +12,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from contracts.common import Day, Money, Owned, Reason, Timestamp
-from contracts.internal import OrderLine
+from contracts.common import Reason
+from contracts.internal import OrderLine, OrderTerms
 from contracts.public import CHANNELS, PAYMENT_METHODS, PRIORITIES, OrderSubmitted, ShipTo
 
 # ---- reason codes (stable: channels and customer service match on them) ----
@@ -74,28 +74,19 @@ _TIMESTAMP = re.compile(
 _TIMESTAMP_EXAMPLE = "2026-11-27T08:15:00+08:00"
 
 
-class CheckedOrder(Owned):
-    """A submitted order that passed every completeness and consistency check."""
+class CheckedOrder(OrderTerms):
+    """A submitted order that passed every completeness and consistency check: the order's own fields
+    (`OrderTerms`), who sent it, and the contact data and address that stay in intake and fulfillment."""
 
     channel: str
     channel_order_ref: str
     revision: int
-    submitted_at: Timestamp
     entered_by: str | None
-    customer_id: str
     customer_name: str
     contact_name: str
     phone: str | None
     email: str | None
     ship_to: ShipTo
-    lines: list[OrderLine]
-    currency: str
-    total_amount: Money
-    payment_method: str
-    requested_date: Day
-    priority: str
-    special_requirements: dict[str, Any]
-    customer_confirmation_ref: str | None
 
 
 def check_submission(msg: OrderSubmitted) -> tuple[CheckedOrder | None, list[Reason]]:

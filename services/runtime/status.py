@@ -2,7 +2,7 @@
 
 from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from contracts import topics
 from contracts.common import Reason
@@ -71,3 +71,46 @@ def status(
         decided_by=decided_by,
     )
     return Outgoing.of(topics.ORDERS_STATUS, order_key(channel, channel_order_ref), message)
+
+
+class NamesOrder(Protocol):
+    """Anything that names an order at a revision: an internal event, or a service's state of the order."""
+
+    @property
+    def channel(self) -> str: ...
+
+    @property
+    def channel_order_ref(self) -> str: ...
+
+    @property
+    def revision(self) -> int | None: ...
+
+    @property
+    def order_number(self) -> str | None: ...
+
+
+def order_status(
+    cause: str,
+    order: NamesOrder,
+    name: str,
+    now: datetime,
+    *,
+    decided_by: str,
+    reasons: list[Reason] | None = None,
+    promise_date: date | None = None,
+    details: dict[str, Any] | None = None,
+) -> Outgoing:
+    """`status` about `order`: its channel, reference, revision and number are taken from it."""
+    return status(
+        cause,
+        order.channel,
+        order.channel_order_ref,
+        name,
+        now,
+        revision=order.revision,
+        order_number=order.order_number,
+        reasons=reasons,
+        promise_date=promise_date,
+        details=details,
+        decided_by=decided_by,
+    )
