@@ -143,19 +143,22 @@ Wait = Annotated[float, typer.Option(help="seconds to wait for the order's answe
 def _command(ref: str, kind: str, by: str, wait: float, **fields: object) -> None:
     from orderflow import commands
 
-    async def go() -> str:
+    async def go() -> dict[str, object] | None:
         key = await commands.order_key(ref)
         cmd = commands.build(kind, key, by, **fields)
         typer.echo(f"sent {kind} {cmd.command_id} for {key}")
-        return commands.describe(await commands.send(_bootstrap(), cmd, wait)) if wait else ""
+        return await commands.send(_bootstrap(), cmd, wait) if wait else None
 
     try:
         answer = asyncio.run(go())
     except commands.CommandError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    if answer:
-        typer.echo(answer)
+    if wait and commands.is_refusal(answer):
+        typer.echo(commands.describe(answer), err=True)
+        raise typer.Exit(1)
+    if wait:
+        typer.echo(commands.describe(answer))
 
 
 @order_app.command("cancel")

@@ -71,11 +71,17 @@ async def send(bootstrap: str, command: Command, wait: float = 10.0) -> dict[str
     return None
 
 
+def is_refusal(status: dict[str, Any] | None) -> bool:
+    """Whether the answer refuses the command (`details.refused`): nothing was done to the order."""
+    return status is not None and bool((status.get("details") or {}).get("refused"))
+
+
 def describe(status: dict[str, Any] | None) -> str:
-    """One line for the answer."""
+    """One line for the answer; a refusal says so first, with its reasons, and never reads as the order's new state."""
     if status is None:
         return "no answer yet on orders.status (the services may be busy or down); `orderflow track` shows it later"
     reasons = "; ".join(f"{r['code']}: {r['message']}" for r in status.get("reasons") or [])
-    refused = " (refused)" if (status.get("details") or {}).get("refused") else ""
+    if is_refusal(status):
+        return f"refused: {status['details']['refused']} for {status['_key']}" + (f" — {reasons}" if reasons else "")
     promise = f", promise {status['promise_date']}" if status.get("promise_date") else ""
-    return f"{status['_key']} -> {status['status']}{refused}{promise}" + (f" — {reasons}" if reasons else "")
+    return f"{status['_key']} -> {status['status']}{promise}" + (f" — {reasons}" if reasons else "")

@@ -1,5 +1,7 @@
 """`orderflow order ...`: commands are checked against the public contract before anything is sent."""
 
+from typing import Any
+
 import pytest
 from typer.testing import CliRunner
 
@@ -52,8 +54,51 @@ def test_an_answer_is_described_with_its_reasons() -> None:
         "details": {"refused": "order.cancel"},
         "promise_date": None,
     }
-    assert commands.describe(refused) == "web:W-1 -> shipped (refused) — already_shipped: cannot cancel"
+    assert commands.describe(refused) == "refused: order.cancel for web:W-1 — already_shipped: cannot cancel"
+    assert commands.is_refusal(refused) and not commands.is_refusal(None)
+    done = {**refused, "status": "cancelled", "reasons": [], "details": {}}
+    assert commands.describe(done) == "web:W-1 -> cancelled" and not commands.is_refusal(done)
     assert "no answer yet" in commands.describe(None)
+
+
+def _answer(monkeypatch: pytest.MonkeyPatch, status: dict[str, Any]) -> list[str]:
+    """Make `orderflow order` get `status` as its answer; returns the kinds of the commands sent."""
+    sent: list[str] = []
+
+    async def send(bootstrap: str, command: commands.Command, wait: float = 10.0) -> dict[str, Any]:
+        sent.append(command.type)
+        return {**status, "_key": f"{command.channel}:{command.channel_order_ref}"}
+
+    monkeypatch.setattr(commands, "send", send)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    return sent
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["order", "cancel", "web:NOPE"],
+        ["order", "review", "web:NOPE", "approve"],
+        ["order", "shortage", "web:NOPE", "wait"],
+        ["order", "priority", "web:NOPE", "approve"],
+    ],
+)
+def test_a_refused_command_is_printed_as_a_refusal_with_exit_code_1(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str]
+) -> None:
+    reasons = [{"code": "unknown_order", "message": "no order web:NOPE is known"}]
+    unknown = {"status": "invalid", "promise_date": None, "reasons": reasons, "details": {"refused": "x"}}
+    sent = _answer(monkeypatch, unknown)
+    result = CliRunner().invoke(app, argv)
+    assert sent and result.exit_code == 1, result.output
+    assert "refused: x for web:NOPE — unknown_order: no order web:NOPE is known" in result.output
+    assert "-> invalid" not in result.output
+
+
+def test_an_accepted_command_prints_the_new_state_with_exit_code_0(monkeypatch: pytest.MonkeyPatch) -> None:
+    _answer(monkeypatch, {"status": "cancelled", "reasons": [], "details": {}, "promise_date": None})
+    result = CliRunner().invoke(app, ["order", "cancel", "web:W-1"])
+    assert result.exit_code == 0 and "web:W-1 -> cancelled" in result.output and "refused" not in result.output
 
 
 def test_the_demo_customers_after_the_first_substitute_wait_or_cancel_in_turn() -> None:
