@@ -24,10 +24,10 @@ from contracts import topics
 from contracts.registry import MODELS, _type_of
 from contracts.schema import SCHEMA_DIR, write_generated
 from orderflow.procs import SERVICES
-from orderflow.stack import REPO_ROOT
 from services.runtime.kafka import PARTITIONS
 from services.runtime.settings import ServiceSettings
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 DOC_DIR = REPO_ROOT / "docs" / "asyncapi"
 SERVICES_DIR = REPO_ROOT / "services"
 RUNTIME = "runtime"

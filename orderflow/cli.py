@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from orderflow import procs, stack
+from orderflow import procs
+from orderflow.dev import stack
 
 app = typer.Typer(help="orderflow: order processing on Kafka + a MongoDB-wire store.", no_args_is_help=True)
 stack_app = typer.Typer(help="Local Kafka (KRaft) and FerretDB, provisioned without Docker.", no_args_is_help=True)
@@ -223,11 +224,11 @@ def bench_cmd(
     track_orders: Annotated[int, typer.Option(help="instead: time `orderflow track` with this many orders")] = 0,
 ) -> None:
     """Raw Kafka and store limits, then orders/s end to end; tables printed, JSON in bench/results/."""
-    from orderflow import bench
+    from orderflow.dev import bench
 
     uri = os.environ.get("MONGODB_URI") or stack.env()["MONGODB_URI"]
     if track_orders:
-        from orderflow import bench_track
+        from orderflow.dev import bench_track
 
         bench_track.main(uri, track_orders, typer.echo)
         return

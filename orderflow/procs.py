@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from orderflow import security, stack
+from orderflow.dev import stack
 
 SERVICES: tuple[str, ...] = ("intake", "review", "inventory", "fulfillment")
 
@@ -66,7 +66,7 @@ def start(service: str, replica: int = 1, env: dict[str, str] | None = None) -> 
         proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{service}.app"],
             cwd=stack.REPO_ROOT,
-            env={**os.environ, **stack.env(), **(env or {}), **security.service_env(service)},
+            env={**os.environ, **stack.env(), **(env or {}), **stack.service_env(service)},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

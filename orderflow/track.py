@@ -23,7 +23,7 @@ def connection() -> tuple[str, str]:
     """The Mongo URI and base database name: MONGODB_URI / MONGODB_DATABASE, else the local stack."""
     uri = os.environ.get("MONGODB_URI")
     if not uri:
-        from orderflow import stack
+        from orderflow.dev import stack
 
         uri = stack.env()["MONGODB_URI"]
     return uri, os.environ.get("MONGODB_DATABASE") or "orderflow"

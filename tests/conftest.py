@@ -33,7 +33,7 @@ def servers() -> Iterator[dict[str, str]]:
             os.environ.update(env)
             yield env
         return
-    from orderflow import stack
+    from orderflow.dev import stack
 
     env = stack.up(progress=print)
     os.environ.update(env)

@@ -9,7 +9,8 @@ import uuid
 from collections.abc import Callable
 from typing import IO
 
-from orderflow import bench, demo, lag, procs
+from orderflow import demo, lag, procs
+from orderflow.dev import bench
 from services.runtime.kafka import ensure_topics
 
 

@@ -39,7 +39,8 @@ from pymongo import UpdateOne
 from pymongo.errors import PyMongoError
 
 from contracts import topics
-from orderflow import bus, lag, procs, sample, stack, track
+from orderflow import bus, lag, procs, sample, track
+from orderflow.dev import stack
 from orderflow.simulator import Simulator
 from services.runtime.kafka import PARTITIONS, client_kwargs, ensure_topics
 

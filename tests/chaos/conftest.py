@@ -14,7 +14,8 @@ from collections.abc import Iterator
 import pytest
 from pymongo import MongoClient
 
-from orderflow import procs, stack
+from orderflow import procs
+from orderflow.dev import stack
 from tests.chaos.harness import Report, table
 from tests.isolation import broker_lock, isolated_env, start_system
 

@@ -60,7 +60,7 @@ class FaultContext:
     gate: asyncio.Event
     started: float
     injected: list[str] = field(default_factory=list)
-    touched: set[str] = field(default_factory=set)  # servers (orderflow.stack components) it stops
+    touched: set[str] = field(default_factory=set)  # servers (orderflow.dev.stack components) it stops
 
     def note(self, what: str) -> None:
         line = f"{what} @{time.monotonic() - self.started:.1f}s"

@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from orderflow import procs, stack
+from orderflow import procs
+from orderflow.dev import stack
 from tests.chaos import harness
 from tests.chaos.harness import FaultContext, Report
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from orderflow import stack
+from orderflow.dev import stack
 
 ORDERFLOW = str(Path(sys.executable).parent / "orderflow")
 METRIC = re.compile(r'^(\w+)\{group="([^"]+)",partition="(\d+)",topic="([^"]+)"\} (\S+)$', re.MULTILINE)

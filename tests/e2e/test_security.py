@@ -18,7 +18,8 @@ from pymongo import MongoClient
 from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 
 from contracts import topics
-from orderflow import bus, commands, demo, procs, sample, security, stack, track
+from orderflow import bus, commands, demo, procs, sample, security, track
+from orderflow.dev import stack
 from services.runtime.kafka import client_kwargs
 from services.runtime.settings import KafkaClientSettings
 

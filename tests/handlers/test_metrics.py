@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import topics
 from contracts.public import STATUSES
-from orderflow import stack
+from orderflow.dev import stack
 from services.runtime.health import HealthServer
 from services.runtime.observe import status_of
 from services.runtime.status import status

@@ -25,8 +25,8 @@ from pydantic import AliasChoices
 from pymongo.uri_parser import parse_uri
 
 from orderflow import cli, security
+from orderflow.dev.stack import REPO_ROOT
 from orderflow.procs import SERVICES
-from orderflow.stack import REPO_ROOT
 from services.runtime import health
 from services.runtime.kafka import PARTITIONS, client_kwargs, make_broker
 from services.runtime.settings import ServiceSettings

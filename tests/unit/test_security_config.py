@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from faststream.security import SASLScram512
 
-from orderflow import security, stack
+from orderflow import security
+from orderflow.dev import stack
 from services.runtime.kafka import broker_security, client_kwargs
 from services.runtime.settings import KafkaClientSettings, ServiceSettings
 
@@ -201,11 +202,11 @@ def test_secure_client_env_holds_files_not_passwords(secure_home: Path, monkeypa
     passwords = [security.password(m.kafka_password_file(p)) for p in security.PRINCIPALS]
     passwords.append(security.password(m.mongo_password_file))
     assert not [v for v in env.values() if any(p in v for p in passwords)]
-    assert security.service_env("inventory")["KAFKA_SASL_USERNAME"] == "inventory"
+    assert stack.service_env("inventory")["KAFKA_SASL_USERNAME"] == "inventory"
     monkeypatch.delenv("ORDERFLOW_SECURE")
     assert stack.secure()  # the state dir stays secure once started so
     monkeypatch.setenv("ORDERFLOW_HOME", str(secure_home / "elsewhere"))
-    assert not stack.secure() and security.service_env("inventory") == {}
+    assert not stack.secure() and stack.service_env("inventory") == {}
 
 
 def test_secure_mode_refuses_a_state_dir_started_without_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -231,4 +232,4 @@ def test_without_secure_mode_the_stack_is_unchanged(tmp_path: Path, monkeypatch:
     assert "authorizer" not in props and "sasl" not in props
     assert set(stack.env()) == {"KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI"}
     assert stack.postgres_url().startswith("postgres://postgres@")
-    assert security.service_env("intake") == {}
+    assert stack.service_env("intake") == {}

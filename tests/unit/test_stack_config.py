@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orderflow import stack
+from orderflow.dev import stack
 
 
 def test_components_start_postgres_before_ferretdb() -> None:
