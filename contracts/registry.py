@@ -66,12 +66,14 @@ _BOMS = {
 class UnreadableMessage(ValueError):
     """The bytes are not a message of this topic: not JSON, not an object, unknown type/version, bad fields.
 
-    `raw` is the decoded object when there is one whose text is valid Unicode (safe to answer about)."""
+    `raw` is the decoded object when there is one whose text is valid Unicode (safe to answer about);
+    `field` the path of the offending field (`lines[0].sku`, `type`) when the fault lies in one."""
 
-    def __init__(self, reason: str, raw: dict[str, Any] | None = None) -> None:
+    def __init__(self, reason: str, raw: dict[str, Any] | None = None, field: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.raw = raw
+        self.field = field
 
 
 class _Bad(Exception):
@@ -205,7 +207,8 @@ def load_object(value: bytes | None) -> dict[str, Any]:
     try:
         _check(raw, 0)
     except _Bad as exc:
-        raise UnreadableMessage(f"{_path(exc.path)}: {exc.problem}", None if exc.unicode else raw) from None
+        where = _path(exc.path)
+        raise UnreadableMessage(f"{where}: {exc.problem}", None if exc.unicode else raw, where) from None
     return raw
 
 
@@ -216,18 +219,17 @@ def parse(topic: str, value: bytes | None) -> BaseModel:
     kind = raw.get("type")
     model = models.get(kind) if isinstance(kind, str) else None
     if model is None:
-        raise UnreadableMessage(f"unknown type {_shown(kind)} on {topic}; expected one of {sorted(models)}", raw)
+        raise UnreadableMessage(f"unknown type {_shown(kind)} on {topic}; expected one of {sorted(models)}", raw, "type")
     version = raw.get("version")
     if type(version) is not int or version != 1:
-        raise UnreadableMessage(f"unsupported version {_shown(version)} of {kind}; expected the integer 1", raw)
+        raise UnreadableMessage(f"unsupported version {_shown(version)} of {kind}; expected the integer 1", raw, "version")
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{_path([str(x) if isinstance(x, str) else f'[{x}]' for x in reversed(e['loc'])])}: {e['msg']}"
-            for e in exc.errors(include_input=False, include_url=False)[:10]
-        )
-        raise UnreadableMessage(f"{kind} does not match the contract: {problems}", raw) from None
+        errors = exc.errors(include_input=False, include_url=False)[:10]
+        paths = [_path([str(x) if isinstance(x, str) else f"[{x}]" for x in reversed(e["loc"])]) for e in errors]
+        problems = "; ".join(f"{where}: {e['msg']}" for where, e in zip(paths, errors, strict=True))
+        raise UnreadableMessage(f"{kind} does not match the contract: {problems}", raw, paths[0]) from None
 
 
 def dump(message: BaseModel) -> bytes:
