@@ -31,13 +31,14 @@ async def order_key(ref: str) -> str:
     return str(timeline["order_key"])
 
 
-def build(kind: str, key: str, issued_by: str, **fields: Any) -> Command:
-    """The command `kind` for the order `key`, checked against the public contract as the services read it."""
+def build(kind: str, key: str, issued_by: str, command_id: str | None = None, **fields: Any) -> Command:
+    """The command `kind` for the order `key`, checked against the public contract as the services read it; a
+    fresh command id unless one is given (a resubmitted form keeps its id, so it applies once)."""
     channel, _, ref = key.partition(":")
     raw = {
         "type": kind,
         "version": 1,
-        "command_id": f"cli-{uuid.uuid4().hex}",
+        "command_id": command_id or f"cli-{uuid.uuid4().hex}",
         "channel": channel,
         "channel_order_ref": ref,
         "issued_by": issued_by,
@@ -52,11 +53,16 @@ def build(kind: str, key: str, issued_by: str, **fields: Any) -> Command:
     return command
 
 
+def answer_ids(command_id: str) -> set[str]:
+    """The event ids a status answering the command can have: each derives from the command id."""
+    return {derive_id("status", command_id, s) for s in STATUSES}
+
+
 async def send(bootstrap: str, command: Command, wait: float = 10.0) -> dict[str, Any] | None:
     """Publish the command under its order's key; with `wait`, return the status that answers it (the new
     state, or a refusal with its reason: its event id derives from the command id), None if none came in time."""
     key = f"{command.channel}:{command.channel_order_ref}"
-    answers = {derive_id("status", command.command_id, s) for s in STATUSES}
+    answers = answer_ids(command.command_id)
     start = await bus.end_offsets(bootstrap, topics.ORDERS_STATUS) if wait else {}
     async with bus.producer(bootstrap) as p:
         await bus.publish(p, topics.ORDERS_COMMANDS, [(key, command.model_dump(mode="json"))])
