@@ -1,28 +1,35 @@
 """Kafka wiring shared by the services: broker, topics, the batch subscriber and the publisher."""
 
 import asyncio
-import contextlib
 import inspect
 import ssl
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+    for_code,
+)
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+from pydantic import ValidationError
 
 from contracts import topics
 from services.runtime.batch import TRANSIENT, Processor
 from services.runtime.logging import BrokerLog, scrub
 from services.runtime.messages import Incoming, Outgoing
-from services.runtime.settings import KafkaClientSettings
+from services.runtime.settings import DEFAULT_PARTITIONS, KafkaClientSettings, TopicSettings
 
 log = structlog.get_logger()
-PARTITIONS = 6
+PARTITIONS = DEFAULT_PARTITIONS  # the local default (KAFKA_TOPIC_PARTITIONS)
 
 
 _SASL = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256, "PLAIN": SASLPlaintext}
@@ -78,35 +85,143 @@ def make_broker(
     )
 
 
+class TopicMismatch(RuntimeError):
+    """The cluster's topics are weaker than configured, or cannot be made as configured: do not start."""
+
+
+@dataclass(frozen=True)
+class TopicShape:
+    """What the cluster says of one existing topic."""
+
+    partitions: int
+    replicas: int  # the fewest replicas any of its partitions has
+    min_insync: int | None  # None: this principal may not read the topic's configuration
+
+
+def shortfalls(name: str, shape: TopicShape, layout: TopicSettings) -> list[str]:
+    """How an existing topic falls short of the configured layout (empty: it is at least as strong)."""
+    out = []
+    if shape.replicas < layout.kafka_topic_replication_factor:
+        out.append(
+            f"{shape.replicas} replica(s) < KAFKA_TOPIC_REPLICATION_FACTOR={layout.kafka_topic_replication_factor}"
+        )
+    if shape.partitions < layout.kafka_topic_partitions:
+        out.append(f"{shape.partitions} partition(s) < KAFKA_TOPIC_PARTITIONS={layout.kafka_topic_partitions}")
+    if shape.min_insync is not None and shape.min_insync < layout.kafka_topic_min_insync_replicas:
+        out.append(
+            f"min.insync.replicas={shape.min_insync} < "
+            f"KAFKA_TOPIC_MIN_INSYNC_REPLICAS={layout.kafka_topic_min_insync_replicas}"
+        )
+    return [f"topic {name}: {' and '.join(out)}"] if out else []
+
+
+def new_topic(name: str, layout: TopicSettings) -> NewTopic:
+    """The topic as configured: partitions, replicas and min.insync.replicas (master data compacted)."""
+    configs = {"min.insync.replicas": str(layout.kafka_topic_min_insync_replicas)}
+    if name in topics.COMPACTED:
+        configs["cleanup.policy"] = "compact"
+    return NewTopic(
+        name,
+        num_partitions=layout.kafka_topic_partitions,
+        replication_factor=layout.kafka_topic_replication_factor,
+        topic_configs=configs,
+    )
+
+
+async def _create(admin: AIOKafkaAdminClient, names: list[str], layout: TopicSettings) -> list[str]:
+    """Create `names` exactly as configured; returns those another client created meanwhile. Authorization
+    refusals leave a topic to the admin; any other refusal (e.g. fewer brokers than replicas) is raised."""
+    if not names:
+        return []
+    response = await admin.create_topics([new_topic(n, layout) for n in names])
+    raced = []
+    for entry in response.to_object()["topic_errors"]:
+        error = for_code(entry["error_code"])
+        if error is TopicAlreadyExistsError:
+            raced.append(entry["topic"])
+        elif error in (TopicAuthorizationFailedError, ClusterAuthorizationFailedError):
+            log.info("topic_left_to_admin", topic=entry["topic"])
+        elif entry["error_code"]:
+            raise TopicMismatch(
+                f"cannot create topic {entry['topic']} with {layout.kafka_topic_replication_factor} replica(s), "
+                f"{layout.kafka_topic_partitions} partition(s), min.insync.replicas="
+                f"{layout.kafka_topic_min_insync_replicas}: {error.__name__}: {entry['error_message']}"
+            )
+    return raced
+
+
+async def _min_insync(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    """min.insync.replicas of the topics whose configuration this principal may read."""
+    wanted = {"min.insync.replicas": None}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, n, configs=wanted) for n in names]
+    out = {}
+    for response in await admin.describe_configs(resources):
+        for res in response.to_object()["resources"]:
+            for entry in res["config_entries"] if not res["error_code"] else []:
+                if entry["config_names"] == "min.insync.replicas":
+                    out[res["resource_name"]] = int(entry["config_value"])
+    return out
+
+
+async def topic_shapes(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, TopicShape]:
+    """The shape of each of `names` this principal may describe (a topic just created by another client may
+    take a moment to appear in the metadata: retried for up to ~5 s)."""
+    for attempt in range(25):
+        described = {t["topic"]: t for t in await admin.describe_topics(names)}
+        unknown = [n for n in names if described.get(n, {}).get("error_code") in (None, 3, 5)]
+        if not unknown or attempt == 24:
+            break
+        await asyncio.sleep(0.2)
+    readable = [n for n in names if described.get(n, {}).get("error_code") == 0 and described[n]["partitions"]]
+    insync = await _min_insync(admin, readable) if readable else {}
+    return {
+        n: TopicShape(
+            partitions=len(described[n]["partitions"]),
+            replicas=min(len(p["replicas"]) for p in described[n]["partitions"]),
+            min_insync=insync.get(n),
+        )
+        for n in readable
+    }
+
+
 async def ensure_topics(
     bootstrap: str,
     names: Sequence[str] = topics.ALL,
-    partitions: int = PARTITIONS,
+    layout: TopicSettings | None = None,
     auth: KafkaClientSettings | None = None,
 ) -> None:
-    """Create the project's topics if missing (master data compacted); safe to run from every replica.
+    """Create the missing topics exactly as configured (`layout`, default from the environment; master data
+    compacted) and raise TopicMismatch, one line, when an existing topic has fewer replicas or partitions, or a
+    lower min.insync.replicas, than configured. Safe to run from every replica.
 
-    A principal without the right to create topics (secure mode) leaves them to the admin: the broker
-    answers with per-topic authorization errors, which are not raised."""
+    A principal without the right to create or describe topics (secure mode) leaves them to the admin: the
+    broker's per-topic authorization errors are logged, not raised."""
+    try:
+        layout = layout or TopicSettings()
+    except ValidationError as exc:
+        reasons = "; ".join(
+            ":".join(map(str, e["loc"])) + (": " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
+        )
+        raise TopicMismatch(f"invalid topic settings: {reasons}") from None
+    if layout.kafka_topic_min_insync_replicas > layout.kafka_topic_replication_factor:
+        raise TopicMismatch(
+            f"KAFKA_TOPIC_MIN_INSYNC_REPLICAS={layout.kafka_topic_min_insync_replicas} exceeds "
+            f"KAFKA_TOPIC_REPLICATION_FACTOR={layout.kafka_topic_replication_factor}: no write could ever succeed"
+        )
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="orderflow-admin", **client_kwargs(auth))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        new = [
-            NewTopic(
-                name,
-                num_partitions=partitions,
-                replication_factor=1,
-                topic_configs={"cleanup.policy": "compact"} if name in topics.COMPACTED else {},
-            )
-            for name in names
-            if name not in existing
-        ]
-        if new:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(new)
+        raced = await _create(admin, [n for n in names if n not in existing], layout)
+        shapes = await topic_shapes(admin, [n for n in names if n in existing or n in raced])
     finally:
         await admin.close()
+    problems = [line for name, shape in shapes.items() for line in shortfalls(name, shape, layout)]
+    if problems:
+        raise TopicMismatch(
+            "; ".join(problems) + ": refusing to start (grow the topics on the cluster, or lower the configuration)"
+        )
 
 
 class BrokerPublisher:

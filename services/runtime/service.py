@@ -14,7 +14,7 @@ from services.runtime import logging as runtime_logging
 from services.runtime import observe
 from services.runtime.batch import Processor
 from services.runtime.health import HealthServer
-from services.runtime.kafka import BrokerPublisher, ensure_topics, make_broker, subscribe
+from services.runtime.kafka import BrokerPublisher, TopicMismatch, ensure_topics, make_broker, subscribe
 from services.runtime.outbox import DocStore
 from services.runtime.settings import ServiceSettings
 
@@ -60,7 +60,12 @@ async def run(
     client = mongo_client(settings)
     collection = client[f"{settings.mongodb_database}_{name}"][name]
     await setup(collection)
-    await ensure_topics(settings.kafka_bootstrap_servers, auth=settings)
+    try:
+        await ensure_topics(settings.kafka_bootstrap_servers, layout=settings, auth=settings)
+    except TopicMismatch as exc:  # a cluster weaker than configured: never run on it
+        log.error("refusing_to_start", reason=str(exc))
+        await client.close()
+        raise SystemExit(f"{name}: {exc}") from None
     broker, _ = wire(name, settings, collection, consumes, build)
 
     async def mongo_ok() -> bool:

@@ -36,8 +36,28 @@ class KafkaClientSettings(BaseSettings):
         return secret(self.kafka_sasl_password, self.kafka_sasl_password_file)
 
 
-class ServiceSettings(KafkaClientSettings):
-    """Connection and tuning settings; the servers come from the usual unprefixed variables."""
+DEFAULT_PARTITIONS = 6
+
+
+class TopicSettings(BaseSettings):
+    """How the project's topics must be laid out on the cluster; local defaults 1/1/6, production sets more
+    (deploy/k8s/config.yaml). A service creates missing topics so and refuses to start on weaker ones."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    kafka_topic_partitions: int = Field(
+        DEFAULT_PARTITIONS, ge=1, validation_alias=AliasChoices("KAFKA_TOPIC_PARTITIONS", "kafka_topic_partitions")
+    )
+    kafka_topic_replication_factor: int = Field(
+        1, ge=1, validation_alias=AliasChoices("KAFKA_TOPIC_REPLICATION_FACTOR", "kafka_topic_replication_factor")
+    )
+    kafka_topic_min_insync_replicas: int = Field(
+        1, ge=1, validation_alias=AliasChoices("KAFKA_TOPIC_MIN_INSYNC_REPLICAS", "kafka_topic_min_insync_replicas")
+    )
+
+
+class ServiceSettings(KafkaClientSettings, TopicSettings):
+    """Connection, topic layout and tuning settings; the servers come from the usual unprefixed variables."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 

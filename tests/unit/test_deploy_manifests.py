@@ -187,6 +187,13 @@ def test_config_map_keys_are_settings_the_services_read() -> None:
     assert set(CONFIG) <= unprefixed_env_names()
 
 
+@pytest.mark.parametrize("service", SERVICES)
+def test_production_topics_are_replicated_three_times_two_in_sync_with_more_partitions(service: str) -> None:
+    prod = settings_from(service, pod_env(service))
+    assert (prod.kafka_topic_replication_factor, prod.kafka_topic_min_insync_replicas) == (3, 2)
+    assert prod.kafka_topic_partitions > PARTITIONS
+
+
 def pod_env(service: str) -> dict[str, str]:
     """The container's environment: the ConfigMap (envFrom), then its own literal `env` entries."""
     c = container(service)
@@ -283,7 +290,7 @@ def test_scaledobject_scales_the_service_on_its_group_lag(service: str) -> None:
     spec = obj("ScaledObject", service)["spec"]
     assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": service}
     assert spec["minReplicaCount"] == 1
-    assert spec["maxReplicaCount"] == PARTITIONS
+    assert spec["maxReplicaCount"] == int(CONFIG["KAFKA_TOPIC_PARTITIONS"])  # a replica beyond them would idle
     triggers = spec["triggers"]
     assert {t["type"] for t in triggers} == {"kafka"}
     consumes = importlib.import_module(f"services.{service}.app").CONSUMES
