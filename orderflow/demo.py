@@ -83,8 +83,9 @@ class Progress:
 
     async def until(
         self, bootstrap: str, start: dict[int, int], keys: set[str], ends: frozenset[str], timeout: float, say: Say
-    ) -> None:
-        """Follow `orders.status` from `start` until every one of `keys` is in `ends` (or time runs out)."""
+    ) -> bool:
+        """Follow `orders.status` from `start` until every one of `keys` is in `ends`: True; False when
+        `timeout` seconds pass first."""
         deadline, last_say = time.monotonic() + timeout, 0.0
         async for msg in bus.follow(bootstrap, topics.ORDERS_STATUS, start, idle=0.5):
             self.see(msg)
@@ -94,8 +95,15 @@ class Progress:
                 counts = dict(Counter(self.status(k) for k in keys))
                 say(f"  {settled}/{len(keys)} orders settled after {now - self.t0:.1f}s ({counts})")
                 last_say = now
-            if settled == len(keys) or now > deadline:
-                return
+            if settled == len(keys):
+                return True
+            if now > deadline:
+                return False
+        return False
+
+    def unsettled(self, keys: set[str], ends: frozenset[str]) -> Counter[str]:
+        """How many of `keys` are not (yet) in `ends`, by their latest status."""
+        return Counter(self.status(k) or "(no status)" for k in keys if self.status(k) not in ends)
 
 
 def _choice(options: dict[str, Any], i: int) -> dict[str, Any]:
@@ -153,7 +161,8 @@ async def answer_shortages(
 
 async def run(bootstrap: str, count: int = 60, timeout: float = 180, say: Say = print) -> dict[str, Any]:
     """Run the demo against running services and return the figures it printed: the orders settle, customer
-    service answers the shortages, purchasing's goods arrive, and the answered orders settle again."""
+    service answers the shortages, purchasing's goods arrive, and the answered orders settle again. Orders
+    still unsettled when it gives up are counted in `unsettled` (by status) and named in the last lines."""
     started = time.monotonic()
     await ensure_topics(bootstrap)
     say("loading master data (21 customers, 13 products) and stock counts ...")
@@ -174,6 +183,7 @@ async def run(bootstrap: str, count: int = 60, timeout: float = 180, say: Say = 
     seen = Progress(keys, t0)
     await seen.until(bootstrap, start, keys, SETTLED, timeout, say)
     settled_s = time.monotonic() - t0
+    unsettled = seen.unsettled(keys, SETTLED)
     to_reserved = sorted(v for (k, s), v in seen.first_seen.items() if s == "reserved")
     waiting = {k: m for k, m in seen.latest.items() if m["status"] == "awaiting_customer_decision"}
     chosen: Counter[str] = Counter()
@@ -181,6 +191,7 @@ async def run(bootstrap: str, count: int = 60, timeout: float = 180, say: Say = 
         by_key = {f"{o['channel']}:{o['channel_order_ref']}": o for o, _ in orders}
         chosen = await answer_shortages(bootstrap, waiting, by_key, say)
         await seen.until(bootstrap, start, set(waiting), FINAL, 60, say)
+        unsettled += seen.unsettled(set(waiting), FINAL)
     stop.set()
     await sim_task
     elapsed = time.monotonic() - t0
@@ -194,15 +205,23 @@ async def run(bootstrap: str, count: int = 60, timeout: float = 180, say: Say = 
         "settled_seconds": round(settled_s, 2),
         "total_seconds": round(time.monotonic() - started, 2),
         "median_s_to_reserved": to_reserved[len(to_reserved) // 2] if to_reserved else None,
+        "unsettled": dict(unsettled),
     }
     say("")
     say(f"{'status':<28}{'orders now':>12}{'ever reached':>14}")
     for name in sorted(set(final) | set(seen.reached), key=lambda s: -seen.reached.get(s, 0)):
         say(f"{name:<28}{final.get(name, 0):>12}{seen.reached.get(name, 0):>14}")
-    say(
-        f"{len(keys)} orders + {len(POISON)} unreadable (sent to orders.dlq) settled in {settled_s:.1f}s; "
-        f"median submit->reserved {figures['median_s_to_reserved'] or 0:.2f}s"
-        + (f"; {len(waiting)} shortage(s) answered and settled again by {elapsed:.1f}s" if waiting else "")
-    )
+    if unsettled:
+        say(
+            f"gave up after {elapsed:.1f}s: {unsettled.total()} of {len(keys)} orders did not settle ("
+            + ", ".join(f"{n} {status}" for status, n in unsettled.most_common())
+            + "); `orderflow lag` shows whether the services are behind"
+        )
+    else:
+        say(
+            f"{len(keys)} orders + {len(POISON)} unreadable (sent to orders.dlq) settled in {settled_s:.1f}s; "
+            f"median submit->reserved {figures['median_s_to_reserved'] or 0:.2f}s"
+            + (f"; {len(waiting)} shortage(s) answered and settled again by {elapsed:.1f}s" if waiting else "")
+        )
     say("follow one order: orderflow track <channel:ref or order number>")
     return figures
