@@ -46,8 +46,9 @@ test: lint stack browser
 	@echo "==> tests: unit, handlers (in-memory broker), end-to-end (real Kafka + FerretDB)"
 	@$(PYTEST) -m "not chaos" -p no:cacheprovider
 
+# domain and handler tests without servers (in-memory broker and store): seconds, not minutes
 test-fast: install
-	@$(PYTEST) tests/unit -q
+	@$(PYTEST) tests/unit tests/handlers -m "not e2e and not chaos" -q -p no:cacheprovider
 
 chaos: stack
 	@echo "==> fault-injection suite"

@@ -3,10 +3,9 @@
 from contracts import topics
 from services.fulfillment import handlers, store
 from services.fulfillment.config import FulfillmentSettings
-from services.runtime.batch import Processor
-from services.runtime.kafka import BrokerPublisher
-from services.runtime.outbox import DocStore
-from services.runtime.service import Collection, main, run
+from services.runtime.batch import Processor, Publisher
+from services.runtime.outbox import Store
+from services.runtime.service import main, run
 
 NAME = "fulfillment"
 CONSUMES = (
@@ -19,12 +18,12 @@ CONSUMES = (
 )
 
 
-def build(collection: Collection, publisher: BrokerPublisher) -> Processor:
+def build(store: Store, publisher: Publisher) -> Processor:
     """Fulfillment's processor; it dead-letters unreadable commands for every service (and unreadable
     statuses), while inventory dead-letters unreadable movements."""
     return Processor(
         NAME,
-        DocStore(collection),
+        store,
         publisher,
         dict(handlers.HANDLERS),
         handlers.keys,

@@ -3,10 +3,9 @@
 from contracts import topics
 from services.inventory import handlers, store
 from services.inventory.config import InventorySettings
-from services.runtime.batch import Processor
-from services.runtime.kafka import BrokerPublisher
-from services.runtime.outbox import DocStore
-from services.runtime.service import BuildProcessor, Collection, main, run
+from services.runtime.batch import Processor, Publisher
+from services.runtime.outbox import Store
+from services.runtime.service import BuildProcessor, main, run
 
 NAME = "inventory"
 CONSUMES = (
@@ -21,10 +20,10 @@ CONSUMES = (
 def build_for(settings: InventorySettings) -> BuildProcessor:
     """Inventory's processor factory; stock documents are written before order documents."""
 
-    def build(collection: Collection, publisher: BrokerPublisher) -> Processor:
+    def build(store: Store, publisher: Publisher) -> Processor:
         return Processor(
             NAME,
-            DocStore(collection),
+            store,
             publisher,
             handlers.handlers(settings.warehouse_preference),
             handlers.keys,

@@ -6,10 +6,9 @@ from contracts import topics
 from services.review import handlers, store
 from services.review.config import ReviewSettings
 from services.review.rules import Policy
-from services.runtime.batch import Processor
-from services.runtime.kafka import BrokerPublisher
-from services.runtime.outbox import DocStore
-from services.runtime.service import Collection, main, run
+from services.runtime.batch import Processor, Publisher
+from services.runtime.outbox import Store
+from services.runtime.service import main, run
 
 NAME = "review"
 CONSUMES = (
@@ -34,11 +33,11 @@ def policy_of(settings: ReviewSettings) -> Policy:
 def build_for(settings: ReviewSettings):  # type: ignore[no-untyped-def]
     """Review's processor factory for the given settings."""
 
-    def build(collection: Collection, publisher: BrokerPublisher) -> Processor:
+    def build(store: Store, publisher: Publisher) -> Processor:
         hs = handlers.handlers(policy_of(settings))
         return Processor(
             NAME,
-            DocStore(collection),
+            store,
             publisher,
             hs,
             handlers.keys,

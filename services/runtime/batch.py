@@ -16,7 +16,7 @@ from contracts.registry import UnreadableMessage, parse
 from services.runtime import health, observe
 from services.runtime.ids import derive_id
 from services.runtime.messages import Incoming, Outgoing
-from services.runtime.outbox import ConflictError, Doc, DocStore
+from services.runtime.outbox import ConflictError, Doc, Store
 
 log = structlog.get_logger()
 
@@ -33,7 +33,7 @@ class Publisher(Protocol):
 class Batch:
     """The documents and outputs of one batch; handlers read and record through it."""
 
-    def __init__(self, store: DocStore, now: datetime, service: str, size: int = 1) -> None:
+    def __init__(self, store: Store, now: datetime, service: str, size: int = 1) -> None:
         self.store = store
         self.now = now
         self.service = service
@@ -118,7 +118,7 @@ class Processor:
     def __init__(
         self,
         service: str,
-        store: DocStore,
+        store: Store,
         publisher: Publisher,
         handlers: dict[type[BaseModel], Handler],
         key_of: KeyOf,

@@ -13,12 +13,14 @@ a restart, or written by another replica) publishes them once more with the same
 with a version-guarded second write, so no other process sends them yet again.
 """
 
+import re
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo import UpdateOne
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
@@ -43,18 +45,76 @@ class Doc:
     pending: list[dict[str, str]] = field(default_factory=list)
     dirty: bool = False
     inherited: bool = False  # loaded with outputs this process has not published (a crash, another replica)
+    view: tuple[object, Any] | None = None  # the state as last read or decided in a service's type (steps.Kind)
 
     def seen(self, input_id: str) -> bool:
         """Whether this input was already applied to the document."""
         return input_id in self.inbox
 
 
-class DocStore:
-    """The per-key documents of one service collection."""
+class Store(ABC):
+    """The per-key documents of one service as the batch sees them: version-guarded writes, inbox, outbox,
+    and the process's memory of the document versions whose outputs it has published."""
+
+    def __init__(self) -> None:
+        self.published: OrderedDict[str, int] = OrderedDict()  # key -> version whose pending events were sent
+
+    @abstractmethod
+    async def load_many(self, keys: Iterable[str]) -> dict[str, Doc]:
+        """Load the documents for `keys`; missing ones come back empty at version 0."""
+
+    @abstractmethod
+    async def save_many(self, docs: Iterable[Doc]) -> list[Doc]:
+        """Write every dirty document, each only if nobody wrote it since it was loaded (else ConflictError)."""
+
+    @abstractmethod
+    async def clear_pending(self, docs: Iterable[Doc]) -> None:
+        """Clear, in one round trip, published outputs that other processes would otherwise send again (those
+        a batch inherited); only where nobody has written since (a newer version keeps its own)."""
+
+    @abstractmethod
+    async def increment(self, key: str, by: int) -> int:
+        """Atomically add `by` (at least 1) to the counter document `key` (created at 0) and return the new
+        value: unique across any number of replicas."""
+
+    @abstractmethod
+    async def scan(self, prefix: str) -> dict[str, dict[str, Any] | None]:
+        """The stored state of every document whose key starts with `prefix` (operators' views and checks,
+        not the hot path: on FerretDB it reads the whole collection)."""
+
+    def _loaded(self, raw: dict[str, Any]) -> Doc:
+        """A stored document as loaded: pending outputs this process has already published are left out."""
+        key, version = raw["_id"], raw.get("v", 0)
+        pending = [] if self.published.get(key) == version else raw.get("pending", [])
+        return Doc(key, version, raw.get("state"), raw.get("inbox", []), pending, inherited=bool(pending))
+
+    @staticmethod
+    def _body(d: Doc, with_id: bool = True) -> dict[str, Any]:
+        body = {"v": d.version + 1, "state": d.state, "inbox": d.inbox, "pending": d.pending}
+        return {"_id": d.key, **body} if with_id else body
+
+    def remember(self, docs: Iterable[Doc]) -> None:
+        """Mark these document versions' pending outputs as published by this process (before the publish:
+        `forget` them if it fails), so a later load of the same version skips them."""
+        for d in docs:
+            self.published[d.key] = d.version
+            self.published.move_to_end(d.key)
+        while len(self.published) > PUBLISHED_MEMORY:
+            self.published.popitem(last=False)
+
+    def forget(self, docs: Iterable[Doc]) -> None:
+        """Undo `remember` after a failed publish: the outputs are still to be sent."""
+        for d in docs:
+            if self.published.get(d.key) == d.version:
+                del self.published[d.key]
+
+
+class DocStore(Store):
+    """The per-key documents of one service collection on MongoDB or FerretDB."""
 
     def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
+        super().__init__()
         self.collection = collection
-        self.published: OrderedDict[str, int] = OrderedDict()  # key -> version whose pending events were sent
 
     async def load_many(self, keys: Iterable[str]) -> dict[str, Doc]:
         """Load the documents for `keys`; missing ones come back empty at version 0."""
@@ -62,9 +122,7 @@ class DocStore:
         docs = {k: Doc(k, 0, None) for k in wanted}
         if wanted:
             async for raw in self.collection.find({"_id": {"$in": wanted}}):
-                key, version = raw["_id"], raw.get("v", 0)
-                pending = [] if self.published.get(key) == version else raw.get("pending", [])
-                docs[key] = Doc(key, version, raw.get("state"), raw.get("inbox", []), pending, inherited=bool(pending))
+                docs[raw["_id"]] = self._loaded(raw)
         return docs
 
     async def save_many(self, docs: Iterable[Doc]) -> list[Doc]:
@@ -90,38 +148,39 @@ class DocStore:
             d.dirty = False
         return written
 
-    @staticmethod
-    def _body(d: Doc, with_id: bool = True) -> dict[str, Any]:
-        body = {"v": d.version + 1, "state": d.state, "inbox": d.inbox, "pending": d.pending}
-        return {"_id": d.key, **body} if with_id else body
-
-    def remember(self, docs: Iterable[Doc]) -> None:
-        """Mark these document versions' pending outputs as published by this process (before the publish:
-        `forget` them if it fails), so a later load of the same version skips them."""
-        for d in docs:
-            self.published[d.key] = d.version
-            self.published.move_to_end(d.key)
-        while len(self.published) > PUBLISHED_MEMORY:
-            self.published.popitem(last=False)
-
-    def forget(self, docs: Iterable[Doc]) -> None:
-        """Undo `remember` after a failed publish: the outputs are still to be sent."""
-        for d in docs:
-            if self.published.get(d.key) == d.version:
-                del self.published[d.key]
-
     async def clear_pending(self, docs: Iterable[Doc]) -> None:
         """Clear, in one round trip, published outputs that other processes would otherwise send again (those
-        this batch inherited); only where nobody has written since (a newer version keeps its own)."""
+        a batch inherited); only where nobody has written since (a newer version keeps its own)."""
         ops = [UpdateOne({"_id": d.key, "v": d.version}, {"$set": {"pending": []}}) for d in docs]
         if ops:
             await self.collection.bulk_write(ops, ordered=False)
+
+    async def scan(self, prefix: str) -> dict[str, dict[str, Any] | None]:
+        """The stored state of every document whose key starts with `prefix`."""
+        found = self.collection.find({"_id": {"$regex": f"^{re.escape(prefix)}"}}, {"state": 1})
+        return {raw["_id"]: raw.get("state") async for raw in found}
+
+    async def increment(self, key: str, by: int) -> int:
+        """Atomically add `by` to the counter document `key` (created at 0); the new value."""
+        check_increment(key, by)
+        doc = await self.collection.find_one_and_update(
+            {"_id": key}, {"$inc": {"n": by}}, upsert=True, return_document=ReturnDocument.AFTER
+        )
+        if doc is None:
+            raise RuntimeError(f"counter {key!r}: the store returned no document after an upsert")
+        return int(doc["n"])
+
+
+def check_increment(key: str, by: int) -> None:
+    """Refuse an increment below 1, naming the counter."""
+    if by < 1:
+        raise ValueError(f"increment counter {key!r} by {by}: the increment must be at least 1")
 
 
 def record(doc: Doc, input_id: str | None, state: dict[str, Any] | None, outputs: Iterable[Outgoing] = ()) -> None:
     """Apply a handler's result to a loaded document (in memory; the batch writes it); `input_id` None when
     another document of the same effect already remembers the input (it keeps this inbox small)."""
-    doc.state = state
+    doc.state, doc.view = state, None
     if input_id is not None:
         doc.inbox = [*doc.inbox, input_id][-INBOX_LIMIT:]
     doc.pending = [*doc.pending, *(o.to_doc() for o in outputs)]

@@ -12,14 +12,14 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from services.runtime import logging as runtime_logging
 from services.runtime import observe
-from services.runtime.batch import Processor
+from services.runtime.batch import Processor, Publisher
 from services.runtime.health import HealthServer
 from services.runtime.kafka import BrokerPublisher, TopicMismatch, ensure_topics, make_broker, subscribe
-from services.runtime.outbox import DocStore
+from services.runtime.outbox import DocStore, Store
 from services.runtime.settings import ServiceSettings
 
 Collection = AsyncCollection[dict[str, Any]]
-BuildProcessor = Callable[[Collection, BrokerPublisher], Processor]
+BuildProcessor = Callable[[Store, Publisher], Processor]
 Setup = Callable[[Collection], Awaitable[None]]
 
 
@@ -34,14 +34,15 @@ def mongo_client(settings: ServiceSettings) -> AsyncMongoClient[dict[str, Any]]:
 def wire(
     name: str,
     settings: ServiceSettings,
-    collection: Collection,
+    store: Store,
     consumes: Sequence[str],
     build: BuildProcessor,
 ) -> tuple[KafkaBroker, Processor]:
-    """The broker with the service's batch subscriber on `consumes`, and its processor."""
+    """The broker with the service's batch subscriber on `consumes`, and its processor over `store` (a DocStore
+    on the service's collection, or a MemoryDocStore in tests)."""
     broker = make_broker(settings.kafka_bootstrap_servers, name, settings.linger_ms, auth=settings)
     broker.add_middleware(observe.prometheus_middleware(name))
-    processor = build(collection, BrokerPublisher(broker))
+    processor = build(store, BrokerPublisher(broker))
     subscribe(broker, settings.group_prefix + name, consumes, processor, settings.max_batch)
     return broker, processor
 
@@ -66,7 +67,7 @@ async def run(
         log.error("refusing_to_start", reason=str(exc))
         await client.close()
         raise SystemExit(f"{name}: {exc}") from None
-    broker, _ = wire(name, settings, collection, consumes, build)
+    broker, _ = wire(name, settings, doc_store(collection), consumes, build)
 
     async def mongo_ok() -> bool:
         return bool((await client.admin.command("ping")).get("ok"))

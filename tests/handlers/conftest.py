@@ -1,7 +1,6 @@
 """Fixtures shared by the handler tests on the in-memory broker."""
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -10,7 +9,7 @@ from tests.handlers.harness import Harness
 
 
 @pytest.fixture
-async def intake(collection: Any) -> AsyncIterator[Harness]:
-    """Intake on the in-memory broker with a fresh collection."""
-    async with Harness(NAME, CONSUMES, build, collection) as h:
+async def intake() -> AsyncIterator[Harness]:
+    """Intake on the in-memory broker with a fresh in-memory store."""
+    async with Harness(NAME, CONSUMES, build) as h:
         yield h

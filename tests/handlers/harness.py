@@ -1,4 +1,5 @@
-"""Run one service's subscriber on FastStream's in-memory TestKafkaBroker over a real collection."""
+"""Run one service's subscriber on FastStream's in-memory TestKafkaBroker over an in-memory document store
+(or, given one, a real collection)."""
 
 import json
 from collections import defaultdict
@@ -9,6 +10,8 @@ from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from contracts import topics
+from services.runtime.memory import MemoryDocStore
+from services.runtime.outbox import DocStore, Store
 from services.runtime.service import BuildProcessor, Collection, wire
 from services.runtime.settings import ServiceSettings
 
@@ -18,9 +21,12 @@ OUTPUTS = [t for t in topics.ALL]
 class Harness:
     """Publish to the service's topics; every message it publishes is captured per topic."""
 
-    def __init__(self, name: str, consumes: Sequence[str], build: BuildProcessor, collection: Collection) -> None:
-        self.collection = collection
-        self.broker, self.processor = wire(name, ServiceSettings(), collection, consumes, build)
+    def __init__(
+        self, name: str, consumes: Sequence[str], build: BuildProcessor, collection: Collection | None = None
+    ) -> None:
+        self.store: Store = MemoryDocStore() if collection is None else DocStore(collection)
+        self._collection = collection
+        self.broker, self.processor = wire(name, ServiceSettings(), self.store, consumes, build)
         self.out: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for topic in (t for t in OUTPUTS if t not in consumes):
             self._capture(topic)
@@ -34,6 +40,20 @@ class Harness:
                 value = json.loads(r.value)
                 value["_key"] = r.key.decode() if isinstance(r.key, bytes) else r.key
                 self.out[topic].append(value)
+
+    @property
+    def collection(self) -> Collection:
+        """The real collection the harness was given (tests that read it need the servers)."""
+        if self._collection is None:
+            raise AttributeError("this harness runs on an in-memory store: read it through `store`")
+        return self._collection
+
+    @property
+    def memory(self) -> MemoryDocStore:
+        """The in-memory store (the default), for tests that inspect or seed stored rows."""
+        if not isinstance(self.store, MemoryDocStore):
+            raise AttributeError("this harness runs on a real collection: read it through `collection`")
+        return self.store
 
     async def __aenter__(self) -> "Harness":
         await self._test.__aenter__()

@@ -4,14 +4,10 @@ every hostile one is dead-lettered exactly once with its reason (and answered `i
 import json
 from collections import Counter
 
-import pytest
-
 from contracts import topics
 from tests.factories import key, submitted
 from tests.handlers.harness import Harness
 from tests.hostile import catalogue
-
-pytestmark = pytest.mark.e2e
 
 
 async def test_hostile_messages_between_valid_orders(intake: Harness) -> None:

@@ -19,7 +19,6 @@ from services.runtime import logging as runtime_logging
 from tests.factories import key, submitted
 from tests.handlers.harness import Harness
 
-pytestmark = pytest.mark.e2e
 SECRETS = ("Zhang Secretname", "+86 571 9999 0000", "secret.person@example.com", "77 Hidden Lane", "Secretcity")
 NAME_, PHONE, EMAIL, STREET, CITY = SECRETS
 
@@ -33,8 +32,8 @@ def json_logs() -> Iterator[None]:
 
 
 @pytest.fixture
-async def intake(json_logs: None, collection: Any) -> AsyncIterator[Harness]:
-    async with Harness(NAME, CONSUMES, build, collection) as h:
+async def intake(json_logs: None) -> AsyncIterator[Harness]:
+    async with Harness(NAME, CONSUMES, build) as h:
         yield h
 
 

@@ -5,7 +5,6 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -18,7 +17,6 @@ from services.runtime.status import status
 from tests.factories import key, submitted
 from tests.handlers.harness import Harness
 
-pytestmark = pytest.mark.e2e
 SECRETS = ("Wang Privatename", "+86 571 8888 1234", "private.person@example.com", "12 Quiet Alley", "Hiddenville")
 
 

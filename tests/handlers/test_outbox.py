@@ -1,25 +1,40 @@
-"""The per-key document store on the real FerretDB: version guards and the published-outputs memory."""
+"""The per-key document store, on the real FerretDB and in memory (the same tests: MemoryDocStore keeps
+DocStore's guarantees): version guards, the published-outputs memory, counters."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from services.runtime.batch import Batch
+from services.runtime.memory import MemoryDocStore
 from services.runtime.messages import Outgoing
-from services.runtime.outbox import ConflictError, DocStore, record
+from services.runtime.outbox import ConflictError, DocStore, Store, record
+
+Replicas = Callable[[], Store]  # each call: one more process on the same stored documents
+
+
+@pytest.fixture(params=["memory", pytest.param("ferretdb", marks=pytest.mark.e2e)])
+def replica(request: pytest.FixtureRequest) -> Replicas:
+    """A factory of processes sharing one store: in memory, or one collection of the real FerretDB."""
+    if request.param == "memory":
+        rows: dict[str, dict[str, Any]] = {}
+        return lambda: MemoryDocStore(rows)
+    collection = request.getfixturevalue("collection")
+    return lambda: DocStore(collection)
 
 OUT = Outgoing("orders.status", "web:W-1", b'{"status": "received"}')
 
 
-async def _write_with_output(store: DocStore, key: str = "order:web:W-1") -> None:
+async def _write_with_output(store: Store, key: str = "order:web:W-1") -> None:
     doc = (await store.load_many([key]))[key]
     record(doc, "in-1", {"n": 1}, [OUT])
     await store.save_many([doc])
 
 
-async def test_outputs_published_by_this_process_are_not_published_again(collection: Any) -> None:
-    store = DocStore(collection)
+async def test_outputs_published_by_this_process_are_not_published_again(replica: Replicas) -> None:
+    store = replica()
     await _write_with_output(store)
     doc = (await store.load_many(["order:web:W-1"]))["order:web:W-1"]
     assert [Outgoing.from_doc(p) for p in doc.pending] == [OUT]  # written, not yet published
@@ -28,8 +43,8 @@ async def test_outputs_published_by_this_process_are_not_published_again(collect
     assert again.pending == [] and again.version == 1
 
 
-async def test_a_process_that_did_not_publish_them_publishes_them_again(collection: Any) -> None:
-    writer, other = DocStore(collection), DocStore(collection)  # two replicas, or before and after a restart
+async def test_a_process_that_did_not_publish_them_publishes_them_again(replica: Replicas) -> None:
+    writer, other = replica(), replica()  # two replicas, or before and after a restart
     await _write_with_output(writer)
     doc = (await writer.load_many(["order:web:W-1"]))["order:web:W-1"]
     writer.remember([doc])
@@ -37,8 +52,8 @@ async def test_a_process_that_did_not_publish_them_publishes_them_again(collecti
     assert [Outgoing.from_doc(p) for p in seen_by_other.pending] == [OUT]
 
 
-async def test_a_newer_version_written_elsewhere_keeps_its_outputs_pending(collection: Any) -> None:
-    mine, theirs = DocStore(collection), DocStore(collection)
+async def test_a_newer_version_written_elsewhere_keeps_its_outputs_pending(replica: Replicas) -> None:
+    mine, theirs = replica(), replica()
     await _write_with_output(mine)
     doc = (await mine.load_many(["order:web:W-1"]))["order:web:W-1"]
     mine.remember([doc])
@@ -50,8 +65,8 @@ async def test_a_newer_version_written_elsewhere_keeps_its_outputs_pending(colle
     assert reloaded.version == 2 and [p["value"] for p in reloaded.pending] == ['{"status": "approved"}']
 
 
-async def test_a_stale_version_is_refused(collection: Any) -> None:
-    a, b = DocStore(collection), DocStore(collection)
+async def test_a_stale_version_is_refused(replica: Replicas) -> None:
+    a, b = replica(), replica()
     await _write_with_output(a)
     doc_a = (await a.load_many(["order:web:W-1"]))["order:web:W-1"]
     doc_b = (await b.load_many(["order:web:W-1"]))["order:web:W-1"]
@@ -70,8 +85,8 @@ class _Sent:
         self.messages += messages
 
 
-async def test_a_stale_copy_resends_with_the_same_ids_and_never_clears_a_newer_version(collection: Any) -> None:
-    a, b = DocStore(collection), DocStore(collection)
+async def test_a_stale_copy_resends_with_the_same_ids_and_never_clears_a_newer_version(replica: Replicas) -> None:
+    a, b = replica(), replica()
     await _write_with_output(a)  # v1 pending [received], not yet known as published by anyone
     stale = Batch(b, datetime.now(UTC), "test")
     await stale.prefetch(["order:web:W-1"])  # b holds v1
@@ -82,12 +97,12 @@ async def test_a_stale_copy_resends_with_the_same_ids_and_never_clears_a_newer_v
     sent = _Sent()
     await stale.commit(sent)
     assert sent.messages == [OUT]  # the same event again: consumers keep its first appearance
-    current = (await DocStore(collection).load_many(["order:web:W-1"]))["order:web:W-1"]
+    current = (await replica().load_many(["order:web:W-1"]))["order:web:W-1"]
     assert current.version == 2 and [Outgoing.from_doc(p) for p in current.pending] == [OUT, cancelled]
 
 
-async def test_inherited_outputs_are_sent_once_more_then_cleared_for_everyone(collection: Any) -> None:
-    writer, heir, third = DocStore(collection), DocStore(collection), DocStore(collection)
+async def test_inherited_outputs_are_sent_once_more_then_cleared_for_everyone(replica: Replicas) -> None:
+    writer, heir, third = replica(), replica(), replica()
     await _write_with_output(writer)  # written; the writer "crashed" before publishing
     batch = Batch(heir, datetime.now(UTC), "test")
     await batch.prefetch(["order:web:W-1"])
@@ -96,3 +111,21 @@ async def test_inherited_outputs_are_sent_once_more_then_cleared_for_everyone(co
     assert sent.messages == [OUT]
     later = (await third.load_many(["order:web:W-1"]))["order:web:W-1"]
     assert later.pending == [] and later.version == 1
+
+
+async def test_a_counter_hands_out_each_number_once_across_replicas(replica: Replicas) -> None:
+    a, b = replica(), replica()
+    assert await a.increment("seq:20260101", 3) == 3
+    assert await b.increment("seq:20260101", 2) == 5
+    assert await a.increment("seq:20260102", 1) == 1
+    with pytest.raises(ValueError, match="seq:20260101"):
+        await a.increment("seq:20260101", 0)
+
+
+async def test_scan_reads_the_states_under_a_prefix(replica: Replicas) -> None:
+    store = replica()
+    await _write_with_output(store, "stock:A")
+    await _write_with_output(store, "stock:B")
+    await _write_with_output(store, "order:web:W-1")
+    assert await store.scan("stock:") == {"stock:A": {"n": 1}, "stock:B": {"n": 1}}
+    assert await store.scan("nothing:") == {}
