@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from orderflow import procs
+from orderflow.console.cli import app as console_app
 from orderflow.dev import stack
 from orderflow.gateway.cli import app as gateway_app
 
@@ -21,6 +22,7 @@ order_app = typer.Typer(
 app.add_typer(stack_app, name="stack")
 app.add_typer(services_app, name="services")
 app.add_typer(order_app, name="order")
+app.add_typer(console_app, name="console")
 app.add_typer(gateway_app, name="gateway")
 
 
