@@ -75,7 +75,7 @@ async def run(
     async def kafka_ok() -> bool:
         return bool(await broker.ping(timeout=2.0))
 
-    probes = HealthServer(settings.health_port, {"mongo": mongo_ok, "kafka": kafka_ok})
+    probes = HealthServer(settings.health_port, {"mongo": mongo_ok, "kafka": kafka_ok}, name)
     await probes.start()
     log.info("starting", consumes=list(consumes), health_port=settings.health_port)
     try:

@@ -1,10 +1,10 @@
 """Metrics: business counters per published status, FastStream's consume/publish metrics, DLQ and latency,
 all on the registry served at /metrics, with no customer data or order identifiers in any label."""
 
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -80,13 +80,12 @@ async def test_metrics_endpoint_serves_the_business_and_faststream_metrics(intak
     server = HealthServer(port, {})
     await server.start()
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /metrics HTTP/1.1\r\n\r\n")
-        body = (await reader.read()).decode()
-        writer.close()
+        async with httpx.AsyncClient() as http:
+            res = await http.get(f"http://127.0.0.1:{port}/metrics")
     finally:
         await server.stop()
-    assert body.startswith("HTTP/1.1 200")
+    assert res.status_code == 200
+    body = res.text
     for family in ("orderflow_orders_total", "faststream_received_messages_total", "faststream_published_messages"):
         assert family in body
 
