@@ -13,18 +13,22 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from contracts import topics
 from orderflow import dashboard_metrics
 from orderflow.dashboard_state import History, Sample, StatusBoard, parse_stuck
 from orderflow.lag import LagMeter, PartitionLag, prefix
 from services.runtime import logging as runtime_logging
+from services.runtime.health import Embedded
 from services.runtime.kafka import client_kwargs
 
 __all__ = ["Dashboard", "parse_stuck", "serve"]
 
 log = structlog.get_logger()
-MAX_REQUEST_HEAD = 64 * 1024
 
 
 class Dashboard:
@@ -112,38 +116,33 @@ class Dashboard:
                 self.state = {**self.state, "error": f"lag sample failed: {type(exc).__name__}"}
             await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - tick)))
 
-    def respond(self, path: str) -> tuple[int, str, bytes]:
-        """Status, content type and body for a GET of `path`."""
-        if path in ("/", "/index.html"):
-            return 200, "text/html; charset=utf-8", self.page
-        if path == "/api/state":
-            body = self.state or {"error": "first sample pending", "interval": self.interval}
-            return 200, "application/json", json.dumps(body).encode()
-        if path == "/metrics":
-            return 200, "text/plain; version=0.0.4; charset=utf-8", dashboard_metrics.render(self.registry)
-        if path == "/health/live":
-            return 200, "application/json", b'{"live": true}'
-        return 404, "text/plain", b"not found"
+    def app(self) -> Starlette:
+        """The page, /api/state, /metrics and /health/live (GET and HEAD; no cache)."""
+        nocache = {"Cache-Control": "no-store"}
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Serve one HTTP/1.x request (GET only), then close the connection."""
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
-            method, target, *_ = [*head.split(b"\r\n", 1)[0].decode("latin-1").split(), "", ""]
-            if method not in ("GET", "HEAD"):
-                status, ctype, body = 405, "text/plain", b"GET only"
-            else:
-                status, ctype, body = self.respond(target.split("?", 1)[0])
-            headers = (
-                f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
-            )
-            writer.write(headers.encode() + (body if method == "GET" else b""))
-            await writer.drain()
-        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass
-        finally:
-            writer.close()
+        async def page(request: Request) -> Response:
+            return Response(self.page, media_type="text/html; charset=utf-8", headers=nocache)
+
+        async def state(request: Request) -> Response:
+            body = self.state or {"error": "first sample pending", "interval": self.interval}
+            return JSONResponse(body, headers=nocache)
+
+        async def metrics(request: Request) -> Response:
+            body = dashboard_metrics.render(self.registry)
+            return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8", headers=nocache)
+
+        async def live(request: Request) -> Response:
+            return JSONResponse({"live": True}, headers=nocache)
+
+        return Starlette(
+            routes=[
+                Route("/", page, methods=["GET", "HEAD"]),
+                Route("/index.html", page, methods=["GET", "HEAD"]),
+                Route("/api/state", state, methods=["GET", "HEAD"]),
+                Route("/metrics", metrics, methods=["GET", "HEAD"]),
+                Route("/health/live", live, methods=["GET", "HEAD"]),
+            ]
+        )
 
 
 def _decode(raw: bytes | None) -> Any:
@@ -162,7 +161,8 @@ async def serve(bootstrap: str, host: str, port: int, thresholds: dict[str, floa
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with LagMeter(bootstrap) as sampler, LagMeter(bootstrap) as status_reader:
-        server = await asyncio.start_server(board.handle, host, port, limit=MAX_REQUEST_HEAD)
+        server = Embedded(board.app(), host, port)
+        await server.start()
         tasks = [
             asyncio.create_task(board.sample_forever(sampler)),
             asyncio.create_task(board.follow_statuses(status_reader)),
@@ -171,10 +171,9 @@ async def serve(bootstrap: str, host: str, port: int, thresholds: dict[str, floa
         try:
             await stop.wait()
         finally:
-            server.close()
+            await server.stop()
             for task in tasks:
                 task.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await server.wait_closed()
