@@ -1,7 +1,8 @@
 """One consumed batch as a unit of work: load documents, apply handlers, write once, publish, commit."""
 
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -16,7 +17,7 @@ from contracts.registry import UnreadableMessage, parse
 from services.runtime import health, observe
 from services.runtime.ids import derive_id
 from services.runtime.messages import Incoming, Outgoing
-from services.runtime.outbox import ConflictError, Doc, Store
+from services.runtime.outbox import ConflictError, Doc, Store, staged
 
 log = structlog.get_logger()
 
@@ -52,6 +53,19 @@ class Batch:
         if key not in self.docs:
             await self.prefetch([key])
         return self.docs[key]
+
+    @contextmanager
+    def isolated(self) -> Iterator[Callable[[], None]]:
+        """Run one message's handler: inside the block its records and outputs are staged; calling the yielded
+        function undoes them all (the documents as before the message, its outputs dropped)."""
+        mark = len(self.loose)
+        with staged() as stage:
+
+            def undo() -> None:
+                stage.undo()
+                del self.loose[mark:]
+
+            yield undo
 
     def emit(self, message: Outgoing) -> None:
         """An output not tied to a document (dead letters): sent with the batch, before the commit."""
@@ -177,13 +191,16 @@ class Processor:
             topic=rec.topic, partition=rec.partition, offset=rec.offset, event_id=rec.origin, key=rec.key
         )
         try:
-            outcome = await handler(batch, msg, rec)
-        except TRANSIENT:
-            raise
-        except Exception as exc:  # a bug or an impossible message: dead-letter it, never loop on it
-            log.exception("handler_failed", type=type(msg).__name__)
-            batch.dead_letter(rec, f"handler failed on {type(msg).__name__}: {type(exc).__name__}: {exc}")
-            outcome = "dead-lettered"
+            with batch.isolated() as undo:
+                try:
+                    outcome = await handler(batch, msg, rec)
+                except TRANSIENT:
+                    raise  # the whole batch is retried: nothing of it is written
+                except Exception as exc:  # a bug or an impossible message: dead-letter it, never loop on it
+                    undo()  # none of what it recorded or emitted joins the batch
+                    log.exception("handler_failed", type=type(msg).__name__)
+                    batch.dead_letter(rec, f"handler failed on {type(msg).__name__}: {type(exc).__name__}: {exc}")
+                    outcome = "dead-lettered"
         finally:
             structlog.contextvars.unbind_contextvars("topic", "partition", "offset", "event_id", "key")
         elapsed = time.perf_counter() - started

@@ -16,7 +16,9 @@ with a version-guarded second write, so no other process sends them yet again.
 import re
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,9 +179,46 @@ def check_increment(key: str, by: int) -> None:
         raise ValueError(f"increment counter {key!r} by {by}: the increment must be at least 1")
 
 
+class Stage:
+    """What one message's handler has recorded so far, with each document as it was before: a handler that
+    fails is undone, so none of its writes or events join the batch (issue 17: per-message isolation)."""
+
+    def __init__(self) -> None:
+        self.before: dict[int, tuple[Doc, tuple[Any, ...]]] = {}
+
+    def note(self, doc: Doc) -> None:
+        """Keep `doc` as it is now, unless this message has already changed it."""
+        if id(doc) not in self.before:
+            self.before[id(doc)] = (doc, (doc.state, doc.view, doc.inbox, doc.pending, doc.dirty))
+
+    def undo(self) -> None:
+        """Put every document this message changed back as it was before the message."""
+        for doc, (state, view, inbox, pending, dirty) in self.before.values():
+            doc.state, doc.view, doc.inbox, doc.pending, doc.dirty = state, view, inbox, pending, dirty
+        self.before.clear()
+
+
+_STAGE: ContextVar[Stage | None] = ContextVar("orderflow_outbox_stage", default=None)
+
+
+@contextmanager
+def staged() -> Iterator[Stage]:
+    """Stage the records made inside the block (by the current task) so that they can be undone."""
+    stage = Stage()
+    token = _STAGE.set(stage)
+    try:
+        yield stage
+    finally:
+        _STAGE.reset(token)
+
+
 def record(doc: Doc, input_id: str | None, state: dict[str, Any] | None, outputs: Iterable[Outgoing] = ()) -> None:
     """Apply a handler's result to a loaded document (in memory; the batch writes it); `input_id` None when
-    another document of the same effect already remembers the input (it keeps this inbox small)."""
+    another document of the same effect already remembers the input (it keeps this inbox small). Inside
+    `staged()` the document's previous content is kept first, to undo the record if the handler fails."""
+    stage = _STAGE.get()
+    if stage is not None:
+        stage.note(doc)
     doc.state, doc.view = state, None
     if input_id is not None:
         doc.inbox = [*doc.inbox, input_id][-INBOX_LIMIT:]

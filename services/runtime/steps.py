@@ -30,7 +30,7 @@ class Decision(Generic[S_co]):
     outcome: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots, like Decision
 class Kind(Generic[S]):
     """One kind of document a service keeps: its key prefix and how its stored state reads and writes."""
 
