@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 OF     := $(BIN)/orderflow
 PYTEST := $(BIN)/pytest
 
-.PHONY: install browser stack services demo test test-fast chaos lint schemas docs bench down reset clean
+.PHONY: install browser stack test-stack services demo test test-fast chaos lint schemas docs bench down reset clean
 
 $(VENV)/.installed: pyproject.toml
 	@echo "==> creating $(VENV) and installing orderflow with its pinned dependencies"
@@ -27,6 +27,11 @@ stack: install
 	@echo "==> starting Kafka (KRaft) and FerretDB (first run downloads jars and builds FerretDB: ~3 min)"
 	@$(OF) stack up
 
+# the test suites' own servers (profile `test`: .orderflow-test/, ports 19092, 27027, 5434), never the demo's
+test-stack: install
+	@echo "==> starting the tests' own Kafka and FerretDB (the demo's servers and topics stay untouched)"
+	@ORDERFLOW_PROFILE=test $(OF) stack up
+
 services: stack
 	@echo "==> starting the four services (logs in .orderflow/logs/)"
 	@$(OF) services up
@@ -42,17 +47,17 @@ lint: install
 	@$(BIN)/ruff format --check .
 	@$(BIN)/mypy
 
-test: lint stack browser
+test: lint test-stack browser
 	@echo "==> tests: unit, handlers (in-memory broker), end-to-end (real Kafka + FerretDB)"
-	@$(PYTEST) -m "not chaos" -p no:cacheprovider
+	@ORDERFLOW_PROFILE=test $(PYTEST) -m "not chaos" -p no:cacheprovider
 
 # domain and handler tests without servers (in-memory broker and store): seconds, not minutes
 test-fast: install
 	@$(PYTEST) tests/unit tests/handlers -m "not e2e and not chaos" -q -p no:cacheprovider
 
-chaos: stack
+chaos: test-stack
 	@echo "==> fault-injection suite"
-	@$(PYTEST) -m chaos tests/chaos -p no:cacheprovider -s
+	@ORDERFLOW_PROFILE=test $(PYTEST) -m chaos tests/chaos -p no:cacheprovider -s
 
 bench: stack
 	@echo "==> benchmark: raw Kafka/store limits, then orders/s end to end (under 15 min; JSON in bench/results/)"
@@ -67,9 +72,11 @@ docs: install
 down:
 	@-$(OF) services down
 	@-$(OF) stack down
+	@-ORDERFLOW_PROFILE=test $(OF) stack down
 
 reset: down
 	@$(OF) stack reset
+	@ORDERFLOW_PROFILE=test $(OF) stack reset
 
 clean: down
-	rm -rf $(VENV) .orderflow *.egg-info
+	rm -rf $(VENV) .orderflow .orderflow-test *.egg-info

@@ -19,7 +19,8 @@ def _docker_available() -> bool:
 
 @pytest.fixture(scope="session")
 def servers() -> Iterator[dict[str, str]]:
-    """Kafka bootstrap servers and a Mongo URI: from env, else containers (Docker), else the local stack."""
+    """Kafka bootstrap servers and a Mongo URI: from env, else containers (Docker), else the local stack's
+    `test` profile (own data directory and ports: a later `make demo` sees none of the tests' messages)."""
     given = {k: os.environ[k] for k in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI") if os.environ.get(k)}
     if len(given) == 2:
         yield given
@@ -35,6 +36,7 @@ def servers() -> Iterator[dict[str, str]]:
         return
     from orderflow.dev import stack
 
+    os.environ.setdefault("ORDERFLOW_PROFILE", "test")  # the tests' own servers and topics, never the demo's
     env = stack.up(progress=print)
     os.environ.update(env)
     yield env

@@ -2,7 +2,7 @@
 // (default) or SQLite backend.
 //
 // `go install github.com/FerretDB/FerretDB/cmd/ferretdb` panics on a missing version file, so the
-// project embeds the library instead. Built and started by orderflow/stack.py.
+// project embeds the library instead. Built and started by orderflow/dev/stack.py.
 package main
 
 import (

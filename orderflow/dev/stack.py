@@ -5,7 +5,8 @@ tiny Go program (``deploy/ferretdb``) and stores its data in PostgreSQL (Debian'
 ``/usr/lib/postgresql/<major>/bin``; a private cluster, not the system one). ``ORDERFLOW_FERRETDB_BACKEND=sqlite``
 selects FerretDB's SQLite backend instead (no PostgreSQL; it deadlocks on large bulk updates).
 Downloads and builds are cached in :func:`cache_dir`, so a second start takes seconds; data, pid
-files and logs live in :func:`state_dir`.
+files and logs live in :func:`state_dir`. ``ORDERFLOW_PROFILE=test`` selects a second, independent set of
+servers (own state directory and ports, :data:`PROFILES`): the test suites run there, never on the demo's.
 
 Manual use: ``python -m orderflow.dev.stack up|down|status|reset`` (and ``start|stop|kill <component>``).
 """
@@ -34,6 +35,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypedDict
 
@@ -76,268 +78,10 @@ KAFKA_LOG4J = DEPLOY_DIR / "kafka" / "log4j2.properties"
 FERRETDB_SRC = DEPLOY_DIR / "ferretdb"
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 
-# Fixes for FerretDB 1.24.2 (the last 1.x release), applied at build time to a copy of the module in
-# the build cache (used via `go build -modfile` + `replace`; the Go module cache and deploy/ferretdb/go.mod
-# stay pristine): (file in the module, exact upstream text or "" for a new file, replacement).
-# 1. Upstream `update` defers closing each statement's query to the end of the whole command, so every
-#    statement keeps a pooled backend connection checked out: a command with >= pool-size statements
-#    (PostgreSQL 50, SQLite 100) waits forever for a connection. `update` and `findAndModify` also keep
-#    the query's connection while the write takes a second one, which deadlocks the pool under
-#    concurrency. Both now read the matching documents and release the query before writing, like
-#    upstream's `delete` already does.
-# 2. Upstream updates are read-modify-write without row locks: concurrent `$inc`s of one document lose
-#    writes (measured: 33 of 200 survived). Update statements and findAndModify are now serialized per
-#    collection inside the (single) FerretDB process.
-# 3. The PostgreSQL backend pushes `{_id: <scalar>}` down as `_jsonb->$1 @> $2`, which cannot use the
-#    unique index on `(_jsonb->'_id')`: every lookup by _id scanned the whole table (~12 ms at 30k
-#    documents). An extra, equivalent `_jsonb->'_id' = $n::jsonb` condition lets PostgreSQL use the index
-#    (`_id` is never an array, so containment is equality; FerretDB re-checks every row anyway).
-# 4. `$in` is never pushed down: `{_id: {$in: [...]}}` (how every batch loads its documents) read and
-#    decoded the whole table in Go (~350 ms of FerretDB CPU per order at 10k documents). A string-only
-#    `_id` `$in` now becomes `_jsonb->'_id' IN ($1::jsonb, ...)`, an index lookup.
-# 5. `resource.Track` (a leak detector: a pprof profile entry with a captured stack and a finalizer for
-#    every iterator, cursor and connection) took 13% of FerretDB's CPU under the benchmark (pprof, 30 s
-#    at 30 orders/s), mostly in `runtime.Callers`. Tracking is switched off; `checkArgs` still runs.
-FERRETDB_PATCHES: tuple[tuple[str, str, str], ...] = (
-    (
-        "internal/backends/postgresql/query.go",
-        """\
-		case float64, string, types.ObjectID, bool, time.Time, int32, int64:
-			if f, a := filterEqual(p, key, v, keyOperator); f != "" {
-				filters = append(filters, f)
-				args = append(args, a...)
-			}
-""",
-        """\
-		case float64, string, types.ObjectID, bool, time.Time, int32, int64:
-			if f, a := filterEqual(p, key, v, keyOperator); f != "" {
-				filters = append(filters, f)
-				args = append(args, a...)
-
-				// orderflow patch: an index-friendly equality for _id (the unique index is on _jsonb->'_id').
-				if _, isFloat := v.(float64); rootKey == "_id" && !isFloat && strings.Contains(f, " @> ") {
-					filters = append(filters, fmt.Sprintf("%s = %s::jsonb", metadata.IDColumn, p.Next()))
-					args = append(args, a[len(a)-1])
-				}
-			}
-""",
-    ),
-    (
-        "internal/backends/postgresql/query.go",
-        """\
-				default:
-					// $gt and $lt
-					// TODO https://github.com/FerretDB/FerretDB/issues/1875
-					continue
-""",
-        """\
-				case "$in":
-					// orderflow patch: `_id: {$in: [strings]}` as an index lookup.
-					if f, a := orderflowFilterIDIn(p, rootKey, v); f != "" {
-						filters = append(filters, f)
-						args = append(args, a...)
-					}
-
-				default:
-					// $gt and $lt
-					// TODO https://github.com/FerretDB/FerretDB/issues/1875
-					continue
-""",
-    ),
-    (
-        "internal/backends/postgresql/orderflow_in.go",
-        "",
-        """\
-package postgresql
-
-import (
-	"strings"
-
-	"github.com/FerretDB/FerretDB/internal/backends/postgresql/metadata"
-	"github.com/FerretDB/FerretDB/internal/handler/sjson"
-	"github.com/FerretDB/FerretDB/internal/types"
-	"github.com/FerretDB/FerretDB/internal/util/must"
-)
-
-// orderflowFilterIDIn returns `_jsonb->'_id' IN ($n::jsonb, ...)` for `_id: {$in: [...]}` when every
-// value is a string (orderflow patch: upstream never pushes $in down, so such a query read the whole table).
-func orderflowFilterIDIn(p *metadata.Placeholder, rootKey string, v any) (string, []any) {
-	arr, ok := v.(*types.Array)
-	if rootKey != "_id" || !ok || arr.Len() == 0 || arr.Len() > 10000 {
-		return "", nil
-	}
-
-	values := make([]string, 0, arr.Len())
-
-	for i := 0; i < arr.Len(); i++ {
-		s, isString := must.NotFail(arr.Get(i)).(string)
-		if !isString {
-			return "", nil
-		}
-
-		values = append(values, string(must.NotFail(sjson.MarshalSingleValue(s))))
-	}
-
-	placeholders := make([]string, len(values))
-	args := make([]any, len(values))
-
-	for i, value := range values {
-		placeholders[i] = p.Next() + "::jsonb"
-		args[i] = value
-	}
-
-	return metadata.IDColumn + " IN (" + strings.Join(placeholders, ", ") + ")", args
-}
-""",
-    ),
-    (
-        "internal/handler/orderflow_lock.go",
-        "",
-        """\
-package handler
-
-import "sync"
-
-// orderflow patch: FerretDB 1.x updates read a document and write it back without a row lock, so
-// concurrent updates of one document lose writes; serialize them per collection in this process.
-var orderflowCollectionLocks sync.Map // "db.collection" -> *sync.Mutex (database names cannot contain dots)
-
-// orderflowLockCollection locks the collection for a read-modify-write and returns the unlock function.
-func orderflowLockCollection(db, collection string) func() {
-	v, _ := orderflowCollectionLocks.LoadOrStore(db+"."+collection, new(sync.Mutex))
-	m := v.(*sync.Mutex)
-	m.Lock()
-
-	return m.Unlock
-}
-""",
-    ),
-    (
-        "internal/handler/msg_update.go",
-        """\
-		res, err := c.Query(ctx, &qp)
-		if err != nil {
-			return 0, 0, nil, lazyerrors.Error(err)
-		}
-
-		closer := iterator.NewMultiCloser()
-		defer closer.Close()
-
-		closer.Add(res.Iter)
-
-		iter := common.FilterIterator(res.Iter, closer, u.Filter)
-
-		if !u.Multi {
-			iter = common.LimitIterator(iter, closer, 1)
-		}
-
-		result, err := common.UpdateDocument(ctx, c, "update", iter, &u)
-""",
-        """\
-		// orderflow patch: lock the collection for the read-modify-write; read the matches and
-		// release the query's connection before writing.
-		unlock := orderflowLockCollection(params.DB, params.Collection)
-
-		res, err := c.Query(ctx, &qp)
-		if err != nil {
-			unlock()
-			return 0, 0, nil, lazyerrors.Error(err)
-		}
-
-		closer := iterator.NewMultiCloser()
-		closer.Add(res.Iter)
-
-		iter := common.FilterIterator(res.Iter, closer, u.Filter)
-
-		if !u.Multi {
-			iter = common.LimitIterator(iter, closer, 1)
-		}
-
-		docs, err := iterator.ConsumeValues(iter)
-		closer.Close()
-
-		if err != nil {
-			unlock()
-			return 0, 0, nil, lazyerrors.Error(err)
-		}
-
-		docsIter := iterator.Values(iterator.ForSlice(docs))
-		result, err := common.UpdateDocument(ctx, c, "update", docsIter, &u)
-		docsIter.Close()
-		unlock()
-""",
-    ),
-    (
-        "internal/handler/msg_findandmodify.go",
-        """\
-	queryRes, err := c.Query(ctx, &qp)
-""",
-        """\
-	// orderflow patch: lock the collection for the read-modify-write.
-	unlock := orderflowLockCollection(params.DB, params.Collection)
-	defer unlock()
-
-	queryRes, err := c.Query(ctx, &qp)
-""",
-    ),
-    (
-        "internal/handler/msg_findandmodify.go",
-        """\
-	// findAndModify modifies a single document
-	iter = common.LimitIterator(iter, closer, 1)
-""",
-        """\
-	// findAndModify modifies a single document
-	iter = common.LimitIterator(iter, closer, 1)
-
-	// orderflow patch: read it and release the query's connection before writing.
-	found, err := iterator.ConsumeValues(iter)
-	queryRes.Iter.Close()
-
-	if err != nil {
-		return nil, lazyerrors.Error(err)
-	}
-
-	iter = iterator.Values(iterator.ForSlice(found))
-	closer.Add(iter)
-""",
-    ),
-    (
-        "internal/util/resource/resource.go",
-        """func Track(obj any, token *Token) {
-	checkArgs(obj, token)
-""",
-        """func Track(obj any, token *Token) {
-	checkArgs(obj, token)
-
-	if orderflowNoTracking { // orderflow patch: no profile entry, stack or finalizer per object
-		return
-	}
-""",
-    ),
-    (
-        "internal/util/resource/resource.go",
-        """func Untrack(obj any, token *Token) {
-	checkArgs(obj, token)
-""",
-        """func Untrack(obj any, token *Token) {
-	checkArgs(obj, token)
-
-	if orderflowNoTracking {
-		return
-	}
-""",
-    ),
-    (
-        "internal/util/resource/orderflow_notracking.go",
-        "",
-        """package resource
-
-// orderflowNoTracking switches lifetime tracking off (orderflow patch 5, see orderflow/stack.py).
-const orderflowNoTracking = true
-""",
-    ),
-)
+# Fixes for FerretDB 1.24.2 (the last 1.x release): unified diffs applied in name order with `patch -p1` at
+# build time to a copy of the module in the build cache (used via `go build -modfile` + `replace`; the Go
+# module cache and deploy/ferretdb/go.mod stay pristine). Each file's header says what it fixes and why.
+FERRETDB_PATCH_DIR = FERRETDB_SRC / "patches"
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 60.0
@@ -369,9 +113,36 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ORDERFLOW_CACHE", "~/.cache/orderflow")).expanduser()
 
 
+@dataclass(frozen=True)
+class Profile:
+    """One set of local servers: its state directory (under the repository) and its ports."""
+
+    home: str
+    kafka_port: int  # the KRaft controller listens on the next port
+    mongo_port: int
+    postgres_port: int
+
+
+# `default` serves `make demo` and `orderflow services`; `test` serves the test suites (tests/conftest.py), so
+# their messages, consumer groups and databases never reach the demo's servers.
+PROFILES: dict[str, Profile] = {
+    "default": Profile(".orderflow", 9092, 27017, 5433),
+    "test": Profile(".orderflow-test", 19092, 27027, 5434),
+}
+
+
+def profile() -> Profile:
+    """Return the servers' profile (``$ORDERFLOW_PROFILE``: ``default`` or ``test``); the ORDERFLOW_HOME and
+    ORDERFLOW_*_PORT variables still override its directory and ports one by one."""
+    name = os.environ.get("ORDERFLOW_PROFILE", "").strip().lower() or "default"
+    if name not in PROFILES:
+        raise StackError(f"ORDERFLOW_PROFILE={name!r}; expected one of {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
 def state_dir() -> Path:
-    """Return the directory for data, pid files and logs (``$ORDERFLOW_HOME``, default <repo>/.orderflow)."""
-    return Path(os.environ.get("ORDERFLOW_HOME", str(REPO_ROOT / ".orderflow"))).expanduser()
+    """Return the directory for data, pid files and logs (``$ORDERFLOW_HOME``, default <repo>/<profile's home>)."""
+    return Path(os.environ.get("ORDERFLOW_HOME", str(REPO_ROOT / profile().home))).expanduser()
 
 
 def data_dir(component: Component) -> Path:
@@ -390,18 +161,19 @@ def pid_file(component: Component) -> Path:
 
 
 def kafka_port() -> int:
-    """Return the Kafka client (PLAINTEXT) port (``$ORDERFLOW_KAFKA_PORT``, default 9092)."""
-    return int(os.environ.get("ORDERFLOW_KAFKA_PORT", "9092"))
+    """Return the Kafka client (PLAINTEXT) port (``$ORDERFLOW_KAFKA_PORT``, else the profile's: 9092, tests 19092)."""
+    return int(os.environ.get("ORDERFLOW_KAFKA_PORT") or profile().kafka_port)
 
 
 def mongo_port() -> int:
-    """Return the FerretDB (MongoDB wire protocol) port (``$ORDERFLOW_MONGO_PORT``, default 27017)."""
-    return int(os.environ.get("ORDERFLOW_MONGO_PORT", "27017"))
+    """Return the FerretDB (MongoDB wire protocol) port (``$ORDERFLOW_MONGO_PORT``, else 27017, tests 27027)."""
+    return int(os.environ.get("ORDERFLOW_MONGO_PORT") or profile().mongo_port)
 
 
 def postgres_port() -> int:
-    """Return the PostgreSQL port (``$ORDERFLOW_PG_PORT``, default 5433 so a system cluster on 5432 is left alone)."""
-    return int(os.environ.get("ORDERFLOW_PG_PORT", "5433"))
+    """Return the PostgreSQL port (``$ORDERFLOW_PG_PORT``, else 5433, tests 5434: a system cluster on 5432 is left
+    alone)."""
+    return int(os.environ.get("ORDERFLOW_PG_PORT") or profile().postgres_port)
 
 
 def ferretdb_backend() -> Literal["postgresql", "sqlite"]:
@@ -650,17 +422,50 @@ def ensure_kafka(progress: Progress | None = None) -> Path:
     return libs
 
 
+def ferretdb_patches() -> list[Path]:
+    """The FerretDB patch files, in the order they apply (by name)."""
+    return sorted(FERRETDB_PATCH_DIR.glob("*.patch"))
+
+
 def ferretdb_binary() -> Path:
     """Return the path of the FerretDB binary for the current sources and patches (it may not be built yet)."""
     sources = [FERRETDB_SRC / "main.go", FERRETDB_SRC / "go.mod"]
     if (FERRETDB_SRC / "go.sum").is_file():
         sources.append(FERRETDB_SRC / "go.sum")
-    digest = hashlib.sha256((_sha256(*sources) + repr(FERRETDB_PATCHES)).encode()).hexdigest()
+    digest = hashlib.sha256((_sha256(*sources) + _sha256(*ferretdb_patches())).encode()).hexdigest()
     return cache_dir() / f"ferretdb-{digest[:12]}" / "ferretdb"
 
 
+def apply_ferretdb_patches(module_dir: Path, patched_dir: Path) -> int:
+    """Copy FerretDB's module to `patched_dir` and apply every patch file in order, exactly (no fuzz);
+    a patch that does not apply is a StackError naming it. Returns the number of patches applied."""
+    patches = ferretdb_patches()
+    if not patches:
+        raise StackError(f"ferretdb: no *.patch files in {FERRETDB_PATCH_DIR}; FerretDB 1.24.2 needs its fixes")
+    patch_tool = _require_tool("patch", "GNU patch applies FerretDB's fixes (e.g. `apt-get install patch`).")
+    shutil.rmtree(patched_dir, ignore_errors=True)
+    # copyfile, not copy2: the module cache is read-only and the copy must be writable/removable.
+    shutil.copytree(module_dir, patched_dir, copy_function=shutil.copyfile)
+    for root, _dirs, _files in os.walk(patched_dir):
+        os.chmod(root, 0o755)
+    for patch_file in patches:
+        applied = subprocess.run(
+            [patch_tool, "-p1", "--batch", "--forward", "--fuzz=0", "-d", str(patched_dir), "-i", str(patch_file)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if applied.returncode != 0:
+            raise StackError(
+                f"ferretdb: {patch_file.name} does not apply to {module_dir}:\n"
+                f"{(applied.stdout + applied.stderr).strip()}"
+            )
+    return len(patches)
+
+
 def _ferretdb_patched_modfile(go: str, workdir: Path, progress: Progress) -> Path:
-    """Copy FerretDB's module, apply FERRETDB_PATCHES, and return a go.mod that `replace`s it with the copy."""
+    """Copy FerretDB's module, apply the patch files, and return a go.mod that `replace`s it with the copy."""
     env = {**os.environ, "GOFLAGS": "-mod=mod"}
     _run_streaming(
         [go, "mod", "download", FERRETDB_MODULE],
@@ -682,23 +487,8 @@ def _ferretdb_patched_modfile(go: str, workdir: Path, progress: Progress) -> Pat
     if listed.returncode != 0 or not listed.stdout.strip() or not module_dir.is_dir():
         raise StackError(f"ferretdb: cannot locate {FERRETDB_MODULE} sources: {listed.stderr.strip()}")
     patched_dir = workdir / "FerretDB"
-    shutil.rmtree(patched_dir, ignore_errors=True)
-    # copyfile, not copy2: the module cache is read-only and the copy must be writable/removable.
-    shutil.copytree(module_dir, patched_dir, copy_function=shutil.copyfile)
-    for root, _dirs, _files in os.walk(patched_dir):
-        os.chmod(root, 0o755)
-    for rel, old, new in FERRETDB_PATCHES:
-        target = patched_dir / rel
-        if not old:  # a new file
-            if target.exists():
-                raise StackError(f"ferretdb: patch creates {rel}, but {module_dir} already has it")
-            target.write_text(new)
-            continue
-        text = target.read_text()
-        if text.count(old) != 1:
-            raise StackError(f"ferretdb: patch for {rel} does not apply to {module_dir}; update FERRETDB_PATCHES")
-        target.write_text(text.replace(old, new))
-    progress(f"[ferretdb] applied {len(FERRETDB_PATCHES)} patches to FerretDB in {patched_dir}")
+    count = apply_ferretdb_patches(module_dir, patched_dir)
+    progress(f"[ferretdb] applied {count} patches to FerretDB in {patched_dir}")
     modfile = workdir / "go.mod"
     shutil.copyfile(FERRETDB_SRC / "go.mod", modfile)
     if (FERRETDB_SRC / "go.sum").is_file():
