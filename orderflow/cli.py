@@ -69,9 +69,17 @@ def stack_status() -> None:
 
 @services_app.command("up")
 def services_up(replicas: Annotated[int, typer.Option(help="replicas of each service")] = 1) -> None:
-    """Start the services in the background; logs go to .orderflow/logs/."""
+    """Start the services in the background, each replica with its own health/metrics port; logs in .orderflow/logs/."""
     for name, pids in procs.up(replicas).items():
-        typer.echo(f"{name:<12} pids {pids}  log {procs.log_path(name)}")
+        for replica, pid in enumerate(pids, start=1):
+            where = f"{_health_url(name, replica)}  log {procs.log_path(name, replica)}"
+            typer.echo(f"{name + '-' + str(replica):<14} pid {pid:<8} {where}")
+    typer.echo("each port also serves /health/live, /health/ready and /docs/asyncapi")
+
+
+def _health_url(service: str, replica: int) -> str:
+    port = procs.health_port(service, replica)
+    return f"http://127.0.0.1:{port}/metrics" if port else "(no health port)"
 
 
 @services_app.command("down")
@@ -85,7 +93,10 @@ def services_down() -> None:
 def services_status() -> None:
     """The running replicas of each service."""
     for name in procs.SERVICES:
-        typer.echo(f"{name:<12} replicas {procs.replicas(name)}")
+        running = procs.replicas(name)
+        typer.echo(f"{name:<12} replicas {running}")
+        for replica in running:
+            typer.echo(f"  {name}-{replica}: {_health_url(name, replica)}")
 
 
 @app.command()

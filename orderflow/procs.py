@@ -3,6 +3,7 @@
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -57,16 +58,48 @@ def pid_of(service: str, replica: int = 1) -> int | None:
     return pid if _alive(pid) else None
 
 
+def _port_file(service: str, replica: int) -> Path:
+    return _run_dir() / f"{service}-{replica}.port"
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_health_port(service: str, replica: int) -> int:
+    """A replica's own health/metrics port: HEALTH_BASE (ORDERFLOW_HEALTH_BASE, default 8100) + 10 x the
+    service's place + the replica (intake-1 8101, review-1 8111, inventory-1 8121, fulfillment-1 8131), or a
+    free port when that one is taken (another system on the machine)."""
+    base = int(os.environ.get("ORDERFLOW_HEALTH_BASE", "8100"))
+    preferred = base + 10 * SERVICES.index(service) + replica
+    return preferred if replica < 10 and _free(preferred) else stack.unused_port()
+
+
+def health_port(service: str, replica: int = 1) -> int | None:
+    """The health/metrics port the replica was started with (None: not started here)."""
+    path = _port_file(service, replica)
+    return int(path.read_text()) if path.exists() else None
+
+
 def start(service: str, replica: int = 1, env: dict[str, str] | None = None) -> int:
-    """Start one replica in the background (no-op when it runs); returns its pid."""
+    """Start one replica in the background (no-op when it runs) with its own health/metrics port (the
+    caller's `<SERVICE>_HEALTH_PORT` in `env` wins); returns its pid."""
     running = pid_of(service, replica)
     if running:
         return running
+    variable = f"{service.upper()}_HEALTH_PORT"
+    port = int((env or {}).get(variable) or pick_health_port(service, replica))
+    _port_file(service, replica).write_text(str(port))
     with open(log_path(service, replica), "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{service}.app"],
             cwd=stack.REPO_ROOT,
-            env={**os.environ, **stack.env(), **(env or {}), **stack.service_env(service)},
+            env={**os.environ, **stack.env(), **(env or {}), variable: str(port), **stack.service_env(service)},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -87,6 +120,7 @@ def stop(service: str, replica: int = 1, sig: signal.Signals = signal.SIGTERM, t
             os.kill(pid, signal.SIGKILL)
         _reap(pid)
     _pid_file(service, replica).unlink(missing_ok=True)
+    _port_file(service, replica).unlink(missing_ok=True)
 
 
 def kill(service: str, replica: int = 1) -> None:

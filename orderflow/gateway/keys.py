@@ -38,7 +38,7 @@ def digest(token: str) -> str:
 
 
 def _key_id(token: str) -> str | None:
-    parts = token.split("_")
+    parts = token.split("_", 2)
     return parts[1] if len(parts) == 3 and parts[0] == PREFIX and parts[1] and parts[2] else None
 
 
