@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services.fulfillment import store
+from services.runtime.outbox import DocStore
 from services.runtime.service import mongo_client
 from services.runtime.settings import ServiceSettings
 
@@ -41,7 +42,7 @@ async def fetch(ref: str, uri: str | None = None, database: str | None = None) -
     mongo = client(uri or default_uri)
     try:
         collection = mongo[f"{database or default_db}_{SERVICE}"][SERVICE]
-        return await store.find_timeline(collection, ref)
+        return await store.find_timeline(DocStore(collection), ref)
     finally:
         await mongo.close()
 

@@ -17,6 +17,7 @@ from typing import Any
 from contracts.public import OrderStatus
 from orderflow import track
 from services.fulfillment import store, timeline
+from services.fulfillment.store import Timeline
 
 STEPS = ("received", "approved", "reserved", "shipped", "delivered")
 CHUNK = 2000
@@ -25,7 +26,7 @@ CHUNK = 2000
 def _timeline_docs(i: int, start: datetime) -> list[dict[str, Any]]:
     channel, ref, number = "web", f"TRK-{i:07d}", f"SO-20261127-{i:06d}"
     key = f"{channel}:{ref}"
-    state: dict[str, Any] | None = None
+    state: Timeline | None = None
     for n, status in enumerate(STEPS):
         msg = OrderStatus(
             event_id=f"trk-{i}-{n}",
@@ -38,11 +39,9 @@ def _timeline_docs(i: int, start: datetime) -> list[dict[str, Any]]:
             occurred_at=start + timedelta(minutes=n),
             decided_by="bench",
         )
-        state = timeline.append(state, key, msg)
-    return [
-        {"_id": timeline.key(key), "v": 1, "state": state, "inbox": [], "pending": []},
-        {"_id": timeline.alias(number), "v": 1, "state": {"order_key": key}, "inbox": [], "pending": []},
-    ]
+        state = timeline.append(state or timeline.start(key, msg), msg) or state
+    assert state is not None
+    return [{"_id": k, "v": 1, "state": doc, "inbox": [], "pending": []} for k, doc in store.timeline_rows(state)]
 
 
 async def run(uri: str, orders: int, say: Callable[[str], None], lookups: int = 200) -> dict[str, Any]:

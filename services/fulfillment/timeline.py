@@ -1,17 +1,20 @@
 """Fulfillment's read model of every order's timeline (handbook 2.4.3), built from `orders.status`.
 
-One document per order, `timeline:{order_key}`, with every status in the order it was published
+One timeline per order (`store.Timeline`) with every status in the order it was published
 (deduplicated by event id) and, per status: time, revision, reasons, a short summary of the details,
-the promise date and who or which rule decided. `number:{order_number}` aliases (shared with the
-shipment handlers) let customer service look an order up by its number. Only a summary of the
-details is kept, and contact data is never stored: personal keys are dropped and values quoted in
-reasons about the customer's contact or address are masked.
+the promise date and who or which rule decided. Order-number aliases (shared with the shipment
+handlers) let customer service look an order up by its number. Only a summary of the details is
+kept, and contact data is never stored: personal keys are dropped and values quoted in reasons about
+the customer's contact or address are masked.
 """
 
 import re
+from dataclasses import replace
 from typing import Any
 
+from contracts.common import Reason
 from contracts.public import OrderStatus
+from services.fulfillment.store import Entry, Said, Timeline
 
 ENTRY_LIMIT = 500  # per order; the oldest entries beyond it are counted, not kept
 SUMMARY_LIMIT = 300
@@ -23,25 +26,15 @@ _QUOTED = re.compile(r"'[^']*'")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
 
-def key(order_key: str) -> str:
-    """The timeline document of an order."""
-    return f"timeline:{order_key}"
-
-
-def alias(order_number: str) -> str:
-    """The document that maps an order number to its order key."""
-    return f"number:{order_number}"
-
-
 def _scrub(text: str) -> str:
     return _EMAIL.sub("[email]", text)
 
 
-def _reason(r: Any) -> dict[str, Any]:
+def _reason(r: Reason) -> Said:
     message = r.message
     if r.field and _PRIVATE_FIELD.match(r.field):
         message = _QUOTED.sub("'…'", message)  # e.g. intake echoes a malformed phone or email
-    return {"code": r.code, "field": r.field, "message": _scrub(message)}
+    return Said(r.code, r.field, _scrub(message))
 
 
 def _lines(items: list[Any]) -> str | None:
@@ -102,44 +95,40 @@ def summarize(details: dict[str, Any]) -> str:
     return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1] + "…"
 
 
-def entry(msg: OrderStatus) -> dict[str, Any]:
+def entry(msg: OrderStatus) -> Entry:
     """One step of the timeline."""
-    return {
-        "event_id": msg.event_id,
-        "status": msg.status,
-        "occurred_at": msg.occurred_at.isoformat(),
-        "revision": msg.revision,
-        "order_number": msg.order_number,
-        "reasons": [_reason(r) for r in msg.reasons],
-        "promise_date": msg.promise_date.isoformat() if msg.promise_date else None,
-        "details": summarize(msg.details),
-        "decided_by": msg.decided_by,
-    }
+    return Entry(
+        msg.event_id,
+        msg.status,
+        msg.occurred_at,
+        msg.revision,
+        msg.order_number,
+        tuple(_reason(r) for r in msg.reasons),
+        msg.promise_date,
+        summarize(msg.details),
+        msg.decided_by,
+    )
 
 
-def append(state: dict[str, Any] | None, order_key: str, msg: OrderStatus) -> dict[str, Any] | None:
+def start(order_key: str, msg: OrderStatus, earlier: tuple[Entry, ...] = ()) -> Timeline:
+    """A new timeline for the order `msg` is about, beginning with `earlier` entries (those of a cancel
+    that came before the order)."""
+    return Timeline(order_key, msg.channel, msg.channel_order_ref, entries=earlier)
+
+
+def append(state: Timeline, msg: OrderStatus) -> Timeline | None:
     """The timeline with `msg` appended, or None when it is already there (a republished status)."""
-    st = state or {
-        "order_key": order_key,
-        "channel": msg.channel,
-        "channel_order_ref": msg.channel_order_ref,
-        "order_number": None,
-        "entries": [],
-        "dropped": 0,
-    }
-    if any(e["event_id"] == msg.event_id for e in st["entries"]):
+    if any(e.event_id == msg.event_id for e in state.entries):
         return None
-    entries = [*st["entries"], entry(msg)]
-    dropped = st.get("dropped", 0) + max(0, len(entries) - ENTRY_LIMIT)
-    return {
-        **st,
-        "order_number": st.get("order_number") or msg.order_number,
-        "entries": entries[-ENTRY_LIMIT:],
-        "dropped": dropped,
-    }
+    entries = (*state.entries, entry(msg))
+    return replace(
+        state,
+        order_number=state.order_number or msg.order_number,
+        entries=entries[-ENTRY_LIMIT:],
+        dropped=state.dropped + max(0, len(entries) - ENTRY_LIMIT),
+    )
 
 
-def last_status(state: dict[str, Any] | None) -> str | None:
+def last_status(state: Timeline | None) -> str | None:
     """The latest status of the order as published (refusals and ignored messages repeat it)."""
-    entries = (state or {}).get("entries") or []
-    return str(entries[-1]["status"]) if entries else None
+    return state.entries[-1].status if state and state.entries else None

@@ -9,6 +9,7 @@ from contracts.common import Reason
 from contracts.public import OrderStatus
 from orderflow import track
 from services.fulfillment import store, timeline
+from services.fulfillment.store import Timeline
 
 NOW = datetime(2026, 11, 27, 8, 15, 2, tzinfo=UTC)
 
@@ -24,23 +25,29 @@ def msg(event_id: str, name: str = "received", **kw: Any) -> OrderStatus:
     )
 
 
+def add(st: Timeline | None, m: OrderStatus) -> Timeline:
+    new = timeline.append(st or timeline.start("web:WEB-1", m), m)
+    assert new is not None
+    return new
+
+
 def test_append_keeps_order_and_drops_republished_statuses() -> None:
-    st = timeline.append(None, "web:WEB-1", msg("e1", "needs_clarification"))
-    st = timeline.append(st, "web:WEB-1", msg("e2", "received", order_number="SO-1", revision=2))
-    assert timeline.append(st, "web:WEB-1", msg("e1", "needs_clarification")) is None
-    assert st is not None
-    assert [e["status"] for e in st["entries"]] == ["needs_clarification", "received"]
-    assert st["order_number"] == "SO-1" and st["order_key"] == "web:WEB-1"
-    assert st["entries"][1]["revision"] == 2 and st["entries"][1]["occurred_at"] == NOW.isoformat()
+    st = add(None, msg("e1", "needs_clarification"))
+    st = add(st, msg("e2", "received", order_number="SO-1", revision=2))
+    assert timeline.append(st, msg("e1", "needs_clarification")) is None
+    assert [e.status for e in st.entries] == ["needs_clarification", "received"]
+    assert st.order_number == "SO-1" and st.order_key == "web:WEB-1"
+    assert st.entries[1].revision == 2 and st.to_doc()["entries"][1]["occurred_at"] == NOW.isoformat()
     assert timeline.last_status(st) == "received" and timeline.last_status(None) is None
+    assert Timeline.from_doc(st.to_doc()) == st
 
 
 def test_a_runaway_timeline_keeps_its_latest_entries() -> None:
-    st: dict[str, Any] | None = None
+    st: Timeline | None = None
     for i in range(timeline.ENTRY_LIMIT + 7):
-        st = timeline.append(st, "web:WEB-1", msg(f"e{i}"))
-    assert st is not None and len(st["entries"]) == timeline.ENTRY_LIMIT and st["dropped"] == 7
-    assert st["entries"][0]["event_id"] == "e7"
+        st = add(st, msg(f"e{i}"))
+    assert st is not None and len(st.entries) == timeline.ENTRY_LIMIT and st.dropped == 7
+    assert st.entries[0].event_id == "e7"
 
 
 @pytest.mark.parametrize(
@@ -98,11 +105,11 @@ def test_contact_data_is_never_kept() -> None:
         "remark": "li.wei@example.com",
     }
     e = timeline.entry(msg("e1", "needs_clarification", reasons=reasons, details=details))
-    text = repr(e)
+    text = repr(e.to_doc())
     for secret in ("li@@x", "+86", "Li Wei", "li.wei@example.com", "Hangzhou"):
         assert secret not in text, secret
     assert "'C-1' is unknown" in text  # not contact data: kept as written
-    assert e["details"] == "nested: {sku A}; remark: [email]"
+    assert e.details == "nested: {sku A}; remark: [email]"
 
 
 @pytest.mark.parametrize(
@@ -114,10 +121,9 @@ def test_order_key_or_number(ref: str, is_key: bool) -> None:
 
 
 def test_render_shows_every_step_with_who_decided() -> None:
-    st = timeline.append(None, "web:WEB-1", msg("e1", "received", order_number="SO-1", decided_by="intake/1"))
-    st = timeline.append(
+    st = add(None, msg("e1", "received", order_number="SO-1", decided_by="intake/1"))
+    st = add(
         st,
-        "web:WEB-1",
         msg(
             "e2",
             "rejected",
@@ -127,17 +133,15 @@ def test_render_shows_every_step_with_who_decided() -> None:
             decided_by="review-rules/1",
         ),
     )
-    assert st is not None
-    text = track.render(st)
+    text = track.render(st.to_doc())
     assert "SO-1" in text and "web:WEB-1" in text
     for word in ("received", "intake/1", "rejected", "credit_limit_exceeded", "review-rules/1", "2026-11-27 08:15:02"):
         assert word in text, word
 
 
 def test_a_narrow_console_gets_a_list_instead_of_a_table() -> None:
-    st = timeline.append(
+    st = add(
         None,
-        "web:WEB-1",
         msg(
             "e1",
             "in_production",
@@ -148,8 +152,7 @@ def test_a_narrow_console_gets_a_list_instead_of_a_table() -> None:
             decided_by="fulfillment/1",
         ),
     )
-    assert st is not None
-    text = track.render(st, width=80)
+    text = track.render(st.to_doc(), width=80)
     assert "┃" not in text
     assert "  1  2026-11-27 08:15:02  in_production  rev 1  promise 2026-12-09  by fulfillment/1" in text
     assert "reason  promise_slipped: late" in text and "times UTC" in text
