@@ -226,7 +226,7 @@ def create_app(console: Console, lifespan: Callable[[FastAPI], Any] | None = Non
         sent_doc = await console.model.sent_record(sent) if sent else None
         if doc is None and sent_doc is None:
             raise Refused(404, f"No order {key!r} known to the console (yet).")
-        doc = doc or {"_id": key, "status": None, "events": 0, "since": 0.0}
+        doc = doc or {"_id": key, "status": None, "since": 0.0}
         timeline = await console.model.timeline(key)
         answer = None
         if sent_doc is not None and sent_doc.get("kind") != "order.submitted":
@@ -379,7 +379,7 @@ def _form_fields(values: dict[str, str]) -> set[str]:
 
 
 def _stamp(doc: Doc) -> str:
-    return f"{doc.get('events', 0)}-{doc.get('status')}-{doc.get('revision')}"
+    return f"{doc.get('last_event')}-{(doc.get('submitted') or {}).get('revision')}"
 
 
 def _shipments(timeline: list[Doc]) -> list[dict[str, Any]]:

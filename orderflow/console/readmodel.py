@@ -74,7 +74,7 @@ def new_order(key: str) -> Doc:
     """An order the read model has not seen a status for yet."""
     channel, _, ref = key.partition(":")
     return {"_id": key, "channel": channel, "channel_order_ref": ref, "status": None, "at": 0.0, "offset": -1,
-            "since": 0.0, "events": 0, "terms": _terms(key, {})}  # fmt: skip
+            "since": 0.0, "last_event": None, "terms": _terms(key, {})}  # fmt: skip
 
 
 def _terms(key: str, order: Mapping[str, Any]) -> list[str]:
@@ -89,7 +89,7 @@ def apply_status(order: Doc, event: Doc) -> bool:
     """Fold one new (not yet seen) status event into the order; True if the order's current view changed.
     The newest `occurred_at` wins (a later offset breaks a tie); restating the current status keeps the time
     the order entered it; a refusal or ignored duplicate only joins the timeline."""
-    order["events"] = int(order.get("events", 0)) + 1
+    order["last_event"] = event["_id"]  # what the order page polls for (a replay sets the same)
     if event.get("order_number") and not order.get("order_number"):
         order["order_number"] = event["order_number"]
         order["terms"] = _terms(order["_id"], order)
@@ -171,17 +171,19 @@ class ReadModel:
             order = orders.setdefault(ev["key"], new_order(ev["key"]))
             apply_status(order, ev)
             changed.add(ev["key"])
-        if fresh:
-            try:
-                await self.events.insert_many(list(fresh.values()), ordered=False)
-            except BulkWriteError as exc:  # a replay after a crash between the two writes: already stored
-                if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                    raise
+        # the orders first: a crash before the events are stored replays the batch, and the replay finds the
+        # events unseen but the orders already past them (an equal position changes nothing)
         if changed:
             now = time.time()
             await self.orders.bulk_write(
                 [ReplaceOne({"_id": k}, {**orders[k], "updated": now}, upsert=True) for k in sorted(changed)]
             )
+        if fresh:
+            try:
+                await self.events.insert_many(list(fresh.values()), ordered=False)
+            except BulkWriteError as exc:  # stored by an earlier attempt at this batch
+                if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                    raise
         return len(fresh)
 
     async def order(self, key: str) -> Doc | None:

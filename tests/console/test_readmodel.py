@@ -1,0 +1,113 @@
+"""The read model: duplicates taken once, out-of-order statuses in the timeline without moving the order back,
+refusals never changing it, a replayed batch changing nothing, the newest submission kept; queues page by key."""
+
+from typing import Any
+
+from orderflow.console import queues
+from orderflow.console.readmodel import Record, apply_status, event_of, new_order
+from tests.console.conftest import Rig
+
+KEY = "phone:PH-1"
+
+
+def status(event_id: str, name: str, at: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "order.status", "version": 1, "event_id": event_id, "channel": "phone",
+            "channel_order_ref": "PH-1", "status": name, "occurred_at": at, "reasons": [], "details": {}, **extra}  # fmt: skip
+
+
+def test_an_older_status_after_a_newer_one_does_not_move_the_order_back() -> None:
+    order = new_order(KEY)
+    newer = event_of(Record("orders.status", 0, 5, KEY, status("e2", "reserved", "2026-12-03T10:00:02+00:00"), 0))
+    older = event_of(Record("orders.status", 0, 6, KEY, status("e1", "approved", "2026-12-03T10:00:01+00:00"), 0))
+    assert newer and older
+    assert apply_status(order, newer) is True
+    assert apply_status(order, older) is False
+    assert (order["status"], order["last_event"]) == ("reserved", "e1")
+
+
+def test_restating_the_current_status_keeps_the_time_it_was_entered() -> None:
+    order = new_order(KEY)
+    for i, at in enumerate(("2026-12-03T10:00:00+00:00", "2026-12-03T11:00:00+00:00")):
+        ev = event_of(Record("orders.status", 0, i, KEY, status(f"e{i}", "in_review", at), 0))
+        assert ev and apply_status(order, ev)
+    assert order["since"] == event_of(
+        Record("orders.status", 0, 0, KEY, status("x", "in_review", "2026-12-03T10:00:00+00:00"), 0)
+    )["at"]  # type: ignore[index]
+
+
+async def test_a_duplicate_event_is_taken_once_and_a_refusal_changes_nothing(rig: Rig) -> None:
+    received = status("e1", "received", "2026-12-03T10:00:00+00:00", order_number="SO-20261203-000001")
+    in_review = status("e2", "in_review", "2026-12-03T10:00:01+00:00")
+    refused = status("e3", "received", "2026-12-03T10:00:05+00:00", details={"refused": True})
+    await rig.feed("orders.status", KEY, received, in_review, received, in_review)
+    await rig.feed("orders.status", KEY, in_review, refused)
+    model = rig.console.model
+    order = await model.order(KEY)
+    assert order is not None and order["status"] == "in_review" and order["order_number"] == "SO-20261203-000001"
+    timeline = await model.timeline(KEY)
+    assert [(e["_id"], e["repeats"]) for e in timeline] == [("e1", False), ("e2", False), ("e3", True)]
+
+
+async def test_statuses_arriving_out_of_order_end_at_the_newest(rig: Rig) -> None:
+    msgs = [
+        status("e3", "reserved", "2026-12-03T10:00:03+00:00"),
+        status("e1", "received", "2026-12-03T10:00:01+00:00"),
+        status("e2", "approved", "2026-12-03T10:00:02+00:00"),
+    ]
+    await rig.feed("orders.status", KEY, *msgs)
+    order = await rig.console.model.order(KEY)
+    assert order is not None and order["status"] == "reserved"
+    assert [e["status"] for e in await rig.console.model.timeline(KEY)] == ["received", "approved", "reserved"]
+
+
+async def test_a_replayed_batch_after_a_crash_changes_nothing(rig: Rig) -> None:
+    batch = [
+        Record("orders.status", 0, 1, KEY, status("e1", "received", "2026-12-03T10:00:01+00:00"), 0),
+        Record("orders.status", 0, 2, KEY, status("e2", "needs_clarification", "2026-12-03T10:00:02+00:00"), 0),
+    ]
+    model = rig.console.model
+    assert await model.apply(batch) == 2
+    before = await model.order(KEY)
+    await model.events.delete_one({"_id": "e2"})  # the crash: orders written, one event not yet
+    assert await model.apply(batch) == 1
+    after = await model.order(KEY)
+    assert before and after and {k: v for k, v in before.items() if k != "updated"} == {
+        k: v for k, v in after.items() if k != "updated"
+    }
+    assert len(await model.timeline(KEY)) == 2
+
+
+async def test_the_newest_submitted_revision_is_kept_and_searchable(rig: Rig) -> None:
+    def submitted(revision: int, city: str) -> dict[str, Any]:
+        return {"type": "order.submitted", "version": 1, "channel": "phone", "channel_order_ref": "PH-1",
+                "revision": revision, "customer": {"customer_id": "C-1001", "name": "Buyer Co."},
+                "ship_to": {"city": city}}  # fmt: skip
+
+    await rig.feed("orders.submitted", KEY, submitted(2, "Hangzhou"), submitted(1, ""))
+    order = await rig.console.model.order(KEY)
+    assert order is not None and order["submitted"]["revision"] == 2 and order["submitted"]["ship_to"]["city"]
+    assert [o["_id"] for o in await rig.console.model.search("buyer")] == [KEY]
+    assert [o["_id"] for o in await rig.console.model.search("c-1001")] == [KEY]
+    assert [o["_id"] for o in await rig.console.model.search("PH-1")] == [KEY]
+
+
+async def test_a_queue_pages_oldest_first_without_gaps_or_repeats(rig: Rig) -> None:
+    for i in range(23):
+        key = f"fax:FX-{i:03d}"
+        await rig.feed("orders.status", key, {**status(f"r{i}", "in_review", f"2026-12-03T10:{i // 2:02d}:00+00:00"),
+                                              "channel": "fax", "channel_order_ref": f"FX-{i:03d}"})  # fmt: skip
+    seen: list[str] = []
+    cursor = None
+    while True:
+        rows, more = await queues.page(
+            rig.console.model, queues.QUEUES["review"], queues.Filters(), rig.console.thresholds, cursor, size=5
+        )
+        seen += [r["_id"] for r in rows]
+        if more is None:
+            break
+        cursor = queues.parse_after(more)
+    assert seen == [f"fax:FX-{i:03d}" for i in range(23)]
+    rows, _ = await queues.page(
+        rig.console.model, queues.QUEUES["review"], queues.Filters(channel="web"), rig.console.thresholds
+    )
+    assert rows == []
