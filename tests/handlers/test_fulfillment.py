@@ -3,7 +3,7 @@ instructions, out-of-order events, duplicates."""
 
 import json
 from collections.abc import AsyncIterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,7 +13,7 @@ from contracts import topics
 from contracts.common import Reason
 from contracts.internal import AllocationRevoked
 from orderflow import track
-from services.fulfillment import store
+from services.fulfillment import domain, store
 from services.fulfillment.app import CONSUMES, NAME, build
 from services.fulfillment.store import Order
 from services.runtime.messages import Outgoing
@@ -654,3 +654,62 @@ async def test_statuses_of_an_order_not_cancelled_restate_nothing(ful: Harness) 
     ful.clear()
     await publish_status(ful, upstream_status("F-LIVE", "reserved", "live-1"))
     assert [s["status"] for s in ful.out[topics.ORDERS_STATUS]] == ["reserved"]  # only the one sent
+
+
+# ---- a cancel for an order nothing is known of (issue 17) ----
+def pending_answers(h: Harness) -> list[dict[str, Any]]:
+    return [m for m in h.out[topics.ORDERS_STATUS] if any(r["code"] == "unknown_order" for r in m["reasons"])]
+
+
+async def test_a_cancel_for_an_unknown_order_is_refused_and_leaves_no_order(ful: Harness) -> None:
+    for _ in range(2):  # a redelivery is answered once
+        await cancel(ful, "NOPE", "cmd-nope")
+    [answer] = ful.out[topics.ORDERS_STATUS]
+    assert answer["status"] == "invalid" and answer["details"]["refused"] == "order.cancel"
+    assert answer["decided_by"] == "supervisor-1" and answer["order_number"] is None
+    [reason] = answer["reasons"]
+    assert reason["code"] == "unknown_order" and reason["message"].startswith("pending: no such order yet")
+    assert datetime.fromisoformat(answer["details"]["pending_until"]) - datetime.now(UTC) <= domain.CANCEL_GUARD
+    assert not ful.out[topics.ORDERS_CANCELLED] and not ful.out[topics.FULFILLMENT_SHIPMENTS]
+    assert await store.find_timeline(ful.store, okey("NOPE")) is None  # `orderflow track web:NOPE`: unknown
+    assert ful.statuses() == ["invalid"]
+
+
+async def test_a_cancel_that_overtook_its_order_is_applied_when_the_order_arrives(ful: Harness) -> None:
+    await cancel(ful, "EARLY", "cmd-early")
+    await publish_status(ful, upstream_status("EARLY", "received", "rcv-early", decided_by="intake/1"))
+    assert ful.statuses() == ["invalid", "received", "cancelled"]
+    cancelled = ful.out[topics.ORDERS_STATUS][-1]
+    assert cancelled["decided_by"] == "supervisor-1" and cancelled["order_number"] == number("EARLY")
+    [ev] = ful.out[topics.ORDERS_CANCELLED]
+    assert ev["order_key"] == okey("EARLY") and ev["order_number"] == number("EARLY")
+    tl = await timeline_of(ful, number("EARLY"))  # the answer joins the order's timeline, in topic order
+    assert [e["status"] for e in tl["entries"]] == ["invalid", "received", "cancelled"]
+    assert [e["event_id"] for e in tl["entries"]] == [m["event_id"] for m in ful.out[topics.ORDERS_STATUS]]
+    await ful.send(
+        topics.INVENTORY_ALLOCATIONS, wire(reserved("EARLY", {EAST: [("SKU-0001", 1, "11.00")]})), okey("EARLY")
+    )
+    assert not ful.out[topics.FULFILLMENT_SHIPMENTS]  # a late reservation opens nothing
+    assert (await state(ful, "EARLY")).pending_cancel is None
+
+
+async def test_a_cancel_lapses_when_its_order_comes_after_the_guard(ful: Harness) -> None:
+    await cancel(ful, "LATER", "cmd-later")
+    late = datetime.now(UTC) + domain.CANCEL_GUARD + timedelta(minutes=1)
+    arrived = status("rcv-later", "web", "LATER", "received", late, revision=1, order_number=number("LATER"))
+    await publish_status(ful, arrived)
+    [sid] = await open_order(ful, "LATER")
+    assert ful.statuses() == ["invalid", "received"] and not ful.out[topics.ORDERS_CANCELLED]
+    tl = await timeline_of(ful, okey("LATER"))
+    assert [e["status"] for e in tl["entries"]] == ["received"]  # the refusal is not inherited
+    assert (await state(ful, "LATER")).pending_cancel is None
+    await ship(ful, "LATER", sid)
+    assert ful.statuses()[-1] == "shipped"
+
+
+async def test_another_services_refusal_for_an_unknown_order_starts_no_timeline(ful: Harness) -> None:
+    why = [Reason(code="unknown_order", field="channel_order_ref", message="no order web:GHOST is known")]
+    refusal = status("cmd-g", "web", "GHOST", "invalid", NOW, reasons=why, details={"refused": "order.review-decision"})
+    await publish_status(ful, refusal)
+    assert await store.find_timeline(ful.store, okey("GHOST")) is None
+    assert ful.memory.find() == {}  # nothing recorded at all
