@@ -81,4 +81,5 @@ async def login(web: httpx.AsyncClient, role: str) -> str:
     )
     assert res.status_code == 303 and res.headers["location"] == "/", res.text
     home = await web.get("/")
-    return CSRF.findall(home.text)[0]
+    token: str = CSRF.findall(home.text)[0]
+    return token
