@@ -26,6 +26,7 @@ from contracts import topics
 from services.runtime.batch import TRANSIENT, Processor
 from services.runtime.logging import BrokerLog, scrub
 from services.runtime.messages import Incoming, Outgoing
+from services.runtime.retry import Backoff
 from services.runtime.settings import DEFAULT_PARTITIONS, KafkaClientSettings, TopicSettings
 
 log = structlog.get_logger()
@@ -244,22 +245,6 @@ class BrokerPublisher:
                 await asyncio.gather(*pending)
 
 
-class Backoff:
-    """Exponential delay between retries of a batch that hit a transient error."""
-
-    def __init__(self, first: float = 0.2, cap: float = 10.0) -> None:
-        self.first, self.cap, self.failures = first, cap, 0
-
-    def next(self) -> float:
-        """The delay before the next retry."""
-        self.failures += 1
-        return float(min(self.cap, self.first * 2 ** (self.failures - 1)))
-
-    def reset(self) -> None:
-        """After a success."""
-        self.failures = 0
-
-
 def to_incoming(msg: KafkaMessage) -> list[Incoming]:
     """The consumed records of a FastStream batch message."""
     raw = msg.raw_message
@@ -285,8 +270,10 @@ async def raw_bodies(msg: KafkaMessage) -> Any:
 
 def subscribe(broker: KafkaBroker, group: str, names: Sequence[str], processor: Processor, max_records: int) -> None:
     """Consume `names` in batches as consumer group `group`; offsets are committed only after the batch's
-    effects are stored and its outputs acknowledged (NACK_ON_ERROR rewinds on a transient error)."""
-    backoff = Backoff()
+    effects are stored and its outputs acknowledged. A batch that fails outside its handlers (a transient error:
+    store or broker unreachable, a lost race; or a fault: parsing, prefetch, save) is rewound (NACK_ON_ERROR)
+    after a capped exponential backoff with jitter, never retried at once; each retry is counted."""
+    backoff = Backoff(processor.service, "batch")
 
     @broker.subscriber(
         *names,
@@ -300,9 +287,14 @@ def subscribe(broker: KafkaBroker, group: str, names: Sequence[str], processor: 
     async def consume(body: Any, msg: KafkaMessage) -> None:
         try:
             await processor.process(to_incoming(msg))
-        except TRANSIENT as exc:
-            delay = backoff.next()
-            log.warning("batch_retry", error=f"{type(exc).__name__}: {scrub(str(exc))}", retry_in_s=delay)
+        except Exception as exc:
+            kind = "transient" if isinstance(exc, TRANSIENT) else "fault"
+            delay = backoff.next(kind)
+            error = f"{type(exc).__name__}: {scrub(str(exc))}"
+            if kind == "transient":
+                log.warning("batch_retry", kind=kind, error=error, retry_in_s=round(delay, 3))
+            else:
+                log.error("batch_retry", kind=kind, error=error, retry_in_s=round(delay, 3), exc_info=True)
             await asyncio.sleep(delay)
             raise
         backoff.reset()
