@@ -1,6 +1,6 @@
 """Intake's decisions (handbook 2.1): hold what is unclear, number what is complete, never twice."""
 
-from dataclasses import dataclass, field
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -9,20 +9,13 @@ from contracts.common import Reason
 from contracts.internal import OrderAccepted, OrderShipping
 from contracts.public import OrderSubmitted
 from services.intake.checks import CheckedOrder, check_submission
+from services.intake.store import IntakeOrder
 from services.runtime.ids import derive_id
 from services.runtime.messages import Outgoing
 from services.runtime.status import order_key, status
+from services.runtime.steps import Decision
 
 DECIDED_BY = "intake-checks/1"
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What intake does with one submission: the new state (None = unchanged) and the events."""
-
-    state: dict[str, Any] | None
-    outputs: list[Outgoing] = field(default_factory=list)
-    outcome: str = "ignored"
 
 
 def identity(msg: OrderSubmitted) -> tuple[str, str] | None:
@@ -43,36 +36,39 @@ def format_order_number(day: datetime, sequence: int) -> str:
     return f"SO-{day:%Y%m%d}-{sequence:06d}"
 
 
-def needs_number(state: dict[str, Any] | None, msg: OrderSubmitted) -> bool:
+def needs_number(state: IntakeOrder | None, msg: OrderSubmitted) -> bool:
     """Whether accepting this submission needs a fresh order number (first complete revision)."""
-    if state is not None and state.get("order_number"):
+    if state is not None and state.order_number:
         return False
     checked, _ = check_submission(msg)
     return checked is not None and _is_new_revision(state, msg)
 
 
-def _is_new_revision(state: dict[str, Any] | None, msg: OrderSubmitted) -> bool:
-    return state is None or not isinstance(msg.revision, int) or msg.revision > state.get("revision", 0)
+def _is_new_revision(state: IntakeOrder | None, msg: OrderSubmitted) -> bool:
+    return state is None or not isinstance(msg.revision, int) or msg.revision > state.revision
 
 
-def decide(state: dict[str, Any] | None, msg: OrderSubmitted, now: datetime, new_number: str | None) -> Decision:
-    """Apply one readable submission to the order's intake state."""
+def decide(
+    state: IntakeOrder | None, msg: OrderSubmitted, now: datetime, new_number: str | None
+) -> Decision[IntakeOrder]:
+    """Apply one readable submission to the order's intake state: ignore an old revision, hold an unclear one,
+    accept (and number, once) a complete one."""
     channel, ref = str(msg.channel), str(msg.channel_order_ref)
     cause = submission_id(msg)
-    number = (state or {}).get("order_number")
-    if state is not None and isinstance(msg.revision, int) and msg.revision <= state.get("revision", 0):
-        if msg.revision == state.get("revision"):
-            return Decision(None, [], "duplicate revision")
+    number = state.order_number if state else None
+    if state is not None and isinstance(msg.revision, int) and msg.revision <= state.revision:
+        if msg.revision == state.revision:
+            return Decision(None, (), "duplicate revision")
         reason = Reason(
             code="stale_revision",
             field="revision",
-            message=f"revision {msg.revision} is older than revision {state['revision']} already received",
+            message=f"revision {msg.revision} is older than revision {state.revision} already received",
         )
         stale = status(
             cause,
             channel,
             ref,
-            state["status"],
+            state.status,
             now,
             revision=msg.revision,
             order_number=number,
@@ -80,11 +76,11 @@ def decide(state: dict[str, Any] | None, msg: OrderSubmitted, now: datetime, new
             details={"ignored": True},
             decided_by=DECIDED_BY,
         )
-        return Decision(None, [stale], "stale revision")
+        return Decision(None, (stale,), "stale revision")
     checked, reasons = check_submission(msg)
-    revision = msg.revision if isinstance(msg.revision, int) else (state or {}).get("revision", 0)
+    revision = msg.revision if isinstance(msg.revision, int) else (state.revision if state else 0)
     if checked is None:
-        held = {**(state or {}), "revision": revision, "status": "needs_clarification", "order_number": number}
+        held = replace(state or IntakeOrder(revision, ""), revision=revision, status="needs_clarification")
         out = status(
             cause,
             channel,
@@ -96,21 +92,15 @@ def decide(state: dict[str, Any] | None, msg: OrderSubmitted, now: datetime, new
             reasons=reasons,
             decided_by=DECIDED_BY,
         )
-        return Decision(held, [out], f"held: {len(reasons)} reason(s)")
+        return Decision(held, (out,), f"held: {len(reasons)} reason(s)")
     number = number or new_number
     if number is None:
         raise ValueError("a complete first revision needs an order number")
-    accepted = {
-        "revision": checked.revision,
-        "status": "received",
-        "order_number": number,
-        "accepted_at": now.isoformat(),
-        "order": checked.model_dump(mode="json"),
-    }
+    accepted = IntakeOrder(checked.revision, "received", number, now, checked)
     return Decision(accepted, _accepted_events(cause, checked, number, now), f"received {number}")
 
 
-def _accepted_events(cause: str, order: CheckedOrder, number: str, now: datetime) -> list[Outgoing]:
+def _accepted_events(cause: str, order: CheckedOrder, number: str, now: datetime) -> tuple[Outgoing, ...]:
     key = order_key(order.channel, order.channel_order_ref)
     common: dict[str, Any] = {
         "order_key": key,
@@ -119,20 +109,7 @@ def _accepted_events(cause: str, order: CheckedOrder, number: str, now: datetime
         "channel_order_ref": order.channel_order_ref,
         "revision": order.revision,
     }
-    accepted = OrderAccepted(
-        event_id=derive_id("accepted", cause),
-        submitted_at=order.submitted_at,
-        customer_id=order.customer_id,
-        lines=order.lines,
-        currency=order.currency,
-        total_amount=order.total_amount,
-        payment_method=order.payment_method,
-        requested_date=order.requested_date,
-        priority=order.priority,
-        special_requirements=order.special_requirements,
-        customer_confirmation_ref=order.customer_confirmation_ref,
-        **common,
-    )
+    accepted = OrderAccepted(event_id=derive_id("accepted", cause), **common, **order.terms())
     shipping = OrderShipping(event_id=derive_id("shipping", cause), ship_to=order.ship_to, **common)
     received = status(
         cause,
@@ -144,11 +121,11 @@ def _accepted_events(cause: str, order: CheckedOrder, number: str, now: datetime
         order_number=number,
         decided_by=DECIDED_BY,
     )
-    return [
+    return (
         received,
         Outgoing.of(topics.ORDERS_ACCEPTED, key, accepted),
         Outgoing.of(topics.ORDERS_SHIPPING, key, shipping),
-    ]
+    )
 
 
 def invalid_status(raw: dict[str, Any] | None, reason: str, cause: str, now: datetime) -> Outgoing | None:

@@ -1,4 +1,4 @@
-"""Intake's subscriber logic: parse -> load -> decide -> record (the batch writes and publishes)."""
+"""Intake's subscriber: load the typed state, let services.intake.domain decide, record (the batch writes it)."""
 
 from pydantic import BaseModel
 
@@ -7,31 +7,30 @@ from contracts.registry import UnreadableMessage
 from services.intake import domain, store
 from services.runtime.batch import Batch, Handler
 from services.runtime.messages import Incoming
-from services.runtime.outbox import record
+from services.runtime.status import order_key
+from services.runtime.steps import DUPLICATE, load, save
 
 
 def doc_key(msg: OrderSubmitted, rec: Incoming) -> str | None:
     """The intake document of the submission's channel order."""
     ident = domain.identity(msg)
-    return f"order:{ident[0]}:{ident[1]}" if ident else None
+    return store.ORDERS.key(order_key(*ident)) if ident else None
 
 
 async def on_submitted(batch: Batch, msg: OrderSubmitted, rec: Incoming) -> str:
     """Hold, number or ignore one submission; idempotent on channel+reference+revision."""
-    key = doc_key(msg, rec)
-    if key is None:
+    ident = domain.identity(msg)
+    if ident is None:
         batch.dead_letter(rec, "order.submitted without channel and channel_order_ref: not an order")
         return "dead-lettered: no identity"
-    doc = await batch.doc(key)
+    order = await load(batch, store.ORDERS, order_key(*ident))
     cause = domain.submission_id(msg)
-    if doc.seen(cause):
-        return "duplicate"
+    if order.seen(cause):
+        return DUPLICATE
     number = None
-    if domain.needs_number(doc.state, msg):
+    if domain.needs_number(order.state, msg):
         number = domain.format_order_number(batch.now, await _next_number(batch))
-    decision = domain.decide(doc.state, msg, batch.now, number)
-    record(doc, cause, decision.state if decision.state is not None else doc.state, decision.outputs)
-    return decision.outcome
+    return save(batch, order, cause, domain.decide(order.state, msg, batch.now, number))
 
 
 async def _next_number(batch: Batch) -> int:
@@ -39,7 +38,7 @@ async def _next_number(batch: Batch) -> int:
     (numbers a batch leaves unused, or takes again on a retry, are skipped: unique, not gapless)."""
     block: list[int] = batch.scratch.setdefault("numbers", [])
     if not block:
-        block.extend(await store.take_numbers(batch.store.collection, batch.now.strftime("%Y%m%d"), batch.size))
+        block.extend(await store.take_numbers(batch.store, batch.now.strftime("%Y%m%d"), batch.size))
     return block.pop(0)
 
 

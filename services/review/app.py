@@ -1,14 +1,19 @@
 """Review service wiring: `python -m services.review.app`."""
 
 from decimal import Decimal
+from functools import partial
+
+from pydantic import BaseModel
 
 from contracts import topics
+from contracts.internal import OrderAccepted, OrderCancelled
+from contracts.public import CustomerUpserted, InvoiceRequested, ProductUpserted, ReviewDecision
 from services.review import handlers, store
 from services.review.config import ReviewSettings
 from services.review.rules import Policy
-from services.runtime.batch import Processor, Publisher
+from services.runtime.batch import Handler, Processor, Publisher
 from services.runtime.outbox import Store
-from services.runtime.service import main, run
+from services.runtime.service import BuildProcessor, main, run
 
 NAME = "review"
 CONSUMES = (
@@ -30,18 +35,26 @@ def policy_of(settings: ReviewSettings) -> Policy:
     )
 
 
-def build_for(settings: ReviewSettings):  # type: ignore[no-untyped-def]
+def build_for(settings: ReviewSettings) -> BuildProcessor:
     """Review's processor factory for the given settings."""
+    on_accepted = partial(handlers.on_accepted, policy=policy_of(settings))
+    wired: dict[type[BaseModel], Handler] = {
+        CustomerUpserted: handlers.on_customer,
+        ProductUpserted: handlers.on_product,
+        OrderAccepted: on_accepted,
+        ReviewDecision: handlers.on_decision,
+        OrderCancelled: handlers.on_cancelled,
+        InvoiceRequested: handlers.on_invoiced,
+    }
 
-    def build(store: Store, publisher: Publisher) -> Processor:
-        hs = handlers.handlers(policy_of(settings))
+    def build(docs: Store, publisher: Publisher) -> Processor:
         return Processor(
             NAME,
-            store,
+            docs,
             publisher,
-            hs,
-            handlers.keys,
-            write_first=(store.CREDIT,),  # a claim is stored before the approval that needs it
+            wired,
+            store.keys,
+            write_first=(store.CREDITS.prefix,),  # a claim is stored before the approval that needs it
             skip_unreadable=frozenset({topics.ORDERS_COMMANDS}),
         )
 

@@ -1,20 +1,27 @@
-"""Review's decisions (handbook 2.2): approve, reject with reasons, or queue for a person."""
+"""Review's decisions (handbook 2.2): approve, reject with reasons, or queue for a person.
 
-from dataclasses import dataclass, field
-from datetime import date, datetime
+Pure: every function takes the order's state and its customer's credit exposure (`OrderCredit`), the message
+and the time, and returns a `Decision(new_state, events)`; nothing given is changed (unchanged parts of the new
+state are the very objects given).
+"""
+
+from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from contracts import topics
 from contracts.common import Reason
 from contracts.internal import OrderAccepted, OrderApproved, OrderCancelled
-from contracts.public import CustomerUpserted, ProductUpserted, ReviewDecision
+from contracts.public import CustomerUpserted, InvoiceRequested, ProductUpserted, ReviewDecision
 from services.review.rules import Evaluation, Policy, PreviousRevision, evaluate
+from services.review.store import AuditEntry, Credit, Queued, ReviewOrder
 from services.runtime.ids import derive_id
 from services.runtime.messages import Outgoing
-from services.runtime.status import status
+from services.runtime.status import order_key, order_status, status
+from services.runtime.steps import Decision
 
 CENT = Decimal("0.01")
+AUDIT_LIMIT = 50
 
 
 def cents(amount: Decimal) -> int:
@@ -22,152 +29,174 @@ def cents(amount: Decimal) -> int:
     return int((amount / CENT).to_integral_value())
 
 
-@dataclass(frozen=True)
-class Decision:
-    """The order's new review state, its events, and the exposure it claims (cents) if approved."""
+@dataclass(frozen=True, slots=True)
+class OrderCredit:
+    """What one review decision reads and changes together: the order's review state (None: unknown to review)
+    and its customer's credit exposure (None: not needed by this decision)."""
 
-    state: dict[str, Any] | None
-    outputs: list[Outgoing] = field(default_factory=list)
-    outcome: str = "ignored"
-    claim_cents: int | None = None
-
-
-def _previous(state: dict[str, Any] | None) -> PreviousRevision | None:
-    last = (state or {}).get("last_decided")
-    if not last:
-        return None
-    return PreviousRevision(
-        revision=last["revision"],
-        unit_prices={int(k): Decimal(v) for k, v in last["unit_prices"].items()},
-        payment_method=last["payment_method"],
-        total_amount=Decimal(last["total_amount"]),
-    )
+    order: ReviewOrder | None
+    credit: Credit | None = None
 
 
+# ---- credit exposure ----
+def claim(credit: Credit, number: str, amount: int) -> Credit:
+    """The exposure with the order's claim added; a claim the order already holds is kept as it is (a redelivery
+    claims nothing twice)."""
+    if number in credit.orders:
+        return credit
+    return Credit(credit.total + amount, {**credit.orders, number: amount})
+
+
+def release(credit: Credit, number: str) -> tuple[Credit, int]:
+    """The exposure without the order's claim, and the cents released (0 when it held none)."""
+    if number not in credit.orders:
+        return credit, 0
+    amount = credit.orders[number]
+    return Credit(credit.total - amount, {k: v for k, v in credit.orders.items() if k != number}), amount
+
+
+def on_invoiced(credit: Credit | None, invoice: InvoiceRequested) -> Decision[Credit]:
+    """An invoiced order no longer counts against its customer's credit (it is on the balance feed now)."""
+    after, released = release(credit or Credit(), invoice.order_number)
+    return Decision(after, (), f"invoiced {invoice.order_number}: released {released} cents")
+
+
+# ---- the rules' review of an accepted revision ----
 def review(
-    state: dict[str, Any] | None,
+    current: OrderCredit,
     order: OrderAccepted,
     customer: CustomerUpserted | None,
     products: dict[str, ProductUpserted],
-    open_exposure_cents: int,
     now: datetime,
     policy: Policy,
-) -> Decision:
-    """Review one accepted revision from scratch against current master data and open exposure."""
-    if state is not None and state.get("status") == "cancelled":
-        return Decision(None, [], "ignored: order cancelled")
-    if state is not None and order.revision <= state.get("revision", 0):
-        return Decision(None, [], "ignored: revision already reviewed")
-    today: date = now.date()
-    ev = evaluate(order, customer, products, Decimal(open_exposure_cents) * CENT, _previous(state), today, policy)
-    audit = _audit(ev, order.revision, ev.decided_by, now)
-    base: dict[str, Any] = {
-        "revision": order.revision,
-        "order_number": order.order_number,
-        "customer_id": order.customer_id,
-        "status": ev.outcome,
-        "audit": [*(state or {}).get("audit", []), audit][-50:],
-        "last_decided": (state or {}).get("last_decided"),
-    }
-    cause = order.event_id
+) -> Decision[OrderCredit]:
+    """Review one accepted revision from scratch against current master data and open exposure. An amendment of
+    an approved order gives its claim back first; so does a cancelled order whose claim an interrupted batch
+    left behind."""
+    state, credit = current.order, current.credit or Credit()
+    number = order.order_number or order.order_key
+    if state is not None and (
+        state.status == "cancelled" or (state.status == "approved" and order.revision > state.revision)
+    ):
+        credit, _ = release(credit, number)
+    if state is not None and state.status == "cancelled":
+        return Decision(OrderCredit(state, credit), (), "ignored: order cancelled")
+    if state is not None and order.revision <= state.revision:
+        return Decision(OrderCredit(state, credit), (), "ignored: revision already reviewed")
+    open_exposure = Decimal(credit.total - credit.orders.get(number, 0)) * CENT
+    previous = state.last_decided if state else None
+    ev = evaluate(order, customer, products, open_exposure, previous, now.date(), policy)
+    audit = AuditEntry(order.revision, ev.decided_by, ev.outcome, now, rules=ev.results)
+    base = ReviewOrder(
+        revision=order.revision,
+        status=ev.outcome,
+        order_number=order.order_number,
+        customer_id=order.customer_id,
+        audit=(*(state.audit if state else ()), audit)[-AUDIT_LIMIT:],
+        last_decided=previous,
+    )
     approved = _approved_event(order, ev, customer)
+    by, reasons = ev.decided_by, list(ev.reasons)
     if ev.outcome == "in_review":
-        base["queued"] = {
-            "approved": approved.model_dump(mode="json"),
-            "reasons": _dump(ev.reasons),
-            "last_decided": _last_decided(order),
-        }
-        out = _status(cause, order, "in_review", now, ev.reasons, ev.decided_by)
-        return Decision(base, [out], "in_review")
-    base["last_decided"] = _last_decided(order)
+        queued = replace(base, queued=Queued(approved, ev.reasons, _last_decided(order)))
+        out = order_status(order.event_id, order, "in_review", now, reasons=reasons, decided_by=by)
+        return Decision(OrderCredit(queued, credit), (out,), f"in_review {number}")
     if ev.outcome == "rejected":
-        out = _status(cause, order, "rejected", now, ev.reasons, ev.decided_by)
-        return Decision(base, [out], f"rejected: {','.join(r.code for r in ev.reasons)}")
-    base["exposure_cents"] = cents(ev.total_with_charges)
-    outputs = [
-        _status(cause, order, "approved", now, [], ev.decided_by, _approval_details(approved)),
+        rejected = replace(base, last_decided=_last_decided(order))
+        out = order_status(order.event_id, order, "rejected", now, reasons=reasons, decided_by=by)
+        return Decision(OrderCredit(rejected, credit), (out,), f"rejected: {_codes(ev.reasons)} {number}")
+    amount = cents(ev.total_with_charges)
+    accepted = replace(base, last_decided=_last_decided(order), exposure_cents=amount)
+    events = (
+        order_status(order.event_id, order, "approved", now, decided_by=by, details=_approval_details(approved)),
         Outgoing.of(topics.ORDERS_APPROVED, approved.order_key, approved),
-    ]
-    return Decision(base, outputs, "approved", claim_cents=cents(ev.total_with_charges))
+    )
+    return Decision(OrderCredit(accepted, claim(credit, number, amount)), events, f"approved {number}")
 
 
-def decide_manual(state: dict[str, Any] | None, cmd: ReviewDecision, now: datetime) -> Decision:
-    """A reviewer's decision on a queued order; refused with a reason when the order is not queued."""
-    if state is None or state.get("status") != "in_review" or "queued" not in state:
+# ---- a reviewer's decision ----
+def decide_manual(current: OrderCredit, cmd: ReviewDecision, now: datetime) -> Decision[OrderCredit]:
+    """A reviewer's decision on a queued order. Refused with a reason when review knows no such order
+    (`unknown_order`) or the order is not queued (`not_in_review_queue`); a refusal changes nothing."""
+    state = current.order
+    if state is None:
+        return Decision(current, (_unknown_order(cmd, now),), "refused: unknown order")
+    if state.status != "in_review" or state.queued is None:
         reason = Reason(
             code="not_in_review_queue",
             field="command_id",
-            message=f"order is {state.get('status') if state else 'unknown to review'}, not in the review queue",
+            message=f"order is {state.status}, not in the review queue",
         )
         refused = status(
             cmd.command_id,
             cmd.channel,
             cmd.channel_order_ref,
-            (state or {}).get("status", "received"),
+            state.status,
             now,
-            revision=(state or {}).get("revision"),
-            order_number=(state or {}).get("order_number"),
+            revision=state.revision,
+            order_number=state.order_number,
             reasons=[reason],
             details={"refused": cmd.type},
             decided_by=cmd.issued_by,
         )
-        return Decision(None, [refused], "refused: not in queue")
-    approved = OrderApproved.model_validate(state["queued"]["approved"])
-    new = {k: v for k, v in state.items() if k != "queued"}
-    new["last_decided"] = state["queued"]["last_decided"]
-    audit = {
-        "revision": approved.revision,
-        "decided_by": cmd.issued_by,
-        "outcome": cmd.decision,
-        "at": now.isoformat(),
-        "reasons": cmd.reasons,
-    }
-    new["audit"] = [*state.get("audit", []), audit][-50:]
+        return Decision(current, (refused,), "refused: not in queue")
+    approved = state.queued.approved
+    audit = AuditEntry(approved.revision, cmd.issued_by, cmd.decision, now, reasons=tuple(cmd.reasons))
+    decided = replace(
+        state, queued=None, last_decided=state.queued.last_decided, audit=(*state.audit, audit)[-AUDIT_LIMIT:]
+    )
     if cmd.decision == "reject":
-        new["status"] = "rejected"
-        reasons = [Reason(code="reviewer_rejected", field=None, message=r) for r in cmd.reasons] or [
-            Reason(code="reviewer_rejected", field=None, message="rejected by reviewer")
-        ]
-        out = status(
-            cmd.command_id,
-            cmd.channel,
-            cmd.channel_order_ref,
-            "rejected",
-            now,
-            revision=approved.revision,
-            order_number=approved.order_number,
-            reasons=reasons,
-            decided_by=cmd.issued_by,
-        )
-        return Decision(new, [out], "rejected by reviewer")
-    new["status"] = "approved"
-    new["exposure_cents"] = cents(approved.total_amount)
-    outputs = [
-        status(
-            cmd.command_id,
-            cmd.channel,
-            cmd.channel_order_ref,
-            "approved",
-            now,
-            revision=approved.revision,
-            order_number=approved.order_number,
-            details=_approval_details(approved),
-            decided_by=cmd.issued_by,
-        ),
+        why = cmd.reasons or ["rejected by reviewer"]
+        reasons = [Reason(code="reviewer_rejected", field=None, message=r) for r in why]
+        out = order_status(cmd.command_id, approved, "rejected", now, reasons=reasons, decided_by=cmd.issued_by)
+        rejected = OrderCredit(replace(decided, status="rejected"), current.credit)
+        return Decision(rejected, (out,), "rejected by reviewer")
+    amount = cents(approved.total_amount)
+    number = state.order_number or order_key(cmd.channel, cmd.channel_order_ref)
+    details = _approval_details(approved)
+    events = (
+        order_status(cmd.command_id, approved, "approved", now, details=details, decided_by=cmd.issued_by),
         Outgoing.of(
             topics.ORDERS_APPROVED,
             approved.order_key,
             approved.model_copy(update={"event_id": derive_id("approved", cmd.command_id)}),
         ),
-    ]
-    return Decision(new, outputs, "approved by reviewer", claim_cents=cents(approved.total_amount))
+    )
+    new = OrderCredit(
+        replace(decided, status="approved", exposure_cents=amount), claim(current.credit or Credit(), number, amount)
+    )
+    return Decision(new, events, "approved by reviewer")
 
 
-def on_cancelled(state: dict[str, Any] | None, event: OrderCancelled) -> Decision:
-    """A cancelled order leaves the queue and stops counting against credit (released by the handler)."""
-    new = {**(state or {"revision": event.revision}), "status": "cancelled"}
-    new.pop("queued", None)
-    return Decision(new, [], "cancelled")
+def _unknown_order(cmd: ReviewDecision, now: datetime) -> Outgoing:
+    key = order_key(cmd.channel, cmd.channel_order_ref)
+    reason = Reason(code="unknown_order", field="channel_order_ref", message=f"no order {key} is known to review")
+    return status(
+        cmd.command_id,
+        cmd.channel,
+        cmd.channel_order_ref,
+        "invalid",
+        now,
+        reasons=[reason],
+        details={"refused": cmd.type},
+        decided_by=cmd.issued_by,
+    )
+
+
+# ---- cancellation ----
+def on_cancelled(current: OrderCredit, event: OrderCancelled) -> Decision[OrderCredit]:
+    """A cancelled order leaves the queue and gives back the exposure it claims."""
+    state = current.order
+    cancelled = replace(state, status="cancelled", queued=None) if state else ReviewOrder(event.revision, "cancelled")
+    credit = current.credit
+    if state is not None and credit is not None:
+        credit, _ = release(credit, state.order_number or event.order_key)
+    return Decision(OrderCredit(cancelled, credit), (), "cancelled: exposure released")
+
+
+# ---- helpers ----
+def _codes(reasons: tuple[Reason, ...]) -> str:
+    return ",".join(r.code for r in reasons)
 
 
 def _approved_event(order: OrderAccepted, ev: Evaluation, customer: CustomerUpserted | None) -> OrderApproved:
@@ -188,77 +217,17 @@ def _approved_event(order: OrderAccepted, ev: Evaluation, customer: CustomerUpse
     )
 
 
-def _approval_details(approved: OrderApproved) -> dict[str, Any]:
+def _approval_details(approved: OrderApproved) -> dict[str, object]:
     return {
         "charges": [c.model_dump(mode="json") for c in approved.charges],
         "total_amount": str(approved.total_amount),
     }
 
 
-def _last_decided(order: OrderAccepted) -> dict[str, Any]:
-    return {
-        "revision": order.revision,
-        "unit_prices": {str(line.line_no): str(line.unit_price) for line in order.lines},
-        "payment_method": order.payment_method,
-        "total_amount": str(order.total_amount),
-    }
-
-
-def _audit(ev: Evaluation, revision: int, decided_by: str, now: datetime) -> dict[str, Any]:
-    return {
-        "revision": revision,
-        "decided_by": decided_by,
-        "outcome": ev.outcome,
-        "at": now.isoformat(),
-        "rules": [
-            {"rule": r.rule, "outcome": r.outcome, "inputs": r.inputs, "reasons": _dump(r.reasons)} for r in ev.results
-        ],
-    }
-
-
-def _dump(reasons: Any) -> list[dict[str, Any]]:
-    return [r.model_dump(mode="json") for r in reasons]
-
-
-def _status(
-    cause: str,
-    order: OrderAccepted,
-    name: str,
-    now: datetime,
-    reasons: Any,
-    by: str,
-    details: dict[str, Any] | None = None,
-) -> Outgoing:
-    return status(
-        cause,
-        order.channel,
-        order.channel_order_ref,
-        name,
-        now,
+def _last_decided(order: OrderAccepted) -> PreviousRevision:
+    return PreviousRevision(
         revision=order.revision,
-        order_number=order.order_number,
-        reasons=list(reasons),
-        details=details,
-        decided_by=by,
+        unit_prices={line.line_no: line.unit_price for line in order.lines},
+        payment_method=order.payment_method,
+        total_amount=order.total_amount,
     )
-
-
-def exposure_of(credit: dict[str, Any] | None) -> tuple[int, dict[str, int]]:
-    """A customer's open exposure total and per-order claims (cents) from their credit document."""
-    return int((credit or {}).get("total", 0)), {k: int(v) for k, v in (credit or {}).get("orders", {}).items()}
-
-
-def claim(credit: dict[str, Any] | None, number: str, amount: int) -> dict[str, Any]:
-    """The credit document with the order's claim added; a claim the order already holds is kept as it is
-    (a redelivery claims nothing twice)."""
-    total, orders = exposure_of(credit)
-    if number in orders:
-        return {"total": total, "orders": orders}
-    return {"total": total + amount, "orders": {**orders, number: amount}}
-
-
-def release(credit: dict[str, Any] | None, number: str) -> tuple[dict[str, Any], int]:
-    """The credit document without the order's claim, and the cents released (0 when it held none)."""
-    total, orders = exposure_of(credit)
-    amount = orders.pop(number, 0)
-    return {"total": total - amount, "orders": orders}, amount

@@ -1,115 +1,77 @@
-"""Review's subscriber logic: parse -> load -> decide -> record (the batch writes and publishes)."""
-
-from collections.abc import Iterable
-from typing import Any
-
-from pydantic import BaseModel
+"""Review's subscribers: load the typed state, let services.review.domain decide, record (the batch writes it)."""
 
 from contracts.internal import OrderAccepted, OrderCancelled
 from contracts.public import CustomerUpserted, InvoiceRequested, ProductUpserted, ReviewDecision
 from services.review import domain, store
+from services.review.domain import OrderCredit
 from services.review.rules import Policy
-from services.runtime.batch import Batch, Handler
+from services.review.store import Credit, ReviewOrder
+from services.runtime.batch import Batch
 from services.runtime.messages import Incoming
-from services.runtime.outbox import record
 from services.runtime.status import order_key
+from services.runtime.steps import DUPLICATE, Decision, Loaded, load, save, step
 
 
-def keys(msg: BaseModel, rec: Incoming) -> Iterable[str]:
-    """The documents a message touches, loaded together with the batch."""
-    if isinstance(msg, CustomerUpserted):
-        return [f"customer:{msg.customer_id}"]
-    if isinstance(msg, ProductUpserted):
-        return [f"product:{msg.sku}"]
-    if isinstance(msg, OrderAccepted):
-        customer = [f"customer:{msg.customer_id}", store.credit_key(msg.customer_id)]
-        return [f"order:{msg.order_key}", *customer, *(f"product:{l.sku}" for l in msg.lines)]
-    if isinstance(msg, InvoiceRequested):
-        return [store.credit_key(msg.customer_id)]
-    if isinstance(msg, ReviewDecision | OrderCancelled):
-        return [f"order:{_key(msg)}"]
-    return []
+async def on_customer(batch: Batch, msg: CustomerUpserted, rec: Incoming) -> str:
+    """Keep the customer's latest record; it applies to orders reviewed after it."""
+    return await step(batch, store.CUSTOMERS, msg.customer_id, rec.origin, lambda _: Decision(msg, (), "stored"))
 
 
-def _key(msg: Any) -> str:
-    return order_key(msg.channel, msg.channel_order_ref)
+async def on_product(batch: Batch, msg: ProductUpserted, rec: Incoming) -> str:
+    """Keep the product's latest record; it applies to orders reviewed after it."""
+    return await step(batch, store.PRODUCTS, msg.sku, rec.origin, lambda _: Decision(msg, (), "stored"))
 
 
-async def on_master_data(batch: Batch, msg: CustomerUpserted | ProductUpserted, rec: Incoming) -> str:
-    """Keep the latest customer/product record; applies to orders reviewed after it."""
-    key = next(iter(keys(msg, rec)))
-    doc = await batch.doc(key)
-    record(doc, rec.origin, msg.model_dump(mode="json"), [])
-    return f"stored {key}"
+async def on_accepted(batch: Batch, msg: OrderAccepted, rec: Incoming, *, policy: Policy) -> str:
+    """Review an accepted revision against master data and the customer's open exposure."""
+    order = await load(batch, store.ORDERS, msg.order_key)
+    if order.seen(msg.event_id):
+        return DUPLICATE
+    credit = await load(batch, store.CREDITS, msg.customer_id)
+    customer = (await load(batch, store.CUSTOMERS, msg.customer_id)).state
+    products = [(await load(batch, store.PRODUCTS, line.sku)).state for line in msg.lines]
+    known = {p.sku: p for p in products if p is not None}
+    decision = domain.review(OrderCredit(order.state, credit.state), msg, customer, known, batch.now, policy)
+    return _save(batch, msg.event_id, order, credit, decision)
 
 
-def handlers(policy: Policy) -> dict[type[BaseModel], Handler]:
-    """Review's handlers, bound to the pricing/credit policy."""
+async def on_decision(batch: Batch, msg: ReviewDecision, rec: Incoming) -> str:
+    """A reviewer approves or rejects a queued order; refused (recording nothing) for an order review does not know."""
+    order = await load(batch, store.ORDERS, order_key(msg.channel, msg.channel_order_ref))
+    if order.seen(msg.command_id):
+        return DUPLICATE
+    credit = await _credit_of(batch, order.state)
+    decision = domain.decide_manual(OrderCredit(order.state, credit.state if credit else None), msg, batch.now)
+    return _save(batch, msg.command_id, order, credit, decision)
 
-    async def on_accepted(batch: Batch, msg: OrderAccepted, rec: Incoming) -> str:
-        doc = await batch.doc(f"order:{msg.order_key}")
-        if doc.seen(msg.event_id):
-            return "duplicate"
-        cust_doc = await batch.doc(f"customer:{msg.customer_id}")
-        customer = CustomerUpserted.model_validate(cust_doc.state) if cust_doc.state else None
-        products = {}
-        for line in msg.lines:
-            p = await batch.doc(f"product:{line.sku}")
-            if p.state:
-                products[line.sku] = ProductUpserted.model_validate(p.state)
-        number = msg.order_number or msg.order_key
-        credit = await batch.doc(store.credit_key(msg.customer_id))
-        exposure = credit.state
-        if doc.state and doc.state.get("status") == "approved" and msg.revision > doc.state.get("revision", 0):
-            exposure, _ = domain.release(exposure, number)  # the amended revision is reviewed afresh
-        if doc.state and doc.state.get("status") == "cancelled":  # a claim an interrupted batch left behind
-            exposure, _ = domain.release(exposure, number)
-        total, held = domain.exposure_of(exposure)
-        decision = domain.review(doc.state, msg, customer, products, total - held.get(number, 0), batch.now, policy)
-        if decision.claim_cents is not None:
-            exposure = domain.claim(exposure, number, decision.claim_cents)
-        if exposure != credit.state:
-            record(credit, msg.event_id, exposure, [])
-        record(doc, msg.event_id, decision.state if decision.state is not None else doc.state, decision.outputs)
-        return f"{decision.outcome} {number}"
 
-    async def on_decision(batch: Batch, msg: ReviewDecision, rec: Incoming) -> str:
-        doc = await batch.doc(f"order:{_key(msg)}")
-        if doc.seen(msg.command_id):
-            return "duplicate"
-        decision = domain.decide_manual(doc.state, msg, batch.now)
-        if decision.claim_cents is not None and doc.state:
-            number = doc.state.get("order_number") or _key(msg)
-            credit = await batch.doc(store.credit_key(doc.state["customer_id"]))
-            record(credit, msg.command_id, domain.claim(credit.state, number, decision.claim_cents), [])
-        record(doc, msg.command_id, decision.state if decision.state is not None else doc.state, decision.outputs)
-        return decision.outcome
+async def on_cancelled(batch: Batch, msg: OrderCancelled, rec: Incoming) -> str:
+    """A cancelled order leaves the queue and gives its exposure back."""
+    order = await load(batch, store.ORDERS, msg.order_key)
+    if order.seen(msg.event_id):
+        return DUPLICATE
+    credit = await _credit_of(batch, order.state)
+    decision = domain.on_cancelled(OrderCredit(order.state, credit.state if credit else None), msg)
+    return _save(batch, msg.event_id, order, credit, decision)
 
-    async def on_cancelled(batch: Batch, msg: OrderCancelled, rec: Incoming) -> str:
-        doc = await batch.doc(f"order:{msg.order_key}")
-        if doc.seen(msg.event_id):
-            return "duplicate"
-        if doc.state and doc.state.get("customer_id"):
-            number = doc.state.get("order_number") or msg.order_key
-            credit = await batch.doc(store.credit_key(doc.state["customer_id"]))
-            record(credit, msg.event_id, domain.release(credit.state, number)[0], [])
-        decision = domain.on_cancelled(doc.state, msg)
-        record(doc, msg.event_id, decision.state, decision.outputs)
-        return "cancelled: exposure released"
 
-    async def on_invoiced(batch: Batch, msg: InvoiceRequested, rec: Incoming) -> str:
-        credit = await batch.doc(store.credit_key(msg.customer_id))
-        if credit.seen(msg.event_id):
-            return "duplicate"
-        state, released = domain.release(credit.state, msg.order_number)
-        record(credit, msg.event_id, state, [])
-        return f"invoiced {msg.order_number}: released {released} cents"
+async def on_invoiced(batch: Batch, msg: InvoiceRequested, rec: Incoming) -> str:
+    """An invoiced order no longer counts against its customer's credit."""
+    return await step(batch, store.CREDITS, msg.customer_id, msg.event_id, lambda c: domain.on_invoiced(c, msg))
 
-    return {
-        CustomerUpserted: on_master_data,
-        ProductUpserted: on_master_data,
-        OrderAccepted: on_accepted,
-        ReviewDecision: on_decision,
-        OrderCancelled: on_cancelled,
-        InvoiceRequested: on_invoiced,
-    }
+
+async def _credit_of(batch: Batch, order: ReviewOrder | None) -> Loaded[Credit] | None:
+    """The credit of the order's customer, when review knows the order and its customer."""
+    return await load(batch, store.CREDITS, order.customer_id) if order and order.customer_id else None
+
+
+def _save(
+    batch: Batch, cause: str, order: Loaded[ReviewOrder], credit: Loaded[Credit] | None, decision: Decision[OrderCredit]
+) -> str:
+    """Record the credit first when it changed, then the order (its new state, or as it was) with the events."""
+    new = decision.new_state
+    assert new is not None  # review's decisions always say both parts
+    if credit is not None and new.credit is not None and new.credit != (credit.state or Credit()):
+        save(batch, credit, cause, Decision(new.credit))
+    changed = None if new.order is order.state else new.order
+    return save(batch, order, cause, Decision(changed, decision.events, decision.outcome))

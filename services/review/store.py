@@ -1,34 +1,232 @@
-"""The only code that touches review's collection: orders, master data, and credit exposure.
+"""The only code that knows review's documents: their typed state, their keys, and how they are stored.
 
-Exposure is one per-key document per customer (`credit:<customer>`, state `{orders: {order_number:
-cents}, total: cents}`), loaded and written with the batch like every other document, and before
-the order documents: the write is version-guarded, so a replica that raced another retries its batch
-before any approval is stored, and `total` stays equal to the sum of the open approved orders.
+Four kinds of document in review's collection: `order:<channel>:<ref>` (a `ReviewOrder`), `customer:<id>` and
+`product:<sku>` (the latest master data, as received), and `credit:<customer>` (a `Credit`). Exposure is one
+document per customer, loaded and written with the batch like every other document, and before the order
+documents: the write is version-guarded, so a replica that raced another retries its batch before any approval
+is stored, and `total` stays equal to the sum of the open approved orders.
 """
 
-from typing import Any
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, cast
 
+from pydantic import BaseModel
 from pymongo.asynchronous.collection import AsyncCollection
 
-from services.review.domain import exposure_of
+from contracts.common import Reason
+from contracts.internal import OrderAccepted, OrderApproved, OrderCancelled
+from contracts.public import CustomerUpserted, InvoiceRequested, ProductUpserted, ReviewDecision
+from services.review.rules import PreviousRevision, RuleOutcome, RuleResult
+from services.runtime.messages import Incoming
+from services.runtime.outbox import Store
+from services.runtime.status import order_key
+from services.runtime.steps import Kind
 
 Collection = AsyncCollection[dict[str, Any]]
+# The key scheme: a document's key is its kind's prefix and the identity (ORDERS.key("web:W-1") = "order:web:W-1").
+ORDER = "order:"
+CUSTOMER = "customer:"
+PRODUCT = "product:"
+CREDIT = "credit:"
 
 
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """A customer's open credit exposure: the cents each open approved order claims, and their total."""
+
+    total: int = 0
+    orders: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One decision on one revision: by the rules (their results) or by a reviewer (their reasons)."""
+
+    revision: int
+    decided_by: str
+    outcome: str
+    at: datetime
+    rules: tuple[RuleResult, ...] | None = None
+    reasons: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """An order waiting for a reviewer: the approval it gets if approved, why it waits, and what it was."""
+
+    approved: OrderApproved
+    reasons: tuple[Reason, ...]
+    last_decided: PreviousRevision
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewOrder:
+    """Review's view of one order: its last reviewed revision and status, the audit trail, the revision last
+    decided (to spot a major change), the queue entry while in review, and the exposure it claims if approved."""
+
+    revision: int
+    status: str
+    order_number: str | None = None
+    customer_id: str | None = None
+    audit: tuple[AuditEntry, ...] = ()
+    last_decided: PreviousRevision | None = None
+    queued: Queued | None = None
+    exposure_cents: int | None = None
+
+
+# ---- stored forms (JSON types only) ----
+def credit_to_doc(credit: Credit) -> dict[str, Any]:
+    """The stored form of a customer's exposure."""
+    return {"total": credit.total, "orders": dict(credit.orders)}
+
+
+def credit_from_doc(doc: Mapping[str, Any]) -> Credit:
+    """A customer's exposure as stored."""
+    return Credit(int(doc.get("total", 0)), {k: int(v) for k, v in doc.get("orders", {}).items()})
+
+
+def _previous_to_doc(last: PreviousRevision) -> dict[str, Any]:
+    return {
+        "revision": last.revision,
+        "unit_prices": {str(line_no): str(price) for line_no, price in last.unit_prices.items()},
+        "payment_method": last.payment_method,
+        "total_amount": str(last.total_amount),
+    }
+
+
+def _previous_from_doc(doc: Mapping[str, Any]) -> PreviousRevision:
+    return PreviousRevision(
+        revision=int(doc["revision"]),
+        unit_prices={int(k): Decimal(v) for k, v in doc["unit_prices"].items()},
+        payment_method=doc["payment_method"],
+        total_amount=Decimal(doc["total_amount"]),
+    )
+
+
+def _reasons_to_doc(reasons: Iterable[Reason]) -> list[dict[str, Any]]:
+    return [r.model_dump(mode="json") for r in reasons]
+
+
+def _reasons_from_doc(docs: Iterable[Mapping[str, Any]]) -> tuple[Reason, ...]:
+    return tuple(Reason(code=r["code"], field=r.get("field"), message=r["message"]) for r in docs)
+
+
+def _audit_to_doc(entry: AuditEntry) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "revision": entry.revision,
+        "decided_by": entry.decided_by,
+        "outcome": entry.outcome,
+        "at": entry.at.isoformat(),
+    }
+    if entry.rules is not None:
+        doc["rules"] = [
+            {"rule": r.rule, "outcome": r.outcome, "inputs": r.inputs, "reasons": _reasons_to_doc(r.reasons)}
+            for r in entry.rules
+        ]
+    if entry.reasons is not None:
+        doc["reasons"] = list(entry.reasons)
+    return doc
+
+
+def _audit_from_doc(doc: Mapping[str, Any]) -> AuditEntry:
+    rules, reasons = doc.get("rules"), doc.get("reasons")
+    return AuditEntry(
+        revision=int(doc["revision"]),
+        decided_by=doc["decided_by"],
+        outcome=doc["outcome"],
+        at=datetime.fromisoformat(doc["at"]),
+        rules=None
+        if rules is None
+        else tuple(
+            RuleResult(r["rule"], cast(RuleOutcome, r["outcome"]), dict(r["inputs"]), _reasons_from_doc(r["reasons"]))
+            for r in rules
+        ),
+        reasons=None if reasons is None else tuple(reasons),
+    )
+
+
+def order_to_doc(state: ReviewOrder) -> dict[str, Any]:
+    """The stored form of an order's review state."""
+    doc: dict[str, Any] = {
+        "revision": state.revision,
+        "order_number": state.order_number,
+        "customer_id": state.customer_id,
+        "status": state.status,
+        "audit": [_audit_to_doc(a) for a in state.audit],
+        "last_decided": None if state.last_decided is None else _previous_to_doc(state.last_decided),
+    }
+    if state.queued is not None:
+        doc["queued"] = {
+            "approved": state.queued.approved.model_dump(mode="json"),
+            "reasons": _reasons_to_doc(state.queued.reasons),
+            "last_decided": _previous_to_doc(state.queued.last_decided),
+        }
+    if state.exposure_cents is not None:
+        doc["exposure_cents"] = state.exposure_cents
+    return doc
+
+
+def order_from_doc(doc: Mapping[str, Any]) -> ReviewOrder:
+    """An order's review state as stored."""
+    queued, last = doc.get("queued"), doc.get("last_decided")
+    return ReviewOrder(
+        revision=int(doc.get("revision", 0)),
+        status=doc["status"],
+        order_number=doc.get("order_number"),
+        customer_id=doc.get("customer_id"),
+        audit=tuple(_audit_from_doc(a) for a in doc.get("audit", [])),
+        last_decided=_previous_from_doc(last) if last else None,
+        queued=None
+        if queued is None
+        else Queued(
+            OrderApproved.model_validate(queued["approved"]),
+            _reasons_from_doc(queued["reasons"]),
+            _previous_from_doc(queued["last_decided"]),
+        ),
+        exposure_cents=doc.get("exposure_cents"),
+    )
+
+
+def _master_data_to_doc(record: CustomerUpserted | ProductUpserted) -> dict[str, Any]:
+    return record.model_dump(mode="json")
+
+
+ORDERS: Kind[ReviewOrder] = Kind(ORDER, order_from_doc, order_to_doc)
+CREDITS: Kind[Credit] = Kind(CREDIT, credit_from_doc, credit_to_doc)
+CUSTOMERS: Kind[CustomerUpserted] = Kind(CUSTOMER, CustomerUpserted.model_validate, _master_data_to_doc)
+PRODUCTS: Kind[ProductUpserted] = Kind(PRODUCT, ProductUpserted.model_validate, _master_data_to_doc)
+
+
+def keys(msg: BaseModel, rec: Incoming | None = None) -> list[str]:
+    """The documents a message touches, loaded together with its batch."""
+    if isinstance(msg, CustomerUpserted):
+        return [CUSTOMERS.key(msg.customer_id)]
+    if isinstance(msg, ProductUpserted):
+        return [PRODUCTS.key(msg.sku)]
+    if isinstance(msg, OrderAccepted):
+        customer = [CUSTOMERS.key(msg.customer_id), CREDITS.key(msg.customer_id)]
+        return [ORDERS.key(msg.order_key), *customer, *(PRODUCTS.key(line.sku) for line in msg.lines)]
+    if isinstance(msg, InvoiceRequested):
+        return [CREDITS.key(msg.customer_id)]
+    if isinstance(msg, OrderCancelled):
+        return [ORDERS.key(msg.order_key)]
+    if isinstance(msg, ReviewDecision):
+        return [ORDERS.key(order_key(msg.channel, msg.channel_order_ref))]
+    return []
+
+
+# ---- the collection and read helpers ----
 async def setup(collection: Collection) -> None:
     """Indexes review relies on."""
     await collection.create_index("state.order_number", sparse=True)
 
 
-CREDIT = "credit:"
-
-
-def credit_key(customer_id: str) -> str:
-    """The document holding the customer's credit exposure."""
-    return f"{CREDIT}{customer_id}"
-
-
-async def exposure(collection: Collection, customer_id: str) -> tuple[int, dict[str, int]]:
+async def exposure(docs: Store, customer_id: str) -> tuple[int, dict[str, int]]:
     """The customer's open exposure total and per-order claims (cents), as last written."""
-    doc = await collection.find_one({"_id": credit_key(customer_id)})
-    return exposure_of((doc or {}).get("state"))
+    key = CREDITS.key(customer_id)
+    state = (await docs.load_many([key]))[key].state
+    credit = credit_from_doc(state) if state else Credit()
+    return credit.total, dict(credit.orders)

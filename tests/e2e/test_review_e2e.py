@@ -13,6 +13,7 @@ from pymongo import AsyncMongoClient
 from contracts import topics
 from orderflow import bus, demo, procs, sample
 from services.review import store as review_store
+from services.runtime.outbox import DocStore
 from tests.e2e.checks import statuses_until
 
 pytestmark = pytest.mark.e2e
@@ -66,7 +67,7 @@ async def test_exposure_never_passes_the_limit_with_three_replicas(system: dict[
     try:
         coll = client[f"{system['MONGODB_DATABASE']}_review"]["review"]
         for c in customers:
-            cents, claims = await review_store.exposure(coll, c["customer_id"])
+            cents, claims = await review_store.exposure(DocStore(coll), c["customer_id"])
             total = Decimal(cents) / 100
             assert total == sum((Decimal(v) for v in claims.values()), Decimal(0)) / 100
             assert total + OUTSTANDING <= LIMIT, f"{c['customer_id']} exposure {total} passes the limit"

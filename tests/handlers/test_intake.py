@@ -1,4 +1,4 @@
-"""Intake's handler on the in-memory broker: numbering, holding, revisions, duplicates, poison."""
+"""Intake's handler on the in-memory broker and store: numbering, holding, revisions, duplicates, poison."""
 
 import re
 
@@ -7,8 +7,6 @@ import pytest
 from contracts import topics
 from tests.factories import key, submitted
 from tests.handlers.harness import Harness
-
-pytestmark = pytest.mark.e2e
 
 
 async def test_complete_order_is_numbered_and_forwarded(intake: Harness) -> None:

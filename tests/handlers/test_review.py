@@ -1,4 +1,4 @@
-"""Review's handlers on the in-memory broker: rules, manual queue, credit exposure, duplicates."""
+"""Review's handlers on the in-memory broker and store: rules, manual queue, credit exposure, duplicates."""
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -16,14 +16,12 @@ from tests.factories import NOW, command, customer, product
 from tests.handlers.events import accepted, cancelled, number, okey, wire
 from tests.handlers.harness import Harness
 
-pytestmark = pytest.mark.e2e
-
 CREDIT = "C-2001"  # a credit customer with a small limit: 1000.00, nothing outstanding
 
 
 @pytest.fixture
-async def review(collection: Any) -> AsyncIterator[Harness]:
-    async with Harness(NAME, CONSUMES, build_for(ReviewSettings()), collection) as h:
+async def review() -> AsyncIterator[Harness]:
+    async with Harness(NAME, CONSUMES, build_for(ReviewSettings())) as h:
         for sku in ("SKU-0001", "SKU-0002"):
             await h.send(topics.MASTERDATA_PRODUCTS, product(sku), sku)
         for cust in (
@@ -36,7 +34,7 @@ async def review(collection: Any) -> AsyncIterator[Harness]:
 
 
 async def exposure(h: Harness, cid: str = "C-1001") -> tuple[int, dict[str, int]]:
-    return await store.exposure(h.collection, cid)
+    return await store.exposure(h.store, cid)
 
 
 async def send_accepted(h: Harness, ref: str, **kw: Any) -> None:
@@ -107,17 +105,34 @@ async def test_reviewer_rejection_records_the_reasons(review: Harness) -> None:
     assert await exposure(review, CREDIT) == (0, {})
 
 
-@pytest.mark.parametrize("known", [True, False])
-async def test_decision_for_an_order_not_queued_is_refused(review: Harness, known: bool) -> None:
-    if known:
-        await send_accepted(review, "R-6")  # approved by the rules: not in the queue
-        review.clear()
+async def test_decision_for_an_order_not_queued_is_refused(review: Harness) -> None:
+    await send_accepted(review, "R-6")  # approved by the rules: not in the queue
+    review.clear()
     await decide(review, "R-6", "cmd-r6")
     [st] = review.out[topics.ORDERS_STATUS]
     assert codes(st) == ["not_in_review_queue"] and st["details"] == {"refused": "order.review-decision"}
-    assert st["status"] == ("approved" if known else "received")
+    assert st["status"] == "approved" and st["order_number"] == number("R-6")
     assert not review.out[topics.ORDERS_APPROVED]
-    assert await exposure(review) == ((11000, {number("R-6"): 11000}) if known else (0, {}))
+    assert await exposure(review) == (11000, {number("R-6"): 11000})
+
+
+async def test_decision_for_an_unknown_order_is_refused_and_records_nothing(review: Harness) -> None:
+    await decide(review, "R-NOPE", "cmd-nope")
+    [st] = review.out[topics.ORDERS_STATUS]
+    assert codes(st) == ["unknown_order"] and st["details"] == {"refused": "order.review-decision"}
+    assert st["status"] == "invalid" and st["order_number"] is None and st["_key"] == okey("R-NOPE")
+    assert st["decided_by"] == "supervisor-1"
+    assert store.ORDERS.key(okey("R-NOPE")) not in review.memory.rows
+    assert not review.out[topics.ORDERS_APPROVED]
+
+
+async def test_a_refused_decision_leaves_nothing_a_later_real_order_inherits(review: Harness) -> None:
+    await decide(review, "R-LATE", "cmd-early")
+    await send_accepted(review, "R-LATE", customer=CREDIT, lines=[("SKU-0001", 95, "11.00")])
+    assert review.statuses() == ["invalid", "in_review"]
+    await decide(review, "R-LATE", "cmd-early")  # the same command, redelivered: decided afresh, now applies
+    assert review.statuses() == ["invalid", "in_review", "approved"]
+    assert await exposure(review, CREDIT) == (104500, {number("R-LATE"): 104500})
 
 
 async def test_cancellation_releases_exposure(review: Harness) -> None:
@@ -127,8 +142,7 @@ async def test_cancellation_releases_exposure(review: Harness) -> None:
     await review.send(topics.ORDERS_CANCELLED, wire(cancelled("R-7")), okey("R-7"))
     assert await exposure(review) == (11000, {number("R-8"): 11000})
     assert not review.out[topics.ORDERS_STATUS][2:]  # fulfillment answers the channel, not review
-    doc = await review.collection.find_one({"_id": f"order:{okey('R-7')}"})
-    assert doc is not None and doc["state"]["status"] == "cancelled"
+    assert review.memory.rows[store.ORDERS.key(okey("R-7"))]["state"]["status"] == "cancelled"
 
 
 async def test_cancelled_order_is_not_reviewed_again(review: Harness) -> None:
@@ -142,9 +156,14 @@ async def test_a_claim_left_by_an_interrupted_batch_is_released_when_the_cancell
     review: Harness,
 ) -> None:
     # the credit document was written, the batch died before the order document: then the cancel came first
-    await review.collection.insert_one(
-        {"_id": store.credit_key("C-1001"), "v": 1, "state": {"total": 11000, "orders": {number("R-X"): 11000}}}
-    )
+    credit = store.CREDITS.key("C-1001")
+    review.memory.rows[credit] = {
+        "_id": credit,
+        "v": 1,
+        "state": {"total": 11000, "orders": {number("R-X"): 11000}},
+        "inbox": [],
+        "pending": [],
+    }
     await review.send(topics.ORDERS_CANCELLED, wire(cancelled("R-X")), okey("R-X"))
     assert await exposure(review) == (11000, {number("R-X"): 11000})  # review cannot tell whose claim it is yet
     await send_accepted(review, "R-X")  # the interrupted batch, redelivered
@@ -224,8 +243,8 @@ async def test_duplicate_master_data_is_stored_once(review: Harness) -> None:
     review.clear()
     for _ in range(2):
         await review.send(topics.MASTERDATA_PRODUCTS, product("SKU-0003", list_price="20.00"), "SKU-0003")
-    doc = await review.collection.find_one({"_id": "product:SKU-0003"})
-    assert doc is not None and doc["state"]["list_price"] == "20.00" and doc["pending"] == []
+    doc = review.memory.rows[store.PRODUCTS.key("SKU-0003")]
+    assert doc["state"]["list_price"] == "20.00" and doc["pending"] == []
     assert dict(review.out) == {}
 
 
@@ -244,10 +263,11 @@ async def test_repeated_decision_command_is_applied_once(review: Harness) -> Non
     assert await exposure(review, CREDIT) == (104500, {number("R-21"): 104500})
 
 
-async def test_duplicate_refused_decision_is_answered_once(review: Harness) -> None:
+async def test_duplicate_refused_decision_is_answered_with_one_event_id(review: Harness) -> None:
     for _ in range(2):
         await decide(review, "R-22", "cmd-r22")
-    assert len(review.out[topics.ORDERS_STATUS]) == 1
+    first, second = review.out[topics.ORDERS_STATUS]  # recorded nowhere, so decided again: the same answer
+    assert first["event_id"] == second["event_id"] and codes(first) == codes(second) == ["unknown_order"]
 
 
 async def test_duplicate_cancellation_releases_once(review: Harness) -> None:
