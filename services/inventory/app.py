@@ -1,9 +1,22 @@
 """Inventory service wiring: `python -m services.inventory.app`."""
 
+from functools import partial
+
+from pydantic import BaseModel
+
 from contracts import topics
+from contracts.internal import OrderApproved, OrderCancelled, StockShipped
+from contracts.public import (
+    PriorityApproval,
+    ProductionUpdated,
+    PurchaseOrderUpdated,
+    ShortageDecision,
+    StockCounted,
+    StockReceived,
+)
 from services.inventory import handlers, store
 from services.inventory.config import InventorySettings
-from services.runtime.batch import Processor, Publisher
+from services.runtime.batch import Handler, Processor, Publisher
 from services.runtime.outbox import Store
 from services.runtime.service import BuildProcessor, main, run
 
@@ -17,17 +30,32 @@ CONSUMES = (
 )
 
 
+def routes(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
+    """Each message type inventory reads, to its handler with the warehouse preference order."""
+    return {
+        OrderApproved: partial(handlers.on_approved, prefs=prefs),
+        OrderCancelled: partial(handlers.on_cancelled, prefs=prefs),
+        StockShipped: partial(handlers.on_shipped, prefs=prefs),
+        StockCounted: partial(handlers.on_stock, prefs=prefs),
+        StockReceived: partial(handlers.on_stock, prefs=prefs),
+        PurchaseOrderUpdated: partial(handlers.on_stock, prefs=prefs),
+        ProductionUpdated: partial(handlers.on_stock, prefs=prefs),
+        ShortageDecision: partial(handlers.on_shortage, prefs=prefs),
+        PriorityApproval: partial(handlers.on_priority, prefs=prefs),
+    }
+
+
 def build_for(settings: InventorySettings) -> BuildProcessor:
     """Inventory's processor factory; stock documents are written before order documents."""
 
-    def build(store: Store, publisher: Publisher) -> Processor:
+    def build(docs: Store, publisher: Publisher) -> Processor:
         return Processor(
             NAME,
-            store,
+            docs,
             publisher,
-            handlers.handlers(settings.warehouse_preference),
+            routes(settings.warehouse_preference),
             handlers.keys,
-            write_first=(store.STOCK,),
+            write_first=store.WRITE_FIRST,
             skip_unreadable=frozenset({topics.ORDERS_COMMANDS}),
         )
 

@@ -15,7 +15,34 @@ Orders awaiting the customer's decision on a shortage hold nothing, but each of 
 
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
+
+
+class Owner(TypedDict):
+    """Whose reservation or waiting line it is; `consumed` once any of it is in fulfillment's hands."""
+
+    order_key: str
+    priority: str
+    vip: bool
+    since: str
+    consumed: NotRequired[bool]
+
+
+class Waiting(TypedDict):
+    """A line waiting for goods: `qty` missing, since when (the queue's order), backorder or production."""
+
+    order_key: str
+    qty: int
+    since: str
+    kind: str
+    request_id: NotRequired[str]
+
+
+class Deciding(TypedDict):
+    """A line of an order awaiting the customer's decision (it holds nothing)."""
+
+    order_key: str
+    since: str
 
 
 @dataclass
@@ -41,9 +68,9 @@ class Stock:
     on_hand: dict[str, int] = field(default_factory=dict)
     reservations: dict[str, dict[str, int]] = field(default_factory=dict)  # reservation id -> wh -> qty
     incoming: dict[str, PurchaseOrder] = field(default_factory=dict)  # po number -> PO
-    waiting: dict[str, dict[str, Any]] = field(default_factory=dict)  # reservation id -> {order_key, qty, since}
-    owners: dict[str, dict[str, Any]] = field(default_factory=dict)  # rid -> {order_key, priority, vip, since, ..}
-    deciding: dict[str, dict[str, Any]] = field(default_factory=dict)  # rid -> {order_key, since}: holds nothing
+    waiting: dict[str, Waiting] = field(default_factory=dict)  # reservation id -> line waiting for goods
+    owners: dict[str, Owner] = field(default_factory=dict)  # reservation id -> whose it is
+    deciding: dict[str, Deciding] = field(default_factory=dict)  # reservation id -> order awaiting a decision
 
     def reserved(self, warehouse: str) -> int:
         """Quantity reserved in `warehouse`: the sum of the live reservations."""
@@ -76,7 +103,7 @@ class Stock:
                 break
         return split
 
-    def reserve(self, rid: str, where: dict[str, int], owner: dict[str, Any] | None = None) -> None:
+    def reserve(self, rid: str, where: dict[str, int], owner: Owner | None = None) -> None:
         """Hold `where` for reservation `rid` (of `owner`, when given); refuses anything that would oversell."""
         for w, q in where.items():
             if q < 0:
@@ -92,9 +119,12 @@ class Stock:
         if owner is not None:
             self.own(rid, owner)
 
-    def own(self, rid: str, owner: dict[str, Any]) -> None:
+    def own(self, rid: str, owner: Owner) -> None:
         """Record whose reservation (or waiting line) `rid` is; a consumed mark is kept."""
-        self.owners[rid] = {**owner, **({"consumed": True} if self.owners.get(rid, {}).get("consumed") else {})}
+        consumed = self.owners[rid].get("consumed", False) if rid in self.owners else False
+        self.owners[rid] = Owner(**owner)
+        if consumed:
+            self.owners[rid]["consumed"] = True
 
     def movable(self, rid: str) -> bool:
         """Whether a priority order may take reservation `rid`: a live reservation of a known normal-priority,
@@ -140,7 +170,7 @@ class Stock:
             else:
                 del self.owners[rid]
 
-    def queue(self) -> list[tuple[str, dict[str, Any]]]:
+    def queue(self) -> list[tuple[str, Waiting]]:
         """The waiting lines, oldest first (the order they are served in)."""
         return sorted(self.waiting.items(), key=lambda kv: str(kv[1]["since"]))
 
@@ -221,16 +251,22 @@ class Stock:
                 )
                 for n, p in doc.get("incoming", {}).items()
             },
-            {k: dict(v) for k, v in doc.get("waiting", {}).items()},
-            {k: dict(v) for k, v in doc.get("owners", {}).items()},
-            {k: dict(v) for k, v in doc.get("deciding", {}).items()},
+            {k: cast(Waiting, dict(v)) for k, v in doc.get("waiting", {}).items()},
+            {k: cast(Owner, dict(v)) for k, v in doc.get("owners", {}).items()},
+            {k: cast(Deciding, dict(v)) for k, v in doc.get("deciding", {}).items()},
         )
 
     def copy(self) -> "Stock":
-        """An independent copy (to try a plan and roll it back)."""
-        return Stock.from_doc(self.sku, self.to_doc())
-
-    def restore(self, saved: "Stock") -> None:
-        """Take back the contents of a copy made earlier."""
-        self.on_hand, self.reservations, self.incoming = saved.on_hand, saved.reservations, saved.incoming
-        self.waiting, self.owners, self.deciding = saved.waiting, saved.owners, saved.deciding
+        """An independent copy: what a decision changes, leaving the stock it was given as it was."""
+        return Stock(
+            self.sku,
+            dict(self.on_hand),
+            {k: dict(v) for k, v in self.reservations.items()},
+            {
+                n: PurchaseOrder(p.warehouse, p.quantity, p.eta, p.status, dict(p.promised))
+                for n, p in self.incoming.items()
+            },
+            {k: Waiting(**v) for k, v in self.waiting.items()},
+            {k: Owner(**v) for k, v in self.owners.items()},
+            {k: Deciding(**v) for k, v in self.deciding.items()},
+        )

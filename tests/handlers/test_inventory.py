@@ -20,31 +20,29 @@ from tests.factories import NOW, command
 from tests.handlers.events import REQUESTED, approved, cancelled, number, okey, wire
 from tests.handlers.harness import Harness
 
-pytestmark = pytest.mark.e2e
-
 EAST, WEST = InventorySettings().warehouse_preference
 Levels = dict[tuple[str, str], tuple[int, int]]  # (sku, warehouse) -> (on hand, reserved)
 
 
 @pytest.fixture
-async def inv(collection: Any) -> AsyncIterator[Harness]:
-    async with Harness(NAME, CONSUMES, build_for(InventorySettings()), collection) as h:
+async def inv() -> AsyncIterator[Harness]:
+    async with Harness(NAME, CONSUMES, build_for(InventorySettings())) as h:
         yield h
 
 
 @pytest.fixture
-async def inv_open_loop(collection: Any) -> AsyncIterator[Harness]:
+async def inv_open_loop() -> AsyncIterator[Harness]:
     """Inventory without its own subscription to `order.cancelled`, so what it publishes there is captured.
     (The test broker would hand inventory its own cancellation back inside the publishing batch, before
     that batch clears its outbox; a real broker delivers it after the commit.)"""
     consumes = tuple(t for t in CONSUMES if t != topics.ORDERS_CANCELLED)
-    async with Harness(NAME, consumes, build_for(InventorySettings()), collection) as h:
+    async with Harness(NAME, consumes, build_for(InventorySettings())) as h:
         yield h
 
 
 async def levels(h: Harness) -> Levels:
     """Stock per SKU and warehouse, asserting the invariant 0 <= reserved <= on hand."""
-    rows = await store.stock_levels(h.collection)
+    rows = await store.stock_levels(h.store)
     bad = [r for r in rows if not 0 <= r["reserved"] <= r["on_hand"]]
     assert not bad, f"reserved above on hand: {bad}"
     return {(r["sku"], r["warehouse"]): (r["on_hand"], r["reserved"]) for r in rows}
@@ -392,7 +390,7 @@ async def test_a_reservation_left_by_an_interrupted_batch_is_released_when_the_c
     await count(inv, "SKU-0001", EAST, 6)
     await approve(inv, "I-20", [("SKU-0001", 4, "11.00")])
     # as if the batch died after its stock write: the order document was never written; then the cancel came
-    await inv.collection.delete_one({"_id": f"order:{okey('I-20')}"})
+    del inv.memory.rows[store.ORDERS.key(okey("I-20"))]
     after = await put(inv, topics.ORDERS_CANCELLED, cancelled("I-20"), okey("I-20"))
     assert after[("SKU-0001", EAST)] == (6, 4)  # inventory cannot tell whose reservation it is yet
     after = await approve(inv, "I-20", [("SKU-0001", 4, "11.00")])  # the interrupted batch, redelivered
@@ -450,8 +448,7 @@ async def test_cancellation_reserves_orders_awaiting_a_decision_that_it_now_cove
     await shortage(inv, "D-3", "cmd-d3", "ship_partial")  # the customer's answer comes too late
     [refused] = inv.out[topics.ORDERS_STATUS]
     assert refused["status"] == "reserved" and refused["reasons"][0]["code"] == "no_decision_awaited"
-    stock = await inv.collection.find_one({"_id": "stock:SKU-0001"})
-    assert stock is not None  # D-2 and D-5 still await their decisions
+    stock = inv.memory.rows[store.STOCKS.key("SKU-0001")]  # D-2 and D-5 still await their decisions
     assert sorted(stock["state"]["deciding"]) == [f"{number('D-2')}#1", f"{number('D-5')}#1"]
 
 
@@ -728,3 +725,27 @@ async def test_an_order_with_another_line_dispatched_meanwhile_keeps_its_stock(i
     assert status_of(inv, "P-11")[-1]["reasons"][0]["code"] == "priority_reallocation_unavailable"
     assert [m["status"] for m in status_of(inv, "P-10")] == ["reserved"]
     assert after[("SKU-0001", EAST)] == (10, 10) and after[("SKU-0002", EAST)] == (0, 0)
+
+
+# ---- commands for an order inventory does not know (issue 17) ----
+@pytest.mark.parametrize(
+    ("kind", "fields"),
+    [("order.shortage-decision", {"choice": "cancel"}), ("order.priority-approval", {"approved": True})],
+)
+async def test_a_command_for_an_unknown_order_is_refused_and_a_later_real_order_inherits_nothing(
+    inv: Harness, kind: str, fields: dict[str, Any]
+) -> None:
+    await count(inv, "SKU-0001", EAST, 50)
+    for _ in range(2):  # a redelivery is refused again, with the same event id
+        await put(inv, topics.ORDERS_COMMANDS, command(kind, "NOPE", "cmd-nope", **fields), okey("NOPE"))
+    first, again = status_of(inv, "NOPE")
+    assert first["event_id"] == again["event_id"] and first["details"] == {"refused": kind}
+    assert first["status"] == "invalid" and first["decided_by"] == "supervisor-1"
+    assert [r["code"] for r in first["reasons"]] == ["unknown_order"] and okey("NOPE") in first["reasons"][0]["message"]
+    assert first["order_number"] is None and first["revision"] is None
+    assert inv.memory.find(store.ORDER) == {}  # nothing recorded: no document, no inbox entry
+    inv.clear()
+    after = await approve(inv, "NOPE")  # the real order under that reference is planned as any other
+    assert [m["status"] for m in status_of(inv, "NOPE")] == ["reserved"] and after[("SKU-0001", EAST)] == (50, 10)
+    [doc] = inv.memory.find(store.ORDER).values()
+    assert "cmd-nope" not in doc["inbox"] and doc["state"]["status"] == "reserved"

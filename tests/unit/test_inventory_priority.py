@@ -1,6 +1,8 @@
 """Priority allocation (handbook 2.3.3) on the pure domain: ask, approve, deny, victims, refusals."""
 
 import json
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -9,7 +11,8 @@ from contracts import topics
 from contracts.internal import ApprovedLine, OrderApproved
 from contracts.public import PriorityApproval, ShortageDecision
 from services.inventory import domain
-from services.inventory.stock import PurchaseOrder, Stock
+from services.inventory.stock import Owner, PurchaseOrder, Stock
+from services.inventory.store import OrderState, View
 from services.runtime.messages import Outgoing
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
@@ -58,227 +61,258 @@ def approval(ref: str, cid: str = "cmd-1", approved: bool = True) -> PriorityApp
     )
 
 
-def stocks(**on_hand: dict[str, int]) -> dict[str, Stock]:
-    return {sku: Stock(sku, dict(levels)) for sku, levels in on_hand.items()}
+class Shop:
+    """Order states and stocks, moved on by inventory's pure decisions as its handlers move them (without the
+    refill step, which test_inventory_refill covers)."""
+
+    def __init__(self, **on_hand: dict[str, int]) -> None:
+        self.stocks = {sku: Stock(sku, dict(levels)) for sku, levels in on_hand.items()}
+        self.orders: dict[str, OrderState | None] = {}
+
+    def view(self) -> View:
+        return View(dict(self.orders), dict(self.stocks))
+
+    def apply(self, d: domain.Decision) -> domain.Decision:
+        """Keep the decision's states; the view it was decided from is left as it was (pure)."""
+        self.stocks.update(d.new_state.stocks)
+        self.orders.update(d.new_state.orders)
+        return d
+
+    def place(self, o: OrderApproved, minutes: int = 0) -> OrderState:
+        """Approve `o` (an order left awaiting a decision holds nothing); its new state."""
+        self.apply(domain.approved(self.view(), o, PREFS, NOW + timedelta(minutes=minutes)))
+        return self.state(o.order_key)
+
+    def state(self, key: str) -> OrderState:
+        state = self.orders[key]
+        assert state is not None
+        return state
+
+    def priority(self, cmd: PriorityApproval) -> domain.Decision:
+        return self.apply(domain.priority(self.view(), cmd, PREFS, NOW))
+
+    def held(self, ref: str) -> int:
+        return sum(
+            q
+            for s in self.stocks.values()
+            for r, w in s.reservations.items()
+            if r.startswith(f"SO-{ref}#")
+            for q in w.values()
+        )
+
+    def check(self) -> None:
+        for s in self.stocks.values():
+            for w, n in s.on_hand.items():
+                assert 0 <= s.reserved(w) <= n
 
 
-def place(o: OrderApproved, st: dict[str, Stock], minutes: int = 0) -> dict[str, Any]:
-    """Approve `o` as the handler does (an order left awaiting a decision holds nothing)."""
-    result = domain.allocate(o.event_id, o, st, PREFS, NOW + timedelta(minutes=minutes))
-    assert result.state is not None
-    return result.state
-
-
-def statuses(outs: list[Outgoing]) -> list[dict[str, Any]]:
+def statuses(outs: Sequence[Outgoing]) -> list[dict[str, Any]]:
     return [json.loads(o.value) for o in outs if o.topic == topics.ORDERS_STATUS]
-
-
-def held(st: dict[str, Stock], ref: str) -> int:
-    return sum(
-        q for s in st.values() for r, w in s.reservations.items() if r.startswith(f"SO-{ref}#") for q in w.values()
-    )
-
-
-def check(st: dict[str, Stock]) -> None:
-    for s in st.values():
-        for w, n in s.on_hand.items():
-            assert 0 <= s.reserved(w) <= n
 
 
 # ---- asking ----
 def test_urgent_order_short_of_stock_held_by_normal_orders_asks_for_approval() -> None:
-    st = stocks(A={"E": 10})
-    n1 = place(order("N1", [("A", 6)]), st)
-    assert n1["status"] == "reserved"
-    result = domain.allocate("ev-U", order("U", [("A", 8)], priority="urgent"), st, PREFS, NOW)
-    assert result.outcome == "awaiting_priority_approval" and result.keep_stock
-    [s] = statuses(result.outputs)
+    shop = Shop(A={"E": 10})
+    assert shop.place(order("N1", [("A", 6)])).status == "reserved"
+    before = shop.view()
+    d = shop.apply(domain.approved(before, order("U", [("A", 8)], priority="urgent"), PREFS, NOW))
+    assert shop.state("web:U").status == "awaiting_priority_approval"
+    [s] = statuses(d.events["web:U"])
     assert s["status"] == "awaiting_priority_approval"
     assert s["details"]["reallocation"] == [{"order_number": "SO-N1", "line_no": 1, "sku": "A", "quantity": 4}]
     assert "priority_reallocation_requested" in [r["code"] for r in s["reasons"]]
-    assert held(st, "U") == 4 and held(st, "N1") == 6  # the free part is held; nothing moves before approval
-    assert result.state and result.state["reallocation"][0]["order_key"] == "web:N1"
-    check(st)
+    assert shop.held("U") == 4 and shop.held("N1") == 6  # the free part is held; nothing moves before approval
+    assert shop.state("web:U").reallocation[0].order_key == "web:N1"
+    assert before.stocks["A"].reserved("E") == 6  # the decision left the stock it was given as it was
+    shop.check()
 
 
 def test_vip_order_asks_too() -> None:
-    st = stocks(A={"E": 5})
-    place(order("N1", [("A", 5)]), st)
-    result = domain.allocate("ev-V", order("V", [("A", 5)], vip=True), st, PREFS, NOW)
-    assert result.outcome == "awaiting_priority_approval"
+    shop = Shop(A={"E": 5})
+    shop.place(order("N1", [("A", 5)]))
+    assert shop.place(order("V", [("A", 5)], vip=True)).status == "awaiting_priority_approval"
 
 
 def test_normal_order_gets_the_normal_shortage_path() -> None:
-    st = stocks(A={"E": 5})
-    place(order("N1", [("A", 5)]), st)
-    result = domain.allocate("ev-N2", order("N2", [("A", 5)]), st, PREFS, NOW)
-    assert result.outcome == "awaiting_customer_decision"
+    shop = Shop(A={"E": 5})
+    shop.place(order("N1", [("A", 5)]))
+    assert shop.place(order("N2", [("A", 5)])).status == "awaiting_customer_decision"
 
 
 def test_enough_free_stock_reserves_a_priority_order_without_asking() -> None:
-    st = stocks(A={"E": 20})
-    place(order("N1", [("A", 5)]), st)
-    result = domain.allocate("ev-U", order("U", [("A", 5)], priority="urgent"), st, PREFS, NOW)
-    assert result.outcome == "reserved"
+    shop = Shop(A={"E": 20})
+    shop.place(order("N1", [("A", 5)]))
+    assert shop.place(order("U", [("A", 5)], priority="urgent")).status == "reserved"
 
 
 def test_urgent_vip_and_dispatched_reservations_are_never_taken() -> None:
-    st = stocks(A={"E": 9})
-    place(order("U1", [("A", 3)], priority="urgent"), st)
-    place(order("V1", [("A", 3)], vip=True), st)
-    place(order("N1", [("A", 3)]), st)
-    st["A"].consume("SO-N1#1", "E", 1)  # part of N1 dispatched: in fulfillment's hands
-    assert not any(st["A"].movable(r) for r in st["A"].reservations)
-    result = domain.allocate("ev-U2", order("U2", [("A", 3)], priority="urgent"), st, PREFS, NOW)
-    assert result.outcome == "awaiting_customer_decision"  # nothing movable: the normal shortage path
+    shop = Shop(A={"E": 9})
+    shop.place(order("U1", [("A", 3)], priority="urgent"))
+    shop.place(order("V1", [("A", 3)], vip=True))
+    shop.place(order("N1", [("A", 3)]))
+    shop.stocks["A"].consume("SO-N1#1", "E", 1)  # part of N1 dispatched: in fulfillment's hands
+    assert not any(shop.stocks["A"].movable(r) for r in shop.stocks["A"].reservations)
+    u2 = shop.place(order("U2", [("A", 3)], priority="urgent"))
+    assert u2.status == "awaiting_customer_decision"  # nothing movable: the normal shortage path
 
 
 def test_shortage_not_coverable_by_movable_stock_goes_the_normal_way() -> None:
-    st = stocks(A={"E": 4})
-    place(order("N1", [("A", 4)]), st)
-    result = domain.allocate("ev-U", order("U", [("A", 10)], priority="urgent"), st, PREFS, NOW)
-    assert result.outcome == "awaiting_customer_decision"
+    shop = Shop(A={"E": 4})
+    shop.place(order("N1", [("A", 4)]))
+    assert shop.place(order("U", [("A", 10)], priority="urgent")).status == "awaiting_customer_decision"
 
 
 def test_fewest_victims_are_taken() -> None:
-    st = stocks(A={"E": 13})
-    place(order("N1", [("A", 2)]), st, 1)
-    place(order("N2", [("A", 3)]), st, 2)
-    place(order("N3", [("A", 8)]), st, 3)
-    takes = domain.reallocation(order("U", [("A", 8)], priority="urgent"), st)
-    assert takes and [(t["order_number"], t["quantity"]) for t in takes] == [("SO-N3", 8)]
-    takes = domain.reallocation(order("U", [("A", 10)], priority="urgent"), st)
-    assert takes and [(t["order_number"], t["quantity"]) for t in takes] == [("SO-N3", 8), ("SO-N2", 2)]
+    shop = Shop(A={"E": 13})
+    shop.place(order("N1", [("A", 2)]), 1)
+    shop.place(order("N2", [("A", 3)]), 2)
+    shop.place(order("N3", [("A", 8)]), 3)
+    takes = domain.reallocation(order("U", [("A", 8)], priority="urgent"), shop.stocks)
+    assert takes and [(t.order_number, t.quantity) for t in takes] == [("SO-N3", 8)]
+    takes = domain.reallocation(order("U", [("A", 10)], priority="urgent"), shop.stocks)
+    assert takes and [(t.order_number, t.quantity) for t in takes] == [("SO-N3", 8), ("SO-N2", 2)]
 
 
 def test_the_youngest_reservation_goes_first_among_equals() -> None:
-    st = stocks(A={"E": 10})
-    place(order("OLD", [("A", 5)]), st, 1)
-    place(order("NEW", [("A", 5)]), st, 2)
-    takes = domain.reallocation(order("U", [("A", 5)], priority="urgent"), st)
-    assert takes and [t["order_number"] for t in takes] == ["SO-NEW"]
+    shop = Shop(A={"E": 10})
+    shop.place(order("OLD", [("A", 5)]), 1)
+    shop.place(order("NEW", [("A", 5)]), 2)
+    takes = domain.reallocation(order("U", [("A", 5)], priority="urgent"), shop.stocks)
+    assert takes and [t.order_number for t in takes] == ["SO-NEW"]
 
 
 def test_make_to_order_lines_are_left_to_production() -> None:
-    st = stocks(A={"E": 5})
-    place(order("N1", [("A", 5)]), st)
-    result = domain.allocate("ev-U", order("U", [("A", 5)], priority="urgent", mto=True), st, PREFS, NOW)
-    assert result.outcome == "in_production"
+    shop = Shop(A={"E": 5})
+    shop.place(order("N1", [("A", 5)]))
+    assert shop.place(order("U", [("A", 5)], priority="urgent", mto=True)).status == "in_production"
 
 
 # ---- approving ----
 def test_approval_moves_the_stock_and_replans_the_victim_through_the_shortage_path() -> None:
-    st = stocks(A={"E": 10}, B={"E": 10})
-    n1 = place(order("N1", [("A", 6), ("B", 2)]), st)
-    u = domain.allocate("ev-U", order("U", [("A", 8)], priority="urgent"), st, PREFS, NOW).state
-    assert u
-    out = domain.decide_priority(approval("U"), u, {"web:N1": n1}, st, PREFS, NOW)
-    assert out.result.outcome == "reserved" and held(st, "U") == 8
-    [s] = statuses(out.result.outputs)
+    shop = Shop(A={"E": 10}, B={"E": 10})
+    shop.place(order("N1", [("A", 6), ("B", 2)]))
+    shop.place(order("U", [("A", 8)], priority="urgent"))
+    d = shop.priority(approval("U"))
+    assert shop.state("web:U").status == "reserved" and shop.held("U") == 8
+    [s] = statuses(d.events["web:U"])
     assert s["status"] == "reserved" and s["decided_by"] == "supervisor-1"
     assert [r["code"] for r in s["reasons"]] == ["priority_reallocation_approved"]
-    assert [o.topic for o in out.result.outputs] == [topics.ORDERS_STATUS, topics.INVENTORY_ALLOCATIONS]
-    victim = out.victims["web:N1"]
-    assert victim.outcome == "awaiting_customer_decision" and victim.state
-    [v] = statuses(victim.outputs)
+    assert [o.topic for o in d.events["web:U"]] == [topics.ORDERS_STATUS, topics.INVENTORY_ALLOCATIONS]
+    assert shop.state("web:N1").status == "awaiting_customer_decision"
+    [v] = statuses(d.events["web:N1"])
     assert v["channel_order_ref"] == "N1" and v["status"] == "awaiting_customer_decision"
     assert v["reasons"][0]["code"] == "reallocated_to_priority_order"
     assert "SO-U" in v["reasons"][0]["message"] and v["details"]["options"]["ship_partial"] == {"1": 2, "2": 2}
-    assert held(st, "N1") == 0  # an order awaiting its customer's decision holds nothing
-    check(st)
+    assert shop.held("N1") == 0  # an order awaiting its customer's decision holds nothing
+    assert d.refill and d.outcome == "priority approved: reserved; 1 order(s) re-planned"
+    shop.check()
 
 
 def test_a_victim_with_stock_coming_in_time_is_backordered() -> None:
-    st = stocks(A={"E": 5})
-    st["A"].incoming["PO-1"] = PurchaseOrder("E", 10, NOW.date() + timedelta(days=3))
-    n1 = place(order("N1", [("A", 5)]), st)
-    u = domain.allocate("ev-U", order("U", [("A", 5)], vip=True), st, PREFS, NOW).state
-    assert u and u["status"] == "awaiting_priority_approval"  # the PO is the normal path, asked only on denial
-    out = domain.decide_priority(approval("U"), u, {"web:N1": n1}, st, PREFS, NOW)
-    victim = out.victims["web:N1"]
-    assert victim.outcome == "backordered"
-    [v] = statuses(victim.outputs)
+    shop = Shop(A={"E": 5})
+    shop.stocks["A"].incoming["PO-1"] = PurchaseOrder("E", 10, NOW.date() + timedelta(days=3))
+    shop.place(order("N1", [("A", 5)]))
+    u = shop.place(order("U", [("A", 5)], vip=True))
+    assert u.status == "awaiting_priority_approval"  # the PO is the normal path, asked only on denial
+    d = shop.priority(approval("U"))
+    assert shop.state("web:N1").status == "backordered"
+    [v] = statuses(d.events["web:N1"])
     assert v["promise_date"] == (NOW.date() + timedelta(days=3)).isoformat()
     assert [r["code"] for r in v["reasons"]] == ["reallocated_to_priority_order"]
-    assert st["A"].incoming["PO-1"].promised == {"SO-N1#1": 5}
+    assert shop.stocks["A"].incoming["PO-1"].promised == {"SO-N1#1": 5}
 
 
 def test_victims_have_distinct_status_event_ids() -> None:
-    st = stocks(A={"E": 6})
-    n1, n2 = place(order("N1", [("A", 3)]), st), place(order("N2", [("A", 3)]), st)
-    u = domain.allocate("ev-U", order("U", [("A", 6)], priority="urgent"), st, PREFS, NOW).state
-    assert u
-    out = domain.decide_priority(approval("U"), u, {"web:N1": n1, "web:N2": n2}, st, PREFS, NOW)
-    ids = [s["event_id"] for r in [out.result, *out.victims.values()] for s in statuses(r.outputs)]
+    shop = Shop(A={"E": 6})
+    shop.place(order("N1", [("A", 3)]))
+    shop.place(order("N2", [("A", 3)]))
+    shop.place(order("U", [("A", 6)], priority="urgent"))
+    d = shop.priority(approval("U"))
+    ids = [s["event_id"] for outs in d.events.values() for s in statuses(outs)]
     assert len(ids) == 3 == len(set(ids))
 
 
 def test_approval_when_the_listed_victim_has_shipped_meanwhile_goes_the_shortage_way() -> None:
-    st = stocks(A={"E": 5})
-    n1 = place(order("N1", [("A", 5)]), st)
-    u = domain.allocate("ev-U", order("U", [("A", 5)], priority="urgent"), st, PREFS, NOW).state
-    assert u
-    out = domain.decide_priority(approval("U"), u, {"web:N1": {**n1, "dispatched": ["S-1"]}}, st, PREFS, NOW)
-    assert out.result.outcome == "awaiting_customer_decision" and not out.victims
-    [s] = statuses(out.result.outputs)
+    shop = Shop(A={"E": 5})
+    n1 = shop.place(order("N1", [("A", 5)]))
+    shop.place(order("U", [("A", 5)], priority="urgent"))
+    shop.orders["web:N1"] = replace(n1, dispatched=("S-1",))
+    d = shop.priority(approval("U"))
+    assert shop.state("web:U").status == "awaiting_customer_decision" and set(d.events) == {"web:U"}
+    [s] = statuses(d.events["web:U"])
     assert s["reasons"][0]["code"] == "priority_reallocation_unavailable"
-    assert held(st, "N1") == 5
+    assert shop.held("N1") == 5
 
 
 def test_approval_only_takes_from_the_orders_it_was_asked_for() -> None:
-    st = stocks(A={"E": 5})
-    n1 = place(order("N1", [("A", 5)]), st)
-    u = domain.allocate("ev-U", order("U", [("A", 5)], priority="urgent"), st, PREFS, NOW).state
-    assert u
-    domain.release_all(n1, st)
-    n2 = place(order("N2", [("A", 5)]), st)  # N1 cancelled, N2 took the stock meanwhile
-    out = domain.decide_priority(approval("U"), u, {"web:N1": None}, st, PREFS, NOW)
-    assert out.result.outcome == "awaiting_customer_decision" and held(st, "N2") == 5 and n2["status"] == "reserved"
+    shop = Shop(A={"E": 5})
+    shop.place(order("N1", [("A", 5)]))
+    shop.place(order("U", [("A", 5)], priority="urgent"))
+    shop.stocks["A"].release("SO-N1#1")
+    del shop.orders["web:N1"]
+    n2 = shop.place(order("N2", [("A", 5)]))  # N1 gone, N2 took the stock meanwhile
+    shop.priority(approval("U"))
+    assert shop.state("web:U").status == "awaiting_customer_decision"
+    assert shop.held("N2") == 5 and n2.status == "reserved"
 
 
 def test_approval_when_the_stock_is_free_by_now_just_reserves() -> None:
-    st = stocks(A={"E": 5})
-    n1 = place(order("N1", [("A", 5)]), st)
-    u = domain.allocate("ev-U", order("U", [("A", 5)], priority="urgent"), st, PREFS, NOW).state
-    assert u
-    st["A"].on_hand["W"] = 5
-    out = domain.decide_priority(approval("U"), u, {"web:N1": n1}, st, PREFS, NOW)
-    assert out.result.outcome == "reserved" and not out.victims and held(st, "N1") == 5
+    shop = Shop(A={"E": 5})
+    shop.place(order("N1", [("A", 5)]))
+    shop.place(order("U", [("A", 5)], priority="urgent"))
+    shop.stocks["A"].on_hand["W"] = 5
+    d = shop.priority(approval("U"))
+    assert shop.state("web:U").status == "reserved" and set(d.events) == {"web:U"} and shop.held("N1") == 5
 
 
 def test_denial_sends_the_priority_order_down_the_normal_shortage_path() -> None:
-    st = stocks(A={"E": 10})
-    n1 = place(order("N1", [("A", 6)]), st)
-    u = domain.allocate("ev-U", order("U", [("A", 8)], priority="urgent"), st, PREFS, NOW).state
-    assert u and held(st, "U") == 4
-    out = domain.decide_priority(approval("U", approved=False), u, {"web:N1": n1}, st, PREFS, NOW)
-    assert out.result.outcome == "awaiting_customer_decision" and not out.victims
-    [s] = statuses(out.result.outputs)
+    shop = Shop(A={"E": 10})
+    shop.place(order("N1", [("A", 6)]))
+    shop.place(order("U", [("A", 8)], priority="urgent"))
+    assert shop.held("U") == 4
+    d = shop.priority(approval("U", approved=False))
+    assert shop.state("web:U").status == "awaiting_customer_decision" and set(d.events) == {"web:U"}
+    [s] = statuses(d.events["web:U"])
     assert [r["code"] for r in s["reasons"]] == ["priority_reallocation_denied", "insufficient_stock"]
-    assert held(st, "U") == 0 and held(st, "N1") == 6
+    assert shop.held("U") == 0 and shop.held("N1") == 6
 
 
 def test_denial_with_a_purchase_order_in_time_backorders() -> None:
-    st = stocks(A={"E": 4})
-    st["A"].incoming["PO-1"] = PurchaseOrder("E", 10, NOW.date() + timedelta(days=2))
-    n1 = place(order("N1", [("A", 4)]), st)
-    u = domain.allocate("ev-U", order("U", [("A", 4)], priority="urgent"), st, PREFS, NOW).state
-    assert u
-    out = domain.decide_priority(approval("U", approved=False), u, {"web:N1": n1}, st, PREFS, NOW)
-    assert out.result.outcome == "backordered" and st["A"].waiting["SO-U#1"]["qty"] == 4
+    shop = Shop(A={"E": 4})
+    shop.stocks["A"].incoming["PO-1"] = PurchaseOrder("E", 10, NOW.date() + timedelta(days=2))
+    shop.place(order("N1", [("A", 4)]))
+    shop.place(order("U", [("A", 4)], priority="urgent"))
+    shop.priority(approval("U", approved=False))
+    assert shop.state("web:U").status == "backordered" and shop.stocks["A"].waiting["SO-U#1"]["qty"] == 4
 
 
 def test_a_command_for_an_order_not_awaiting_approval_is_refused() -> None:
-    out = domain.refused(approval("X"), {"status": "reserved", "revision": 1, "order_number": "SO-X"}, NOW)
-    s = json.loads(out.value)
+    shop = Shop(A={"E": 5})
+    shop.place(order("X", [("A", 1)]))
+    d = shop.priority(approval("X"))
+    [s] = statuses(d.events["web:X"])
     assert s["status"] == "reserved" and s["details"] == {"refused": "order.priority-approval"}
     assert [r["code"] for r in s["reasons"]] == ["no_priority_approval_awaited"]
     assert "not awaiting a priority approval" in s["reasons"][0]["message"]
+    assert d.new_state.orders == {"web:X": shop.state("web:X")} and not d.new_state.stocks and not d.refill
+
+
+def test_a_command_for_an_unknown_order_is_refused_and_records_nothing() -> None:
+    shop = Shop(A={"E": 5})
+    d = shop.priority(approval("NOPE"))
+    assert d.new_state == View() and not d.events and not d.refill
+    [s] = statuses(d.loose)
+    assert s["status"] == "invalid" and s["details"] == {"refused": "order.priority-approval"}
+    assert [r["code"] for r in s["reasons"]] == ["unknown_order"] and "web:NOPE" in s["reasons"][0]["message"]
+    assert s["order_number"] is None and s["revision"] is None and s["decided_by"] == "supervisor-1"
 
 
 def test_a_priority_orders_shortage_decision_never_asks_again() -> None:
-    st = stocks(A={"E": 5})
-    place(order("N1", [("A", 5)]), st)
+    shop = Shop(A={"E": 5})
+    shop.place(order("N1", [("A", 5)]))
+    shop.place(order("U", [("A", 5)], priority="urgent"))
+    shop.priority(approval("U", approved=False))
+    assert shop.state("web:U").status == "awaiting_customer_decision"
     cmd = ShortageDecision(
         type="order.shortage-decision",
         version=1,
@@ -289,20 +323,20 @@ def test_a_priority_orders_shortage_decision_never_asks_again() -> None:
         issued_at=NOW,
         choice="wait",
     )
-    result = domain.decide_shortage(cmd, order("U", [("A", 5)], priority="urgent"), st, PREFS, NOW)
-    assert result.outcome == "backordered"
+    shop.apply(domain.shortage(shop.view(), cmd, PREFS, NOW))
+    assert shop.state("web:U").status == "backordered"
 
 
 # ---- stock bookkeeping of owners ----
 def test_owners_survive_the_document_form_and_follow_the_reservations() -> None:
-    st = stocks(A={"E": 10})
-    place(order("N1", [("A", 4)]), st)
-    place(order("U", [("A", 4)], priority="urgent"), st)
-    again = Stock.from_doc("A", st["A"].to_doc())
-    assert again == st["A"] and again.owners["SO-U#1"]["priority"] == "urgent"
+    shop = Shop(A={"E": 10})
+    shop.place(order("N1", [("A", 4)]))
+    shop.place(order("U", [("A", 4)], priority="urgent"))
+    again = Stock.from_doc("A", shop.stocks["A"].to_doc())
+    assert again == shop.stocks["A"] and again.owners["SO-U#1"]["priority"] == "urgent"
     assert again.movable("SO-N1#1") and not again.movable("SO-U#1")
     again.consume("SO-N1#1", "E", 1)
-    assert again.owners["SO-N1#1"]["consumed"] and not again.movable("SO-N1#1")
+    assert again.owners["SO-N1#1"].get("consumed") and not again.movable("SO-N1#1")
     again.consume("SO-N1#1", "E", 3)
     assert "SO-N1#1" not in again.owners and "SO-N1#1" not in again.reservations
     again.release("SO-U#1")
@@ -311,7 +345,7 @@ def test_owners_survive_the_document_form_and_follow_the_reservations() -> None:
 
 def test_a_zero_reservation_creates_nothing() -> None:
     st = Stock("A", {"E": 1})
-    st.reserve("R#1", {"E": 0}, {"order_key": "k"})
+    st.reserve("R#1", {"E": 0}, Owner(order_key="k", priority="normal", vip=False, since="0"))
     assert st.reservations == {} and st.owners == {}
 
 

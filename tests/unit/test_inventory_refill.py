@@ -2,6 +2,7 @@
 customer's decision if they can now be reserved in full; the `deciding` queue follows the orders' statuses."""
 
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -10,6 +11,7 @@ from contracts.internal import ApprovedLine, OrderApproved, OrderCancelled
 from contracts.public import ShortageDecision
 from services.inventory import domain
 from services.inventory.stock import PurchaseOrder, Stock
+from services.inventory.store import OrderState, View
 from services.runtime.messages import Outgoing
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
@@ -29,35 +31,50 @@ def order(ref: str, *lines: tuple[str, int], substitutes: list[str] | None = Non
 
 
 class World:
-    """Stocks and order states, driven as the handlers drive them."""
+    """Stocks and order states, driven through the pure decisions as the handlers drive them."""
 
     def __init__(self, **on_hand: dict[str, int]) -> None:
         self.stocks = {sku: Stock(sku, dict(levels)) for sku, levels in on_hand.items()}
-        self.orders: dict[str, dict[str, Any] | None] = {}
+        self.orders: dict[str, OrderState | None] = {}
         self.minute = 0
 
     def now(self) -> datetime:
         self.minute += 1
         return NOW + timedelta(minutes=self.minute)
 
-    def approve(self, o: OrderApproved) -> str:
-        result = domain.allocate(o.event_id, o, self.stocks, PREFS, self.now())
-        self.orders[o.order_key] = result.state
-        return result.outcome
+    def view(self) -> View:
+        return View(dict(self.orders), dict(self.stocks))
 
-    def cancel(self, o: OrderApproved) -> dict[str, domain.Result]:
-        """The cancellation handler: release everything, then serve the waiting orders in the same step."""
-        released = domain.release_all(self.orders[o.order_key], self.stocks)
-        assert released
+    def apply(self, d: domain.Decision) -> domain.Decision:
+        self.stocks.update(d.new_state.stocks)
+        self.orders.update(d.new_state.orders)
+        return d
+
+    def state(self, o: OrderApproved) -> OrderState:
+        state = self.orders[o.order_key]
+        assert state is not None
+        return state
+
+    def approve(self, o: OrderApproved) -> str:
+        self.apply(domain.approved(self.view(), o, PREFS, self.now()))
+        return self.state(o).status
+
+    def cancel(self, o: OrderApproved) -> dict[str, tuple[Outgoing, ...]]:
+        """The cancellation handler: release everything, then serve the waiting orders in the same step; the
+        events of each order served."""
         ev = OrderCancelled(event_id=f"c-{o.order_key}", **o.identity(), reason="r", cancelled_by="cs")
-        self.orders[o.order_key] = domain.cancelled(self.orders[o.order_key], ev)
-        served = domain.refill(ev.event_id, sorted(self.stocks), self.stocks, self.orders, PREFS, self.now())
-        for k, r in served.items():
-            self.orders[k] = r.state
-        return served
+        d = domain.cancelled(self.view(), ev)
+        assert d.refill and d.outcome.startswith("cancelled: released")
+        if domain.waiting_for(d):
+            d = domain.refilled(d, self.view(), ev.event_id, PREFS, self.now())
+        self.apply(d)
+        return {k: d.events[k] for k in d.new_state.orders if k != o.order_key}
+
+    def decide(self, cmd: ShortageDecision) -> domain.Decision:
+        return self.apply(domain.shortage(self.view(), cmd, PREFS, self.now()))
 
     def status(self, o: OrderApproved) -> str:
-        return str((self.orders[o.order_key] or {}).get("status"))
+        return self.state(o).status
 
     def held(self, o: OrderApproved) -> int:
         mine = [
@@ -70,8 +87,8 @@ def body(out: Outgoing) -> dict[str, Any]:
     return dict(json.loads(out.value))
 
 
-def statuses(results: dict[str, domain.Result]) -> dict[str, list[str]]:
-    return {k: [body(o)["status"] for o in r.outputs if o.topic == "orders.status"] for k, r in results.items()}
+def statuses(served: dict[str, tuple[Outgoing, ...]]) -> dict[str, list[str]]:
+    return {k: [body(o)["status"] for o in outs if o.topic == "orders.status"] for k, outs in served.items()}
 
 
 def test_released_units_go_to_backorders_oldest_promise_first_skipping_what_does_not_fit() -> None:
@@ -89,7 +106,7 @@ def test_released_units_go_to_backorders_oldest_promise_first_skipping_what_does
     assert w.status(old) == "backordered" and (w.held(young), w.held(younger)) == (5, 2)
     assert w.stocks["A"].reservations["SO-B2#1"] == {"E": 4, "W": 1}  # one warehouse first, else split
     assert set(w.stocks["A"].incoming["PO-1"].promised) == {"SO-B1#1"}  # the promises kept are free again
-    assert [body(o)["type"] for o in served["web:B2"].outputs] == ["order.status", "allocation.reserved"]
+    assert [body(o)["type"] for o in served["web:B2"]] == ["order.status", "allocation.reserved"]
 
 
 def test_an_order_waiting_on_two_skus_is_reserved_only_when_both_are_covered() -> None:
@@ -100,7 +117,7 @@ def test_an_order_waiting_on_two_skus_is_reserved_only_when_both_are_covered() -
     assert [w.approve(o) for o in (holder_a, holder_b, both)] == ["reserved", "reserved", "backordered"]
     served = w.cancel(holder_a)
     assert statuses(served) == {"web:AB": []}  # line A covered, line B still waits: no status yet
-    assert w.orders["web:AB"]["lines"]["1"]["state"] == "reserved"  # type: ignore[index]
+    assert w.state(both).lines["1"].state == "reserved"
     served = w.cancel(holder_b)
     assert statuses(served) == {"web:AB": ["reserved"]} and w.held(both) == 3
 
@@ -111,7 +128,7 @@ def test_orders_awaiting_a_decision_are_reserved_oldest_first_when_now_fully_cov
     assert [w.approve(o) for o in (holder, big, small, tiny)] == ["reserved", *["awaiting_customer_decision"] * 3]
     served = w.cancel(holder)
     assert statuses(served) == {"web:D2": ["reserved"]}  # D1 is still short; after D2 only 1 is left for D3
-    [why] = body(served["web:D2"].outputs[0])["reasons"]
+    [why] = body(served["web:D2"][0])["reasons"]
     assert why["code"] == "stock_available"
     assert w.status(big) == w.status(tiny) == "awaiting_customer_decision" and w.held(tiny) == 0
     assert sorted(w.stocks["A"].deciding) == ["SO-D1#1", "SO-D3#1"]
@@ -131,7 +148,7 @@ def test_entries_of_orders_no_longer_awaiting_are_dropped() -> None:
     w = World(A={"E": 2})
     holder, gone = order("H", ("A", 2)), order("G", ("A", 1))
     assert [w.approve(o) for o in (holder, gone)] == ["reserved", "awaiting_customer_decision"]
-    w.orders[gone.order_key] = {**(w.orders[gone.order_key] or {}), "status": "cancelled"}  # its release is pending
+    w.orders[gone.order_key] = replace(w.state(gone), status="cancelled")  # its release is pending
     assert w.cancel(holder) == {}
     assert w.stocks["A"].deciding == {} and w.stocks["A"].available("E") == 2
 
@@ -145,8 +162,7 @@ def test_a_substitute_that_is_short_too_queues_the_order_under_the_substitute_on
         type="order.shortage-decision", version=1, command_id="cmd-s", channel="web", channel_order_ref="S",
         issued_by="cust", issued_at=NOW, choice="substitute", substitute_sku="B",
     )  # fmt: skip
-    result = domain.decide_shortage(cmd, o, w.stocks, PREFS, w.now())
-    assert result.outcome == "awaiting_customer_decision"
+    assert w.decide(cmd).outcome == "substitute: awaiting_customer_decision" == f"substitute: {w.status(o)}"
     assert w.stocks["A"].deciding == {} and w.stocks["B"].deciding["SO-S#1"]["since"] == since  # same place
 
 
@@ -158,5 +174,5 @@ def test_every_other_outcome_takes_the_order_off_the_queue() -> None:
         type="order.shortage-decision", version=1, command_id="cmd-p", channel="web", channel_order_ref="P",
         issued_by="cust", issued_at=NOW, choice="ship_partial",
     )  # fmt: skip
-    assert domain.decide_shortage(cmd, o, w.stocks, PREFS, w.now()).outcome == "partial reserved"
+    assert w.decide(cmd).outcome == "ship_partial: partial reserved" and w.status(o) == "reserved"
     assert w.stocks["A"].deciding == {} and w.stocks["A"].reservations == {"SO-P#1": {"E": 1}}

@@ -1,11 +1,14 @@
-"""A hypothesis state machine over inventory's pure domain (Stock + domain): counts, receipts, purchase orders,
-approvals (any priority, VIP or not), cancellations, shipments, shortage decisions and priority approvals and
-denials, driven the way the handlers drive them, with every step that frees or brings stock handing it to the
-waiting orders (`domain.refill`, as the handlers do in the same unit of work); the invariants are checked after
-every step: per SKU and warehouse, on hand = counted + received - shipped, 0 <= reserved <= on hand, reserved =
-the sum of the live reservations; nothing is held or awaited for a cancelled order; exactly the orders awaiting a
-decision are queued for one; and no waiting order could be served from what is free."""
+"""A hypothesis state machine over inventory's pure decisions (`domain` on `Stock` and `OrderState`): counts,
+receipts, purchase orders, approvals (any priority, VIP or not), cancellations, shipments, shortage decisions and
+priority approvals and denials, driven the way the handlers drive them, with every step that frees or brings
+stock handing it to the waiting orders (`domain.refilled`, as the handlers do in the same unit of work); every
+decision must leave the view it was given as it was. The invariants are checked after every step: per SKU and
+warehouse, on hand = counted + received - shipped, 0 <= reserved <= on hand, reserved = the sum of the live
+reservations; nothing is held or awaited for a cancelled order; exactly the orders awaiting a decision are queued
+for one; and no waiting order could be served from what is free."""
 
+import json
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -14,10 +17,18 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from contracts.internal import ApprovedLine, OrderApproved, OrderCancelled
-from contracts.public import PriorityApproval, ShipmentLine, ShortageDecision
+from contracts.internal import ApprovedLine, OrderApproved, OrderCancelled, StockShipped
+from contracts.public import (
+    PriorityApproval,
+    PurchaseOrderUpdated,
+    ShipmentLine,
+    ShortageDecision,
+    StockCounted,
+    StockReceived,
+)
 from services.inventory import domain
-from services.inventory.stock import PurchaseOrder, Stock
+from services.inventory.stock import Stock
+from services.inventory.store import OrderState, View
 
 SKUS = ("A", "B")
 WAREHOUSES = ("E", "W")
@@ -48,7 +59,7 @@ class InventoryMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.stocks = {s: Stock(s) for s in SKUS}
-        self.orders: dict[str, dict[str, Any]] = {}  # ref -> inventory state of the order
+        self.orders: dict[str, OrderState] = {}  # ref -> inventory state of the order
         self.counted = {(s, w): 0 for s in SKUS for w in WAREHOUSES}
         self.received = dict.fromkeys(self.counted, 0)
         self.shipped = dict.fromkeys(self.counted, 0)
@@ -61,30 +72,38 @@ class InventoryMachine(RuleBasedStateMachine):
         return START + timedelta(minutes=self.steps)
 
     def refs(self, *statuses: str) -> list[str]:
-        return sorted(r for r, s in self.orders.items() if s.get("status") in statuses and not s.get("dispatched"))
+        return sorted(r for r, s in self.orders.items() if s.status in statuses and not s.dispatched)
 
-    def kept(self, run: Any) -> domain.Result:
-        """Run a domain call; its stock changes stay only if the result keeps them (as the handlers save)."""
-        saved = {s: x.copy() for s, x in self.stocks.items()}
-        result: domain.Result = run()
-        if not result.keep_stock:
-            for s, x in self.stocks.items():
-                x.restore(saved[s])
-        return result
+    def view(self) -> View:
+        return View({key(r): s for r, s in self.orders.items()}, dict(self.stocks))
 
-    def refill(self, why: str) -> None:
-        """Free stock goes to the waiting orders (the handlers' `_refill` after a release or an arrival)."""
-        states: dict[str, dict[str, Any] | None] = {key(r): state for r, state in self.orders.items()}
-        served = domain.refill(f"refill-{self.steps}", list(SKUS), self.stocks, states, PREFS, self.now())
-        for k, result in served.items():
-            assert result.state is not None
-            self.orders[k.split(":", 1)[1]] = result.state
-        event(f"{why} -> refill served {min(len(served), 2)}{'+' if len(served) > 2 else ''}")
+    def snapshot(self) -> str:
+        stocks = {s: x.to_doc() for s, x in self.stocks.items()}
+        return json.dumps([stocks, {r: s.to_doc() for r, s in self.orders.items()}], sort_keys=True, default=str)
 
-    def holdings(self) -> dict[str, dict[str, int]]:
+    def pure(self, decide: Callable[[View], domain.Decision]) -> domain.Decision:
+        """A decision on the current view, which it must leave as it was."""
+        before = self.snapshot()
+        d = decide(self.view())
+        assert self.snapshot() == before, "a decision changed the state it was given"
+        return d
+
+    def settle(self, d: domain.Decision, why: str) -> None:
+        """Serve the orders waiting for what the decision freed (the handlers' refill step), keep the result."""
+        if d.refill and domain.waiting_for(d):
+            served = self.pure(lambda v: domain.refilled(d, v, f"refill-{self.steps}", PREFS, self.now()))
+            more = len([k for k in served.new_state.orders if k not in d.new_state.orders])
+            event(f"{why} -> refill served {min(more, 2)}{'+' if more > 2 else ''}")
+            d = served
+        self.stocks.update(d.new_state.stocks)
+        for k, state in d.new_state.orders.items():
+            assert state is not None
+            self.orders[k.split(":", 1)[1]] = state
+
+    def holdings(self, stocks: dict[str, Stock]) -> dict[str, dict[str, int]]:
         """Order number -> reservation id -> units held."""
         out: dict[str, dict[str, int]] = {}
-        for stock in self.stocks.values():
+        for stock in stocks.values():
             for r, where in stock.reservations.items():
                 out.setdefault(r.rsplit("#", 1)[0], {})[r] = sum(where.values())
         return out
@@ -100,6 +119,13 @@ class InventoryMachine(RuleBasedStateMachine):
             **fields,
         )
 
+    def movement(self, model: Any, **fields: Any) -> Any:
+        return model(version=1, event_id=f"mv-{self.steps}", **fields)
+
+    def order_event(self, model: Any, ref: str, **fields: Any) -> Any:
+        ident = {"order_key": key(ref), "order_number": number(ref), "channel": "web", "channel_order_ref": ref}
+        return model(event_id=f"ev-{self.steps}", revision=self.orders[ref].revision, **ident, **fields)
+
     # ---- stock movements ----
     @initialize(levels=st.lists(st.integers(0, 20), min_size=4, max_size=4))
     def opening_count(self, levels: list[int]) -> None:
@@ -108,13 +134,14 @@ class InventoryMachine(RuleBasedStateMachine):
 
     @rule(sku=st.sampled_from(SKUS), warehouse=st.sampled_from(WAREHOUSES), on_hand=st.integers(0, 40))
     def count(self, sku: str, warehouse: str, on_hand: int) -> None:
-        stock = self.stocks[sku]
-        if on_hand < stock.reserved(warehouse):
-            return  # the handler dead-letters a count below what is reserved
-        stock.on_hand[warehouse] = on_hand
+        msg = self.movement(StockCounted, type="stock.counted", sku=sku, warehouse=warehouse, on_hand=on_hand)
+        d = self.pure(lambda v: domain.counted(v, msg))
+        if on_hand < self.stocks[sku].reserved(warehouse):
+            assert d.dead_letter and d.new_state == View() and "resolve the reservations first" in d.dead_letter
+            return
         self.counted[(sku, warehouse)] = on_hand
         self.received[(sku, warehouse)] = self.shipped[(sku, warehouse)] = 0
-        self.refill("count")
+        self.settle(d, "count")
 
     @rule(
         sku=st.sampled_from(SKUS),
@@ -123,12 +150,10 @@ class InventoryMachine(RuleBasedStateMachine):
         po=st.sampled_from([None, "PO-1", "PO-2"]),
     )
     def receive(self, sku: str, warehouse: str, quantity: int, po: str | None) -> None:
-        stock = self.stocks[sku]
-        stock.on_hand[warehouse] = stock.on_hand.get(warehouse, 0) + quantity
+        fields = {"sku": sku, "warehouse": warehouse, "quantity": quantity, "po_number": po}
+        msg = self.movement(StockReceived, type="stock.received", **fields)
         self.received[(sku, warehouse)] += quantity
-        if po and po in stock.incoming:
-            stock.incoming[po].quantity = max(0, stock.incoming[po].quantity - quantity)
-        self.refill("receipt")
+        self.settle(self.pure(lambda v: domain.received(v, msg)), "receipt")
 
     @rule(
         sku=st.sampled_from(SKUS),
@@ -138,10 +163,10 @@ class InventoryMachine(RuleBasedStateMachine):
         status=st.sampled_from(["open", "open", "cancelled"]),
     )
     def purchase_order(self, sku: str, po: str, quantity: int, eta_days: int, status: str) -> None:
-        stock = self.stocks[sku]
-        old = stock.incoming.get(po)
         eta = START.date() + timedelta(days=eta_days)
-        stock.incoming[po] = PurchaseOrder("E", quantity, eta, status, old.promised if old else {})
+        fields = {"po_number": po, "sku": sku, "warehouse": "E", "quantity": quantity, "eta": eta, "status": status}
+        msg = self.movement(PurchaseOrderUpdated, type="purchase-order.updated", **fields)
+        self.settle(self.pure(lambda v: domain.purchase_order(v, msg)), "purchase order")
 
     # ---- orders ----
     def pick_ref(self, data: st.DataObject, amend: bool) -> str:
@@ -171,10 +196,10 @@ class InventoryMachine(RuleBasedStateMachine):
         self.approve_order(ref, [(sku, free + beyond, False)], "urgent" if urgent else "normal", not urgent)
 
     def approve_order(self, ref: str, lines: list[tuple[str, int, bool]], priority: str, vip: bool) -> None:
-        state = self.orders.get(ref, {})
-        if state.get("status") == "cancelled" or state.get("dispatched"):
+        state = self.orders.get(ref)
+        if state is not None and (state.status == "cancelled" or state.dispatched):
             return  # ignored once cancelled; no amendment once shipping started
-        revision = state.get("revision", 0) + 1
+        revision = (state.revision if state else 0) + 1
         order = OrderApproved(
             event_id=f"approved-{ref}-{revision}",
             order_key=key(ref),
@@ -199,47 +224,48 @@ class InventoryMachine(RuleBasedStateMachine):
             ],
             total_amount=Decimal(sum(q for _, q, _ in lines)),
         )
-        released = domain.release_all(state, self.stocks)  # an amended revision is planned afresh
         now = self.now()
-        result = domain.allocate(order.event_id, order, self.stocks, PREFS, now)
-        assert result.state is not None and result.keep_stock
-        self.orders[ref] = result.state
-        event(f"approve -> {result.outcome}")
-        if released:
-            self.refill("amendment")
+        d = self.pure(lambda v: domain.approved(v, order, PREFS, now))  # an amended revision is planned afresh
+        new = d.new_state.orders[key(ref)]
+        assert new is not None and new.revision == revision
+        event(f"approve -> {new.status}")
+        self.settle(d, "amendment")
 
     @precondition(lambda self: self.refs(*HOLDS, "awaiting_customer_decision"))
     @rule(data=st.data())
     def cancel(self, data: st.DataObject) -> None:
         ref = data.draw(st.sampled_from(self.refs(*HOLDS, "awaiting_customer_decision")))
-        state = self.orders[ref]
-        domain.release_all(state, self.stocks)
-        event = OrderCancelled(
-            event_id=f"cancelled-{ref}",
-            order_key=key(ref),
-            order_number=number(ref),
-            channel="web",
-            channel_order_ref=ref,
-            revision=state["revision"],
-            reason="customer asked",
-            cancelled_by="cs-1",
-        )
-        self.orders[ref] = domain.cancelled(state, event)
+        self.cancel_order(ref)
+
+    def cancel_order(self, ref: str) -> None:
+        msg = self.order_event(OrderCancelled, ref, reason="customer asked", cancelled_by="cs-1")
+        self.settle(self.pure(lambda v: domain.cancelled(v, msg)), "cancel")
+        assert self.orders[ref].status == "cancelled"
         self.cancelled.add(ref)
-        self.refill("cancel")
+
+    def dispatch(self, ref: str, warehouse: str, lines: list[ShipmentLine]) -> None:
+        """A shipment of the order leaves `warehouse` (inventory hears it as `stock.shipped`)."""
+        fields = {"shipment_id": f"S-{ref}-{self.steps}", "warehouse": warehouse, "lines": lines}
+        msg = self.order_event(StockShipped, ref, **fields)
+        for line in lines:
+            self.shipped[(line.sku, warehouse)] += line.quantity
+        self.settle(self.pure(lambda v: domain.shipped(v, msg)), "shipment")
+        assert self.orders[ref].dispatched
 
     @precondition(lambda self: self.refs("reserved"))
     @rule(data=st.data())
     def ship(self, data: st.DataObject) -> None:
         """A reserved order is dispatched: each held quantity leaves on hand where it was reserved."""
         ref = data.draw(st.sampled_from(self.refs("reserved")))
+        by_wh: dict[str, list[ShipmentLine]] = {}
         for sku, stock in self.stocks.items():
-            for r, where in list(stock.reservations.items()):
+            for r, where in stock.reservations.items():
                 if r.startswith(f"{number(ref)}#"):
-                    for wh, q in list(where.items()):
-                        stock.consume(r, wh, q)
-                        self.shipped[(sku, wh)] += q
-        self.orders[ref]["dispatched"] = [f"S-{ref}"]
+                    line_no = int(r.rsplit("#", 1)[1])
+                    for wh, q in where.items():
+                        by_wh.setdefault(wh, []).append(ShipmentLine(line_no=line_no, sku=sku, quantity=q))
+        for wh, lines in sorted(by_wh.items()):
+            self.dispatch(ref, wh, lines)
 
     @precondition(lambda self: self.part_shippers())
     @rule(data=st.data())
@@ -247,18 +273,18 @@ class InventoryMachine(RuleBasedStateMachine):
         """The part of a `ship_partial` order handed to fulfillment is dispatched while its remainder waits."""
         ref = data.draw(st.sampled_from(self.part_shippers()))
         state = self.orders[ref]
-        order = OrderApproved.model_validate(state["approved"])
-        for line in order.lines:
-            for wh, q in sorted(state["sent"].get(str(line.line_no), {}).items()):
+        assert state.approved is not None and state.sent is not None
+        by_wh: dict[str, list[ShipmentLine]] = {}
+        for line in state.approved.lines:
+            for wh, q in sorted(state.sent.get(str(line.line_no), {}).items()):
                 if q:
-                    self.stocks[line.sku].consume(domain.rid(number(ref), line.line_no), wh, q)
-                    self.shipped[(line.sku, wh)] += q
-                    shipped = [ShipmentLine(line_no=line.line_no, sku=line.sku, quantity=q)]
-                    state = domain.shipped_part(state, wh, shipped)
-        self.orders[ref] = {**state, "dispatched": [f"S-{ref}"]}
+                    by_wh.setdefault(wh, []).append(ShipmentLine(line_no=line.line_no, sku=line.sku, quantity=q))
+        for wh, lines in sorted(by_wh.items()):
+            self.dispatch(ref, wh, lines)
+        assert not any(q for w in (self.orders[ref].sent or {}).values() for q in w.values())
 
     def part_shippers(self) -> list[str]:
-        return [r for r, s in self.orders.items() if any(q for w in s.get("sent", {}).values() for q in w.values())]
+        return [r for r, s in self.orders.items() if any(q for w in (s.sent or {}).values() for q in w.values())]
 
     @precondition(lambda self: self.refs("awaiting_customer_decision"))
     @rule(
@@ -269,8 +295,6 @@ class InventoryMachine(RuleBasedStateMachine):
     )
     def shortage_decision(self, data: st.DataObject, choice: str, substitute: str, remainder: str) -> None:
         ref = data.draw(st.sampled_from(self.refs("awaiting_customer_decision")))
-        state = self.orders[ref]
-        order = OrderApproved.model_validate(state["approved"])
         cmd = self.command(
             ShortageDecision,
             ref,
@@ -280,15 +304,11 @@ class InventoryMachine(RuleBasedStateMachine):
             remainder=remainder,
         )
         now = self.now()
-        result = self.kept(lambda: domain.decide_shortage(cmd, order, self.stocks, PREFS, now))
-        if result.state is not None:
-            self.orders[ref] = result.state
-        event(f"shortage {choice} (remainder {remainder}) -> {result.outcome}")
-        if result.keep_stock:
-            self.refill(f"shortage {choice}")
+        d = self.pure(lambda v: domain.shortage(v, cmd, PREFS, now))
+        event(f"shortage {choice} (remainder {remainder}) -> {d.outcome}")
+        self.settle(d, f"shortage {choice}")
         if choice == "cancel":
-            domain.release_all(state, self.stocks)  # the order.cancelled it publishes comes back to inventory
-            self.cancelled.add(ref)
+            self.cancel_order(ref)  # the order.cancelled it publishes comes back to inventory
 
     @precondition(lambda self: self.refs("awaiting_priority_approval"))
     @rule(data=st.data())
@@ -301,33 +321,29 @@ class InventoryMachine(RuleBasedStateMachine):
         self.priority_decision(data.draw(st.sampled_from(self.refs("awaiting_priority_approval"))), False)
 
     def priority_decision(self, ref: str, approved: bool) -> None:
-        state = self.orders[ref]
-        listed = {t["order_key"].split(":", 1)[1] for t in state["reallocation"]}
-        victims = {key(v): self.orders.get(v) for v in listed}
+        listed = {t.order_key.split(":", 1)[1] for t in self.orders[ref].reallocation}
         cmd = self.command(PriorityApproval, ref, type="order.priority-approval", approved=approved)
-        before = self.holdings()
-        out = domain.decide_priority(cmd, state, victims, self.stocks, PREFS, self.now())
-        assert out.result.state is not None
-        self.orders[ref] = out.result.state
-        event(f"priority {'approved' if approved else 'denied'} -> {out.result.outcome}, {len(out.victims)} victim(s)")
-        assert approved or not out.victims
-        after = self.holdings()
-        changed = {number(ref), *(number(k.split(":", 1)[1]) for k in out.victims)}
+        before = self.holdings(self.stocks)
+        d = self.pure(lambda v: domain.priority(v, cmd, PREFS, self.now()))
+        victims = {k.split(":", 1)[1] for k in d.new_state.orders} - {ref}
+        new = d.new_state.orders[key(ref)]
+        assert new is not None
+        event(f"priority {'approved' if approved else 'denied'} -> {new.status}, {len(victims)} victim(s)")
+        assert approved or not victims
+        after = self.holdings(dict(d.new_state.stocks))
+        changed = {number(ref), *(number(v) for v in victims)}
         assert {n: h for n, h in before.items() if n not in changed} == {
             n: h for n, h in after.items() if n not in changed
         }, "no other order's stock moves"
-        if out.victims:
-            assert out.result.outcome == "reserved"
-        for k, result in out.victims.items():
-            v = k.split(":", 1)[1]
+        if victims:
+            assert new.status == "reserved"
+        for v in victims:
             assert sum(after.get(number(v), {}).values()) < sum(before[number(v)].values()), "each victim loses"
-            was = OrderApproved.model_validate(self.orders[v]["approved"])
-            assert was.priority == "normal" and not was.vip, "only normal, non-VIP orders lose stock"
-            assert self.orders[v]["status"] in domain.HOLDING and not self.orders[v].get("dispatched")
+            was = self.orders[v].approved
+            assert was is not None and was.priority == "normal" and not was.vip, "only normal, non-VIP orders lose"
+            assert self.orders[v].status in domain.HOLDING and not self.orders[v].dispatched
             assert v in listed and v != ref
-            assert result.state is not None
-            self.orders[v] = result.state
-        self.refill(f"priority {'approved' if approved else 'denied'}")
+        self.settle(d, f"priority {'approved' if approved else 'denied'}")
 
     # ---- invariants ----
     @invariant()
@@ -364,15 +380,15 @@ class InventoryMachine(RuleBasedStateMachine):
             for r in stock.reservations:
                 ref = r.rsplit("#", 1)[0].removeprefix("SO-")
                 state = self.orders[ref]
-                assert state["status"] in HOLDS or state.get("dispatched"), (r, state["status"])
-                assert stock.owners.get(r, {}).get("order_key") == key(ref)
+                assert state.status in HOLDS or state.dispatched, (r, state.status)
+                assert r in stock.owners and stock.owners[r]["order_key"] == key(ref)
 
     @invariant()
     def a_part_handed_over_is_held_until_it_ships(self) -> None:
         for ref, state in self.orders.items():
-            order = OrderApproved.model_validate(state["approved"]) if "approved" in state else None
-            for line_no, where in state.get("sent", {}).items():
-                assert order is not None and state["status"] in domain.WAITING, (ref, state["status"])
+            order = state.approved
+            for line_no, where in (state.sent or {}).items():
+                assert order is not None and state.status in domain.WAITING, (ref, state.status)
                 line = next(l for l in order.lines if str(l.line_no) == line_no)
                 held = self.stocks[line.sku].reservations.get(domain.rid(number(ref), line.line_no), {})
                 assert all(held.get(wh, 0) >= q for wh, q in where.items()), (ref, where, held)
@@ -384,24 +400,25 @@ class InventoryMachine(RuleBasedStateMachine):
         assert len(queued) == len(entries), f"an order line is queued under two SKUs: {entries}"
         expected = {}
         for ref, state in self.orders.items():
-            if state.get("status") == "awaiting_customer_decision":
-                for l in OrderApproved.model_validate(state["approved"]).lines:
+            if state.status == "awaiting_customer_decision":
+                assert state.approved is not None
+                for l in state.approved.lines:
                     expected[domain.rid(number(ref), l.line_no)] = (l.sku, key(ref))
         assert queued == expected
 
     @invariant()
     def no_waiting_order_could_be_served_from_what_is_free(self) -> None:
         for ref, state in self.orders.items():
-            if state.get("status") in domain.WAITING:
+            if state.status in domain.WAITING:
                 for stock in self.stocks.values():
                     for r, w in stock.waiting.items():
                         if r.startswith(f"{number(ref)}#"):
                             assert stock.plan(w["qty"], PREFS) is None, (ref, r, w, stock.on_hand)
-            if state.get("status") == "awaiting_customer_decision":
-                trial = {s: x.copy() for s, x in self.stocks.items()}
-                order = OrderApproved.model_validate(state["approved"])
-                tried = domain.allocate("trial", order, trial, PREFS, START, priority=False)
-                assert tried.outcome != "reserved", f"{ref} awaits a decision although it could be reserved"
+            if state.status == "awaiting_customer_decision":
+                assert state.approved is not None
+                normal = state.approved.model_copy(update={"priority": "normal", "vip": False, "order_key": "trial"})
+                tried = domain.approved(View({}, self.stocks), normal, PREFS, START).new_state.orders["trial"]
+                assert tried and tried.status != "reserved", f"{ref} awaits a decision although it could be reserved"
 
 
 TestInventoryMachine = InventoryMachine.TestCase
