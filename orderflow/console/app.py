@@ -28,7 +28,7 @@ from contracts import topics
 from contracts.public import STATUSES
 from orderflow import commands
 from orderflow.console import entry, queues
-from orderflow.console.auth import ALLOWED, Accounts, RateLimit, Session, csrf_ok, may
+from orderflow.console.auth import ALLOWED, DOING, Accounts, RateLimit, Session, csrf_ok, may
 from orderflow.console.readmodel import Doc, ReadModel
 
 HERE = Path(__file__).parent
@@ -136,8 +136,12 @@ def create_app(console: Console, lifespan: Callable[[FastAPI], Any] | None = Non
         if not may(session.user.role, action):
             log.warning("role_refused", user=session.user.name, role=session.user.role, action=action)
             roles = ", ".join(sorted(ALLOWED[action]))
-            raise Refused(403, f"Your role ({session.user.role}) may not {action}; that needs one of: {roles}.")
+            raise Refused(403, f"Your role ({session.user.role}) may not {DOING[action]}; that needs one of: {roles}.")
         return session, form
+
+    @app.get("/favicon.ico")
+    async def favicon() -> Response:
+        return Response(status_code=204)
 
     @app.get("/login", response_class=HTMLResponse)
     async def login_form(request: Request, error: str = "") -> Response:
@@ -253,7 +257,7 @@ def create_app(console: Console, lifespan: Callable[[FastAPI], Any] | None = Non
     async def entry_form(request: Request, channel: str = "phone") -> Response:
         session = await signed_in(request)
         if not may(session.user.role, "enter"):
-            raise Refused(403, f"Your role ({session.user.role}) may not enter orders.")
+            raise Refused(403, f"Your role ({session.user.role}) may not {DOING['enter']}.")
         ref = f"{channel.upper()[:5]}-{datetime.now(UTC):%Y%m%d}-{secrets.token_hex(3).upper()}"
         values = {"channel": channel, "channel_order_ref": ref, "currency": "CNY", "priority": "normal",
                   "payment_method": "bank_transfer", "ship_to.country": "CN", "lines[0].uom": "EA"}  # fmt: skip

@@ -26,6 +26,13 @@ ALLOWED: dict[str, frozenset[str]] = {
     "priority": frozenset({"supervisor", "admin"}),
     "cancel": frozenset({"customer_service", "supervisor", "admin"}),
 }
+DOING: dict[str, str] = {
+    "enter": "enter orders",
+    "review": "decide reviews",
+    "shortage": "answer shortages",
+    "priority": "approve priority reallocations",
+    "cancel": "cancel orders",
+}
 NAME = re.compile(r"[a-z][a-z0-9._-]{1,39}")
 MIN_PASSWORD = 10
 SESSION_SECONDS = 12 * 3600

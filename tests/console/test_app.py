@@ -51,7 +51,7 @@ async def test_a_review_decision_is_checked_against_the_role_on_the_server(
         assert cmd["decision"] == "approve"
         assert (cmd["command_id"], cmd["issued_by"]) == (f"console-{FORM}", role.replace("_", "-"))
     else:
-        assert res.status_code == 403 and f"Your role ({role}) may not review" in res.text
+        assert res.status_code == 403 and f"Your role ({role}) may not decide reviews" in res.text
         assert rig.sent.messages == []
 
 
