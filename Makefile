@@ -16,12 +16,12 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Debian's Chromium for the dashboard's headless-browser test (apt-get, as root or through sudo)
+# Debian's Chromium (and chromium-driver) for the dashboard's and the console's headless-browser tests (apt-get, as root or through sudo)
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "==> installing Chromium (Debian package, ~300 MB) for the dashboard browser test"; \
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+	  echo "==> installing Chromium and its driver (Debian packages, ~300 MB) for the dashboard and console browser tests"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y chromium; }
+	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y chromium chromium-driver; }
 
 stack: install
 	@echo "==> starting Kafka (KRaft) and FerretDB (first run downloads jars and builds FerretDB: ~3 min)"
@@ -39,6 +39,8 @@ services: stack
 demo: services
 	@echo "==> running the demo"
 	@$(OF) demo --orders 200
+	@echo "==> starting the console with a demo user per role"
+	@$(OF) console up --demo-users
 	@echo "Services and servers keep running: 'make down' stops them; '$(OF) lag' shows consumer lag."
 
 lint: install
@@ -70,6 +72,7 @@ docs: install
 	@$(BIN)/python -m orderflow.asyncapi
 
 down:
+	@-$(OF) console down
 	@-$(OF) services down
 	@-$(OF) stack down
 	@-ORDERFLOW_PROFILE=test $(OF) stack down

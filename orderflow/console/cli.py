@@ -1,10 +1,18 @@
-"""`orderflow console [--port 8910]` serves the console; `orderflow console user add|passwd|disable|list`
-manages its users (passwords read hidden from the terminal, or from stdin with --password-stdin)."""
+"""`orderflow console [--port 8910]` serves the console; `orderflow console up|down` runs it in the background
+(`make demo`, with a demo user per role); `orderflow console user add|passwd|disable|list` manages its users
+(passwords read hidden from the terminal, or from stdin with --password-stdin)."""
 
 import asyncio
+import contextlib
 import os
+import secrets
+import signal
+import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -120,3 +128,96 @@ def user_list() -> None:
     """The users, their roles and whether they are disabled."""
     for u in _accounts_run(lambda a: a.list()):
         typer.echo(f"{u['_id']:<24}{u['role']:<18}{'disabled' if u.get('disabled') else 'enabled'}")
+
+
+def _pid_file() -> Path:
+    from orderflow import procs
+
+    return procs.log_path("console").parent.parent / "run" / "console.pid"
+
+
+def _running() -> int | None:
+    path = _pid_file()
+    if not path.exists():
+        return None
+    pid = int(path.read_text().split()[0])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
+@app.command("up")
+def console_up(
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8910,
+    demo_users: Annotated[
+        bool, typer.Option("--demo-users", help="create (or reset) one user per role with a fresh password, printed")
+    ] = False,
+) -> None:
+    """Start the console in the background (log in .orderflow/logs/console-1.log) and wait until it answers."""
+    from orderflow import procs
+
+    url = f"http://127.0.0.1:{port}/"
+    if demo_users:
+        rows = [(role.replace("_", "-"), role, secrets.token_urlsafe(9)) for role in ROLES]
+
+        async def ensure(accounts: Accounts) -> None:
+            for name, role, password in rows:
+                try:
+                    await accounts.add(name, role, password)
+                except UserError:
+                    await accounts.passwd(name, password, role)
+
+        _accounts_run(ensure)
+    pid = _running()
+    if pid is None:
+        _pid_file().parent.mkdir(parents=True, exist_ok=True)
+        with open(procs.log_path("console"), "ab") as log:
+            proc = subprocess.Popen(
+                [str(Path(sys.executable).parent / "orderflow"), "console", "--port", str(port)],
+                env={**os.environ, **{k: v for k, v in _server_env().items() if k not in os.environ}},
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        _pid_file().write_text(f"{proc.pid} {port}")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url + "login", timeout=5):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    typer.echo(f"the console did not start: see {procs.log_path('console')}", err=True)
+                    raise typer.Exit(1) from None
+                time.sleep(0.3)
+        pid = proc.pid
+    else:
+        url = f"http://127.0.0.1:{_pid_file().read_text().split()[1]}/"
+    typer.echo(f"console on {url}  (pid {pid}, log {procs.log_path('console')})")
+    if demo_users:
+        typer.echo(f"  {'user':<20}{'role':<20}password")
+        for name, role, password in rows:
+            typer.echo(f"  {name:<20}{role:<20}{password}")
+
+
+@app.command("down")
+def console_down() -> None:
+    """Stop the background console."""
+    pid = _running()
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if _running() is None:
+                break
+            time.sleep(0.1)
+    with contextlib.suppress(FileNotFoundError):
+        _pid_file().unlink()
+    typer.echo("console stopped")
+
+
+def _server_env() -> dict[str, str]:
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("MONGODB_URI"):
+        return {}
+    from orderflow.dev import stack
+
+    return stack.env()
