@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 OF     := $(BIN)/orderflow
 PYTEST := $(BIN)/pytest
 
-.PHONY: install browser stack test-stack services demo test test-fast chaos lint schemas docs bench down reset clean
+.PHONY: install browser stack test-stack services demo test test-fast chaos soak lint schemas docs bench down reset clean
 
 $(VENV)/.installed: pyproject.toml
 	@echo "==> creating $(VENV) and installing orderflow with its pinned dependencies"
@@ -60,6 +60,12 @@ test-fast: install
 chaos: test-stack
 	@echo "==> fault-injection suite"
 	@ORDERFLOW_PROFILE=test $(PYTEST) -m chaos tests/chaos -p no:cacheprovider -s
+
+# Not in CI: MINUTES (default 30) at half the sustained rate, the simulator shipping; RSS, lag and store size
+# every minute, and a slope test at the end (exit 1 when one grows without bound). `make soak MINUTES=3` to try.
+soak: stack
+	@echo "==> soak: $(or $(MINUTES),30) min at half the sustained rate"
+	@$(BIN)/python -m orderflow.dev.soak --minutes $(or $(MINUTES),30)
 
 bench: stack
 	@echo "==> benchmark: raw Kafka/store limits, then orders/s end to end (under 15 min; JSON in bench/results/)"

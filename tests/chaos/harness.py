@@ -19,7 +19,19 @@ from tests.chaos import invariants as inv
 from tests.chaos.workload import Workload, build, publish
 
 DRAIN_TIMEOUT = 420.0  # under 600 s pytest timeout; FerretDB slows down as collections grow
-CHECKS = ("numbers", "held", "paths", "1 event/step", "settled", "shipments", "stock", "reserv.", "exposure", "dlq")
+CHECKS = (
+    "numbers",
+    "held",
+    "paths",
+    "1 event/step",
+    "settled",
+    "shipments",
+    "stock",
+    "reserv.",
+    "exposure",
+    "dlq",
+    "no trace",
+)
 
 
 @dataclass
@@ -54,11 +66,14 @@ class Row:
 
 @dataclass
 class FaultContext:
-    """What a fault injection gets: the services' env, the publisher's gate, and a log of what it did."""
+    """What a fault injection gets: the services' env, the publisher's gate, the workload and where its
+    statuses start, and a log of what it did."""
 
     env: dict[str, str]
     gate: asyncio.Event
     started: float
+    work: Workload
+    status_start: dict[int, int]
     injected: list[str] = field(default_factory=list)
     touched: set[str] = field(default_factory=set)  # servers (orderflow.dev.stack components) it stops
 
@@ -147,44 +162,57 @@ async def store_reads(env: dict[str, str]) -> tuple[list[dict[str, Any]], list[d
 
 
 async def run(
-    report: Report, env: dict[str, str], name: str, fault: Fault | None, *, n: int = 2000, dup_rate: float = 0.0
+    report: Report,
+    env: dict[str, str],
+    name: str,
+    fault: Fault | None,
+    *,
+    n: int = 2000,
+    dup_rate: float = 0.0,
+    workload: Callable[[str, int], Workload] = build,
+    helpers: tuple[Fault, ...] = (),
+    injected_faults: bool = False,
 ) -> Row:
-    """One scenario end to end on a fresh system (`env`); returns its report row (violations per invariant)."""
+    """One scenario end to end on a fresh system (`env`); returns its report row (violations per invariant).
+    `helpers` run beside the stream until the drain is over (e.g. a supervisor answering the orders);
+    `injected_faults`: the services fail handlers on purpose (services.runtime.faults), so those dead letters
+    are expected, each must have left no trace, and the orders they hit may stop where the fault struck."""
     row = Row(name)
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     revive(env, None, "before the scenario")
     if await drain(bootstrap, 120) is None:
         row.findings.append("the system was not drained before the scenario started")
     tag = uuid.uuid4().hex[:6]
-    work: Workload = build(tag, n)
+    work: Workload = workload(tag, n)
     row.orders = len(work.orders)
     status_start = await bus.end_offsets(bootstrap, topics.ORDERS_STATUS)
     dlq_start = await bus.end_offsets(bootstrap, topics.ORDERS_DLQ)
     shipments_start = await bus.end_offsets(bootstrap, topics.FULFILLMENT_SHIPMENTS)
     gate = asyncio.Event()
     gate.set()
-    ctx = FaultContext(env, gate, time.monotonic())
+    ctx = FaultContext(env, gate, time.monotonic(), work, status_start)
     say(f"\n=== {name}: {row.orders} orders, tag {tag}, kinds {dict(work.counts())}")
     tasks = [asyncio.create_task(publish(bootstrap, work, dup_rate=dup_rate, gate=gate))]
     if fault is not None:
         tasks.append(asyncio.create_task(fault(ctx)))
+    beside = [asyncio.create_task(h(ctx)) for h in helpers]
     try:
         results = await asyncio.gather(*tasks)
+        published = results[0]
+        say(f"  published {published.messages} messages in {published.seconds:.1f}s (paused {published.paused_s:.1f}s)")
+        revive(env, row, "during the fault")
+        row.drain_s = await drain(bootstrap)
     finally:
         report.touched |= ctx.touched
         gate.set()
-        for t in tasks:
+        for t in tasks + beside:
             t.cancel()
-    published = results[0]
     row.faults = ctx.injected + (
         [f"producer sent {sum(published.duplicated.values())} messages twice {dict(published.duplicated)}"]
         if dup_rate
         else []
     )
     row.messages, row.publish_s = published.messages, published.seconds
-    say(f"  published {published.messages} messages in {published.seconds:.1f}s (paused {published.paused_s:.1f}s)")
-    revive(env, row, "during the fault")
-    row.drain_s = await drain(bootstrap)
     revive(env, row, "while draining")
     if row.drain_s is None:
         row.findings.append(f"not drained within {DRAIN_TIMEOUT:.0f}s: {await lag_total(bootstrap)}")
@@ -194,6 +222,14 @@ async def run(
     for m in sorted(raw, key=lambda m: (m["_partition"], m["_offset"])):
         statuses[m["_key"]].append(m)
     letters = await collect(bootstrap, topics.ORDERS_DLQ, dlq_start, lambda m: tag in str(m.get("payload", "")))
+    faulted = inv.injected(letters) if injected_faults else []
+    if faulted:
+        letters = [m for m in letters if inv.INJECTED not in m.get("reason", "")]
+        by_service = dict(Counter(m["service"] for m in faulted))
+        row.faults.append(f"{len(faulted)} messages failed by injection {by_service}")
+    hit = {m.get("key") for m in faulted}  # orders a fault stopped: they may rest where it struck
+    plans = {k: p for k, p in work.orders.items() if k not in hit}
+    whole = {k: v for k, v in statuses.items() if k not in hit}
     sent = await collect(
         bootstrap,
         topics.FULFILLMENT_SHIPMENTS,
@@ -205,18 +241,22 @@ async def run(
     levels, exposure_docs = await store_reads(env)
 
     v = row.violations
-    v["numbers"] = inv.numbering(work.orders, statuses)
-    v["held"] = inv.held_until_corrected(work.orders, statuses)
+    v["numbers"] = inv.numbering(plans, whole)
+    v["held"] = inv.held_until_corrected(plans, whole)
     v["paths"], row.late_after_cancel = inv.state_machine(statuses)
     v["1 event/step"] = inv.one_event_per_transition(statuses)
-    v["settled"] = inv.settled(work.orders, statuses)
-    v["shipments"], shipments_redelivered = inv.shipments(statuses, sent)
-    v["stock"] = inv.stock(levels, initial_stock(), {})  # nothing ships: no warehouse simulator runs
+    v["settled"] = inv.settled(plans, whole)
+    v["shipments"], shipments_redelivered = inv.shipments(whole, sent)
+    counted = initial_stock()
+    for at, qty in work.received.items():  # goods receipts (scenario 7)
+        counted[at] = counted.get(at, 0) + qty
+    v["stock"] = inv.stock(levels, counted, {})  # nothing ships: no warehouse simulator runs
     v["reserv."] = inv.reservations(levels, work.orders, statuses)
     open_exposure = inv.open_exposure(work.orders, statuses)
     v["exposure"] = inv.exposure(exposure_docs, open_exposure)
     row.cancelled_not_last = inv.cancelled_not_last(statuses)
     v["dlq"], dlq_redelivered = inv.dead_letters(letters, work.poison, published.poison_records)
+    v["no trace"] = inv.no_trace(faulted, statuses)
     redelivered = inv.redeliveries(statuses)
     row.redelivered = sum(n - 1 for *_, n in redelivered) + dlq_redelivered + shipments_redelivered
     say(

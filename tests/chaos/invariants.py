@@ -16,11 +16,13 @@ The order state machine (`TRANSITIONS`) is written out explicitly. Two things ar
   reservation). Shipping statuses after `cancelled`, or a second `cancelled`, are violations.
 """
 
+import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Protocol
 
+from services.runtime.ids import derive_id
 from services.runtime.status import enters_state, repeats_view
 
 Msg = dict[str, Any]
@@ -82,6 +84,10 @@ SETTLED: dict[str, frozenset[str]] = {
     "duplicate": frozenset({"reserved"}),
     "shortage": frozenset({"reserved", "awaiting_customer_decision", "awaiting_priority_approval"}),
     "cancel": frozenset({"cancelled"}),
+    # scenario 7: backorders refilled by goods receipts that, in the end, cover every one of them
+    "backorder": frozenset({"reserved"}),
+    # scenario 7: urgent orders; a supervisor approves each reallocation it sees asked for
+    "priority": frozenset({"reserved", "awaiting_priority_approval"}),
 }
 SHIPPED_END = frozenset({"shipped", "delivered", "partially_shipped"})  # with the warehouse simulator
 
@@ -452,3 +458,55 @@ def dead_letters(letters: list[Msg], poison: list[bytes], records: int) -> tuple
     if missing:
         bad.append(f"{len(missing)} poison message(s) never dead-lettered, e.g. {sorted(missing)[:2]}")
     return bad, redelivered
+
+
+# ---- injected faults (scenario 10) ----------------------------------------------------------------------
+
+INJECTED = "InjectedFault"  # what services.runtime.faults raises, named in the dead letter's reason
+STATUSES = frozenset(TRANSITIONS) - {START}
+REPLANNED = ("reserved", "backordered", "awaiting_customer_decision", "in_production")  # told to refilled orders
+
+
+def injected(letters: list[Msg]) -> list[Msg]:
+    """The dead letters of messages a handler failed on by injection (one per record)."""
+    return list(
+        {
+            (m.get("topic"), m.get("partition"), m.get("offset")): m for m in letters if INJECTED in m.get("reason", "")
+        }.values()
+    )
+
+
+def causes(letter: Msg) -> set[str]:
+    """The ids a service derives its outputs from for the dead-lettered message: the record's origin, the
+    message's event or command id, and intake's submission id (channel, reference, revision)."""
+    out = {f"{letter.get('topic')}:{letter.get('partition')}:{letter.get('offset')}"}
+    try:
+        body = json.loads(letter.get("payload") or "")
+    except ValueError:
+        return out
+    if isinstance(body, dict):
+        out |= {str(body[k]) for k in ("event_id", "command_id") if body.get(k)}
+        if letter.get("topic") == "orders.submitted" and body.get("channel_order_ref"):
+            out.add(f"submitted:{body.get('channel')}:{body.get('channel_order_ref')}:{body.get('revision')}")
+    return out
+
+
+def no_trace(faulted: list[Msg], statuses: Statuses) -> list[str]:
+    """A message its handler failed on left no status behind: none whose event id derives from it, for its own
+    order or (a refill, a reallocation) for any other."""
+    published = {m["event_id"]: key for key, msgs in statuses.items() for m in msgs}
+    keys = sorted(statuses)
+    bad = []
+    for letter in faulted:
+        others = keys if letter.get("service") == "inventory" else []  # only inventory re-plans other orders
+        for cause in sorted(causes(letter)):
+            ids = [(cause, name) for name in sorted(STATUSES)]
+            ids += [(f"{cause}:{k}", name) for k in others for name in REPLANNED]
+            for c, name in ids:
+                eid = derive_id("status", c, name)
+                if eid in published:
+                    bad.append(
+                        f"{published[eid]}: status {name} of a message dead-lettered by {letter.get('service')} "
+                        f"({letter.get('topic')}@{letter.get('offset')}: {letter.get('reason', '')[:80]})"
+                    )
+    return bad

@@ -14,14 +14,20 @@ pauses, as a channel would, and resumes on the same schedule.
 
 import asyncio
 import os
+import signal
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pytest
 
-from orderflow import procs
+from contracts import topics
+from orderflow import bus, procs
 from orderflow.dev import stack
 from tests.chaos import harness
 from tests.chaos.harness import FaultContext, Report
+from tests.chaos.workload import Workload, build, build_refill, priority_approval
 
 pytestmark = pytest.mark.chaos
 
@@ -105,21 +111,136 @@ def scale_in_turn(*services: str, every: float = 8.0, hold: float = 6.0) -> harn
     return fault
 
 
-# name -> (fault, share of inbound messages the producer sends twice)
-SCENARIOS: dict[str, tuple[harness.Fault | None, float]] = {
-    "1 SIGKILL each in turn": (sigkill_in_turn(*procs.SERVICES), 0.0),
-    "2 SIGKILL review+inventory": (sigkill_together("review", "inventory"), 0.0),
-    "3 kafka stop/start": (broker_restart, 0.0),
-    "4 ferretdb kill/start": (docstore_restart, 0.0),
-    "5 scale out/in each": (scale_in_turn(*procs.SERVICES), 0.0),
-    "6 producer dups 10%": (None, 0.10),
+def sigkill_repeatedly(service: str, at: tuple[float, ...], down: float = 2.0) -> harness.Fault:
+    """SIGKILL `service` at each of the times `at` (seconds into the stream), restarting it `down` s later."""
+
+    async def fault(ctx: FaultContext) -> None:
+        for t in at:
+            await asyncio.sleep(max(0.0, ctx.started + t - time.monotonic()))
+            await asyncio.to_thread(procs.kill, service)
+            ctx.note(f"SIGKILL {service}")
+            await asyncio.sleep(down)
+            await asyncio.to_thread(procs.start, service, 1, ctx.env)
+        ctx.note(f"{service} killed {len(at)}x, each restarted {down:.0f}s later")
+
+    return fault
+
+
+async def supervisor(ctx: FaultContext) -> None:
+    """Approves every priority reallocation the scenario's urgent orders ask for, as soon as it is asked."""
+    bootstrap = ctx.env["KAFKA_BOOTSTRAP_SERVERS"]
+    urgent = {k for k, p in ctx.work.orders.items() if p.kind == "priority"}
+    answered: set[str] = set()
+    async with bus.producer(bootstrap) as p:
+        async for m in bus.follow(bootstrap, topics.ORDERS_STATUS, ctx.status_start):
+            key = m.get("_key") or ""
+            if m.get("status") == "awaiting_priority_approval" and key in urgent and key not in answered:
+                answered.add(key)
+                now = datetime.now(UTC)
+                await bus.publish(p, topics.ORDERS_COMMANDS, [(key, priority_approval(key, ctx.work.tag, now))])
+                if len(answered) in (1, len(urgent)):
+                    ctx.note(f"supervisor approved {len(answered)} priority reallocation(s)")
+
+
+async def zombie_replica(ctx: FaultContext) -> None:
+    """Inventory runs two replicas; replica 1 is frozen (SIGSTOP) under load for longer than its consumer
+    session, so its partitions move to replica 2, then thawed (SIGCONT): whatever it was writing when frozen
+    arrives late and must be refused by the version guards. Its retries after the thaw are counted."""
+    await asyncio.to_thread(procs.start, "inventory", 2, ctx.env)
+    ctx.note("+inventory-2")
+    await asyncio.sleep(max(0.0, ctx.started + FAULT_AT + 2.0 - time.monotonic()))
+    pid = procs.pid_of("inventory", 1)
+    assert pid is not None, "inventory-1 is not running"
+    log = procs.log_path("inventory", 1)
+    os.kill(pid, signal.SIGSTOP)
+    ctx.note(f"SIGSTOP inventory-1 (session timeout {SESSION_TIMEOUT:.0f}s)")
+    try:
+        await asyncio.sleep(SESSION_TIMEOUT + 8.0)
+    finally:
+        before = log.stat().st_size
+        os.kill(pid, signal.SIGCONT)
+        ctx.note("SIGCONT inventory-1")
+    await asyncio.sleep(10.0)
+    with log.open("rb") as fh:
+        fh.seek(before)
+        after = fh.read().decode("utf-8", "replace")
+    conflicts = after.count("ConflictError")
+    ctx.note(
+        f"inventory-1 after the thaw: {conflicts} version conflict(s) logged, {after.count('batch_retry')} retries"
+    )
+
+
+async def docstore_freeze(ctx: FaultContext) -> None:
+    """Freeze FerretDB (SIGSTOP) mid-stream for 15 s: connections hang instead of failing; then SIGCONT."""
+    await asyncio.sleep(FAULT_AT)
+    pid = stack.status()["ferretdb"]["pid"]
+    assert pid is not None, "FerretDB is not running"
+    os.kill(pid, signal.SIGSTOP)
+    ctx.note("SIGSTOP ferretdb")
+    try:
+        await asyncio.sleep(FREEZE_FOR)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        ctx.note("SIGCONT ferretdb")
+
+
+SESSION_TIMEOUT = 10.0  # FastStream's default session_timeout_ms for the services' consumers
+FREEZE_FOR = 15.0
+KILLS_DURING_REFILL = (3.0, 8.0, 13.0, 18.0, 23.0)  # receipts arrive at 4-20.5 s and 24 s (workload.RECEIPTS)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A fault and what it needs: producer duplicates, its own workload, helpers beside it, service settings."""
+
+    fault: harness.Fault | None
+    dup_rate: float = 0.0
+    workload: Callable[[str, int], Workload] = build
+    helpers: tuple[harness.Fault, ...] = ()
+    service_env: dict[str, str] = field(default_factory=dict)  # the services restart with it
+    injected_faults: bool = False
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "1 SIGKILL each in turn": Scenario(sigkill_in_turn(*procs.SERVICES)),
+    "2 SIGKILL review+inventory": Scenario(sigkill_together("review", "inventory")),
+    "3 kafka stop/start": Scenario(broker_restart),
+    "4 ferretdb kill/start": Scenario(docstore_restart),
+    "5 scale out/in each": Scenario(scale_in_turn(*procs.SERVICES)),
+    "6 producer dups 10%": Scenario(None, dup_rate=0.10),
+    "7 refills + inventory kills": Scenario(
+        sigkill_repeatedly("inventory", KILLS_DURING_REFILL), workload=build_refill, helpers=(supervisor,)
+    ),
+    "8 replica SIGSTOP/SIGCONT": Scenario(zombie_replica),
+    "9 ferretdb SIGSTOP 15s": Scenario(docstore_freeze),
+    "10 handler faults 1%": Scenario(None, service_env={"ORDERFLOW_FAULT_RATE": "0.01"}, injected_faults=True),
 }
+
+
+def restart_services(env: dict[str, str]) -> None:
+    """Restart every service's replica 1 with `env` (e.g. fault injection switched on)."""
+    for service in procs.SERVICES:
+        procs.stop(service, 1)
+        procs.start(service, 1, env)
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 async def test_invariants_hold_under_fault(chaos: Report, system: dict[str, str], scenario: str) -> None:
-    fault, dup_rate = SCENARIOS[scenario]
-    row = await harness.run(chaos, system, scenario, fault, n=ORDERS, dup_rate=dup_rate)
+    spec = SCENARIOS[scenario]
+    env = {**system, **spec.service_env}
+    if spec.service_env:
+        await asyncio.to_thread(restart_services, env)
+    row = await harness.run(
+        chaos,
+        env,
+        scenario,
+        spec.fault,
+        n=ORDERS,
+        dup_rate=spec.dup_rate,
+        workload=spec.workload,
+        helpers=spec.helpers,
+        injected_faults=spec.injected_faults,
+    )
     problems = {k: v[:5] for k, v in row.violations.items() if v}
     assert not row.findings, f"{scenario}: {row.findings}"
     assert not problems, f"{scenario}: {sum(len(v) for v in row.violations.values())} violations: {problems}"

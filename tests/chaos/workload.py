@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from contracts import topics
@@ -26,7 +26,7 @@ class Send:
     topic: str
     key: str
     value: dict[str, Any] | bytes
-    what: str  # order | correction | duplicate | cancel | poison
+    what: str  # order | correction | duplicate | cancel | poison | purchase | receipt
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class Workload:
     sends: list[Send]
     orders: dict[str, Planned]
     poison: list[bytes]
+    received: Counter[tuple[str, str]] = field(default_factory=Counter)  # goods receipts per (sku, warehouse)
 
     def counts(self) -> Counter[str]:
         """Orders per kind."""
@@ -167,3 +168,92 @@ async def publish(
     out.paused_s = shift
     out.seconds = time.monotonic() - started
     return out
+
+
+# ---- scenario 7: backorders refilled by goods receipts, priority orders taking stock ---------------------
+
+SCARCE = "LAMP-RARE"  # 5 units counted (sample.stock); everything else of it arrives by goods receipts
+BACKORDERS = 300
+PRIORITY = 30
+RECEIPTS = (4.0, 1.5, 12, 40)  # first at 4 s, then every 1.5 s: 12 receipts of 40 units ...
+FINAL_RECEIPT_AT = 24.0  # ... and one covering every order of the scarce SKU, after the stream and the faults
+
+
+def build_refill(tag: str, n: int = 2000, rate: float = 200.0) -> Workload:
+    """The standard workload with `BACKORDERS` of its orders turned into orders of the scarce SKU, backordered
+    against an open purchase order (published first), `PRIORITY` into urgent orders of it (which ask to take
+    stock held by the others), and goods receipts arriving while the stream runs: hundreds of waiting orders
+    are refilled in a few large batches, some of them losing stock to a priority order on the way."""
+    work = build(tag, n, rate)
+    rng = random.Random(f"refill-{tag}")
+    now = datetime.now(UTC)
+    normal = sorted(k for k, p in work.orders.items() if p.kind == "normal")
+    chosen = rng.sample(normal, BACKORDERS + PRIORITY)
+    kinds = dict.fromkeys(chosen[:BACKORDERS], "backorder") | dict.fromkeys(chosen[BACKORDERS:], "priority")
+    sends: list[Send] = [
+        Send(
+            0.0,
+            topics.INVENTORY_MOVEMENTS,
+            SCARCE,
+            {
+                "type": "purchase-order.updated",
+                "version": 1,
+                "event_id": f"chaos-po-{tag}",
+                "po_number": f"PO-CHAOS-{tag}",
+                "sku": SCARCE,
+                "warehouse": sample.WAREHOUSES[0],
+                "quantity": 100_000,
+                "eta": (now + timedelta(days=2)).date().isoformat(),
+                "status": "open",
+            },
+            "purchase",
+        )
+    ]
+    for s in work.sends:
+        kind = kinds.get(s.key)
+        if kind is None or s.what != "order":
+            sends.append(s)
+            continue
+        assert isinstance(s.value, dict)
+        ref = s.value["channel_order_ref"]
+        body = sample.order(ref, rng, now, channel=s.value["channel"], skus=[SCARCE], lines=1, quantities=(1, 3))
+        if kind == "priority":
+            body["priority"] = "urgent"
+        sends.append(Send(s.at, s.topic, s.key, body, "order"))
+        work.orders[s.key] = Planned(
+            s.key, kind, body["customer"]["customer_id"], ((SCARCE, body["lines"][0]["quantity"]),), 1
+        )
+    demand = sum(q for p in work.orders.values() for sku, q in p.lines if sku == SCARCE)  # shortages too
+    first, every, count, units = RECEIPTS
+    arrivals = [(first + i * every, units) for i in range(count)]
+    arrivals.append((FINAL_RECEIPT_AT, max(1, demand + 50 - count * units)))
+    for i, (at, qty) in enumerate(arrivals):
+        receipt = {
+            "type": "stock.received",
+            "version": 1,
+            "event_id": f"chaos-receipt-{tag}-{i:02d}",
+            "sku": SCARCE,
+            "warehouse": sample.WAREHOUSES[0],
+            "quantity": qty,
+            "po_number": f"PO-CHAOS-{tag}",
+        }
+        sends.append(Send(at, topics.INVENTORY_MOVEMENTS, SCARCE, receipt, "receipt"))
+        work.received[(SCARCE, sample.WAREHOUSES[0])] += qty
+    sends.sort(key=lambda s: s.at)
+    work.sends = sends
+    return work
+
+
+def priority_approval(key: str, tag: str, now: datetime) -> dict[str, Any]:
+    """A supervisor's approval of the priority reallocation an order `key` ("channel:ref") asks for."""
+    channel, ref = key.split(":", 1)
+    return {
+        "type": "order.priority-approval",
+        "version": 1,
+        "command_id": f"chaos-priority-{tag}-{ref}",
+        "channel": channel,
+        "channel_order_ref": ref,
+        "issued_by": "chaos-supervisor",
+        "issued_at": now.isoformat(),
+        "approved": True,
+    }
