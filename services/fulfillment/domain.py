@@ -324,43 +324,37 @@ def track(order: Order | None, ev: ShipmentEvent, cause: str, now: datetime) -> 
         moved = replace(ship, state=nxt, delivered_at=ev.delivered_at)
     else:
         moved = replace(ship, state=nxt)
-    new = replace(order, shipments={**order.shipments, ev.shipment_id: moved})
-    live = [s for s in new.shipments.values() if s.state != "voided"]
+    shipments = {**order.shipments, ev.shipment_id: moved}
+    live = [s.state for s in shipments.values() if s.state != "voided"]
+    # a partial reservation is all that ships, unless its backordered remainder is still to come
+    done = isinstance(ev, ShipmentDelivered) and all(s == "delivered" for s in live) and not order.more_to_come
+    name = "delivered" if done else order.status
+    if isinstance(ev, ShipmentDispatched):
+        name = "shipped" if order.complete and all(s in SHIPPED for s in live) else "partially_shipped"
+    elif isinstance(ev, ShipmentException):
+        name = "delivery_exception"
+    new = replace(order, shipments=shipments, status=name)
     events: list[Outgoing] = []
     if isinstance(ev, ShipmentDispatched):
-        shipped = new.complete and all(s.state in SHIPPED for s in live)
-        new = replace(new, status="shipped" if shipped else "partially_shipped")
         details = {
             "shipment_id": ev.shipment_id,
             "carrier": ev.carrier,
             "tracking_number": ev.tracking_number,
             "lines": [l.to_doc() for l in moved.lines],
         }
-        events.append(order_status(cause, new, str(new.status), now, decided_by=RULES, details=details))
+        events.append(order_status(cause, new, str(name), now, decided_by=RULES, details=details))
         if not ship.consumed:
             events.append(_consume(new, ev.shipment_id, moved))
-    elif isinstance(ev, ShipmentDelivered):
-        # a partial reservation is all that will ship, unless its backordered remainder is still to come
-        if all(s.state == "delivered" for s in live) and not new.more_to_come:
-            new = replace(new, status="delivered")
-            details = {"delivered_at": ev.delivered_at.isoformat()}
-            events += [
-                order_status(cause, new, "delivered", now, decided_by=RULES, details=details),
-                _invoice(new, ev.delivered_at),
-            ]
+    elif isinstance(ev, ShipmentDelivered) and done:
+        details = {"delivered_at": ev.delivered_at.isoformat()}
+        events += [
+            order_status(cause, new, "delivered", now, decided_by=RULES, details=details),
+            _invoice(new, ev.delivered_at),
+        ]
     elif isinstance(ev, ShipmentException):
-        new = replace(new, status="delivery_exception")
-        events.append(
-            order_status(
-                cause,
-                new,
-                "delivery_exception",
-                now,
-                decided_by=RULES,
-                reasons=_said(f"delivery_{ev.kind}", ev.note or ev.kind),
-                details={"shipment_id": ev.shipment_id, "kind": ev.kind},
-            )
-        )
+        reasons = _said(f"delivery_{ev.kind}", ev.note or ev.kind)
+        details = {"shipment_id": ev.shipment_id, "kind": ev.kind}
+        events.append(order_status(cause, new, str(name), now, decided_by=RULES, reasons=reasons, details=details))
     return Decision(new, tuple(events), f"{ev.shipment_id} {nxt}")
 
 

@@ -184,6 +184,9 @@ class Entry:
     promise_date: date | None
     details: str
     decided_by: str | None
+    # an entry never changes once made: the form it was read from is written back as is (a timeline is
+    # rewritten with every status, and rebuilding each entry's JSON would be most of that cost)
+    stored: Json | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_doc(cls, d: Json) -> "Entry":
@@ -198,10 +201,13 @@ class Entry:
             _day(d.get("promise_date")),
             d.get("details") or "",
             d.get("decided_by"),
+            d,
         )
 
     def to_doc(self) -> Json:
         """The stored form (every key present: `orderflow track` reads it as is)."""
+        if self.stored is not None:
+            return self.stored
         return {
             "event_id": self.event_id,
             "status": self.status,
