@@ -157,3 +157,39 @@ def test_a_restated_cancellation_is_not_a_second_transition_and_ends_the_order()
     assert inv.cancelled_not_last({KEY: late}) == []
     assert inv.state_machine({KEY: late})[0] == []
     assert inv.one_event_per_transition({KEY: late}) == []
+
+
+def letter(reason: str, payload: str, service: str = "inventory", offset: int = 7) -> dict[str, Any]:
+    return {
+        "event_id": f"dlq-{offset}",
+        "reason": reason,
+        "service": service,
+        "topic": "orderflow.orders.approved",
+        "partition": 0,
+        "offset": offset,
+        "key": KEY,
+        "payload": payload,
+    }
+
+
+def test_a_dead_lettered_message_must_leave_no_status_behind() -> None:
+    from services.runtime.ids import derive_id
+
+    failed = letter(
+        "handler failed on OrderApproved: InjectedFault: injected fault after recorded change #1",
+        '{"event_id": "ev-approved-1"}',
+    )
+    assert inv.injected([failed, letter("handler failed: KeyError", "{}", offset=8)]) == [failed]
+    clean = {KEY: [st("received", "a"), st("approved", "b")]}
+    assert inv.no_trace([failed], clean) == []
+    traced = {KEY: [*clean[KEY], st("reserved", derive_id("status", "ev-approved-1", "reserved"))]}
+    assert inv.no_trace([failed], traced)
+    other = "web:R-2"  # a refill of another order, derived from the failed message, is a trace too
+    refilled = {**clean, other: [st("reserved", derive_id("status", f"ev-approved-1:{other}", "reserved"))]}
+    assert inv.no_trace([failed], refilled)
+
+
+def test_an_intake_submission_is_traced_by_its_submission_id() -> None:
+    failed = letter("InjectedFault", '{"channel": "web", "channel_order_ref": "R-1", "revision": 1}', "intake")
+    failed["topic"] = "orders.submitted"
+    assert "submitted:web:R-1:1" in inv.causes(failed)
