@@ -1,6 +1,7 @@
 """One consumed batch as a unit of work: load documents, apply handlers, write once, publish, commit."""
 
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -17,9 +18,11 @@ from contracts.registry import UnreadableMessage, parse
 from services.runtime import health, observe
 from services.runtime.ids import derive_id
 from services.runtime.messages import Incoming, Outgoing
-from services.runtime.outbox import ConflictError, Doc, Store, staged
+from services.runtime.outbox import ConflictError, Doc, Marker, Store, staged
 
 log = structlog.get_logger()
+
+RELAY_GRACE = 2.5  # seconds a batch has to publish its events before the relay may take over
 
 # Errors worth retrying the whole batch for: the broker or the database is unreachable, or a replica raced us.
 TRANSIENT: tuple[type[BaseException], ...] = (PyMongoError, KafkaError, ConflictError, OSError, TimeoutError)
@@ -89,14 +92,19 @@ class Batch:
         health.DEAD_LETTERS.labels(self.service, rec.topic).inc()
 
     async def commit(self, publisher: Publisher, write_first: tuple[str, ...] = ()) -> int:
-        """Write dirty documents (shared ones, e.g. stock, first), publish every pending output, remember them
-        as published (clearing inherited ones); returns the number of messages sent."""
+        """Note for the relay which documents will hold events, write dirty documents (shared ones, e.g. stock,
+        first), publish every pending output, remember them as published (clearing inherited ones) and drop the
+        note; returns the number of messages sent. A crash or a failed publish leaves the note: the relay then
+        publishes the events within seconds, whether or not a later message touches those documents."""
         started = time.perf_counter()
+        with_pending = [d for d in self.docs.values() if d.pending]
+        marker = relay_marker(with_pending)
+        if marker is not None:
+            await self.store.mark(marker)
         if write_first:
             await self.store.save_many(d for d in self.docs.values() if d.key.startswith(write_first))
         written = len(await self.store.save_many(self.docs.values()))
         saved = time.perf_counter()
-        with_pending = [d for d in self.docs.values() if d.pending]
         out = [Outgoing.from_doc(p) for d in with_pending for p in d.pending] + self.loose
         self.store.remember(with_pending)
         try:
@@ -106,6 +114,8 @@ class Batch:
             raise
         observe.count_published(self.service, out)
         published = time.perf_counter()
+        if marker is not None:
+            await unmark(self.store, marker)
         await self.store.clear_pending(d for d in with_pending if d.inherited)
         for d in with_pending:
             d.pending, d.inherited = [], False
@@ -119,6 +129,25 @@ class Batch:
             clear_ms=round((time.perf_counter() - published) * 1000, 1),
         )
         return len(out)
+
+
+def relay_marker(with_pending: list[Doc]) -> Marker | None:
+    """The relay's note for documents about to hold events (None when none will): each with the version the
+    batch leaves it at; due RELAY_GRACE seconds from now."""
+    if not with_pending:
+        return None
+    now = time.time()
+    docs = tuple((d.key, d.version + 1 if d.dirty else d.version) for d in with_pending)
+    return Marker(uuid.uuid4().hex, now + RELAY_GRACE, now, docs)
+
+
+async def unmark(store: Store, marker: Marker) -> None:
+    """Drop a relay note once its events are published; if the store refuses, the relay will publish them once
+    more (same event ids) rather than the batch being retried."""
+    try:
+        await store.unmark(marker.id, marker.due)
+    except TRANSIENT as exc:
+        log.warning("relay_note_left", error=f"{type(exc).__name__}", marker=marker.id)
 
 
 Handler = Callable[[Batch, Any, Incoming], Awaitable[str]]

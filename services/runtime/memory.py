@@ -2,9 +2,10 @@
 
 import copy
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
-from services.runtime.outbox import ConflictError, Doc, Store, check_increment
+from services.runtime.outbox import ConflictError, Doc, Marker, Store, check_increment
 
 
 class MemoryDocStore(Store):
@@ -12,10 +13,13 @@ class MemoryDocStore(Store):
     documents still written, like an unordered bulk write), inbox, outbox, counters; rows are copied in and
     out, so nothing a handler holds aliases what is stored."""
 
-    def __init__(self, rows: dict[str, dict[str, Any]] | None = None) -> None:
-        """A fresh store, or another process's view of `rows` (a second replica, a restart)."""
+    def __init__(
+        self, rows: dict[str, dict[str, Any]] | None = None, markers: dict[str, Marker] | None = None
+    ) -> None:
+        """A fresh store, or another process's view of `rows` and `markers` (a second replica, a restart)."""
         super().__init__()
         self.rows: dict[str, dict[str, Any]] = {} if rows is None else rows
+        self.markers: dict[str, Marker] = {} if markers is None else markers
 
     async def load_many(self, keys: Iterable[str]) -> dict[str, Doc]:
         """Load the documents for `keys`; missing ones come back empty at version 0."""
@@ -51,6 +55,27 @@ class MemoryDocStore(Store):
         row = self.rows.setdefault(key, {"_id": key, "n": 0})
         row["n"] += by
         return int(row["n"])
+
+    async def mark(self, marker: Marker) -> None:
+        """Store a relay marker."""
+        self.markers[marker.id] = marker
+
+    async def unmark(self, marker_id: str, due: float) -> None:
+        """Delete a relay marker, unless someone has re-armed it since."""
+        if marker_id in self.markers and self.markers[marker_id].due == due:
+            del self.markers[marker_id]
+
+    async def due_markers(self, now: float, limit: int) -> list[Marker]:
+        """Up to `limit` relay markers due at `now`, earliest first."""
+        return sorted((m for m in self.markers.values() if m.due <= now), key=lambda m: m.due)[:limit]
+
+    async def claim(self, marker: Marker, until: float) -> bool:
+        """Take a due marker until `until`; False if another process took it first."""
+        current = self.markers.get(marker.id)
+        if current is None or current.due != marker.due:
+            return False
+        self.markers[marker.id] = replace(current, due=until)
+        return True
 
     async def scan(self, prefix: str) -> dict[str, dict[str, Any] | None]:
         """The stored state of every document whose key starts with `prefix` (copies)."""

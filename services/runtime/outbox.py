@@ -54,6 +54,18 @@ class Doc:
         return input_id in self.inbox
 
 
+@dataclass(frozen=True)
+class Marker:
+    """A batch's note, written before its documents, that they hold events to publish: `docs` are the keys and
+    the versions the batch writes; `due` (epoch seconds) is when the relay may take over if the note is still
+    there (the batch crashed, or its publish failed); `created` bounds how long unlanded writes are awaited."""
+
+    id: str
+    due: float
+    created: float
+    docs: tuple[tuple[str, int], ...]
+
+
 class Store(ABC):
     """The per-key documents of one service as the batch sees them: version-guarded writes, inbox, outbox,
     and the process's memory of the document versions whose outputs it has published."""
@@ -78,6 +90,22 @@ class Store(ABC):
     async def increment(self, key: str, by: int) -> int:
         """Atomically add `by` (at least 1) to the counter document `key` (created at 0) and return the new
         value: unique across any number of replicas."""
+
+    @abstractmethod
+    async def mark(self, marker: Marker) -> None:
+        """Store a relay marker (before the documents it names are written)."""
+
+    @abstractmethod
+    async def unmark(self, marker_id: str, due: float) -> None:
+        """Delete a relay marker, unless someone has re-armed it since (its `due` is no longer `due`)."""
+
+    @abstractmethod
+    async def due_markers(self, now: float, limit: int) -> list[Marker]:
+        """Up to `limit` relay markers due at `now`, earliest first."""
+
+    @abstractmethod
+    async def claim(self, marker: Marker, until: float) -> bool:
+        """Take a due marker for the relay until `until` (its new `due`); False if another process took it first."""
 
     @abstractmethod
     async def scan(self, prefix: str) -> dict[str, dict[str, Any] | None]:
@@ -117,6 +145,11 @@ class DocStore(Store):
     def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
         super().__init__()
         self.collection = collection
+        self.markers = collection.database[f"{collection.name}_outbox"]  # small: only batches in flight
+
+    async def setup(self) -> None:
+        """The index the relay's query uses (on MongoDB; FerretDB scans the small marker collection)."""
+        await self.markers.create_index("due")
 
     async def load_many(self, keys: Iterable[str]) -> dict[str, Doc]:
         """Load the documents for `keys`; missing ones come back empty at version 0."""
@@ -156,6 +189,34 @@ class DocStore(Store):
         ops = [UpdateOne({"_id": d.key, "v": d.version}, {"$set": {"pending": []}}) for d in docs]
         if ops:
             await self.collection.bulk_write(ops, ordered=False)
+
+    async def mark(self, marker: Marker) -> None:
+        """Store a relay marker (before the documents it names are written)."""
+        await self.markers.insert_one(
+            {
+                "_id": marker.id,
+                "due": marker.due,
+                "created": marker.created,
+                "docs": [{"key": key, "v": version} for key, version in marker.docs],  # FerretDB: no nested arrays
+            }
+        )
+
+    async def unmark(self, marker_id: str, due: float) -> None:
+        """Delete a relay marker, unless someone has re-armed it since."""
+        await self.markers.delete_one({"_id": marker_id, "due": due})
+
+    async def due_markers(self, now: float, limit: int) -> list[Marker]:
+        """Up to `limit` relay markers due at `now`, earliest first."""
+        found = self.markers.find({"due": {"$lte": now}}).sort("due", 1).limit(limit)
+        return [
+            Marker(raw["_id"], raw["due"], raw["created"], tuple((d["key"], int(d["v"])) for d in raw["docs"]))
+            async for raw in found
+        ]
+
+    async def claim(self, marker: Marker, until: float) -> bool:
+        """Take a due marker until `until`: a compare-and-set on its `due`, so one process wins."""
+        result = await self.markers.update_one({"_id": marker.id, "due": marker.due}, {"$set": {"due": until}})
+        return result.modified_count == 1
 
     async def scan(self, prefix: str) -> dict[str, dict[str, Any] | None]:
         """The stored state of every document whose key starts with `prefix`."""

@@ -16,6 +16,7 @@ from services.runtime.batch import Processor, Publisher
 from services.runtime.health import HealthServer
 from services.runtime.kafka import BrokerPublisher, TopicMismatch, ensure_topics, make_broker, subscribe
 from services.runtime.outbox import DocStore, Store
+from services.runtime.relay import Relay
 from services.runtime.settings import ServiceSettings
 
 Collection = AsyncCollection[dict[str, Any]]
@@ -67,7 +68,10 @@ async def run(
         log.error("refusing_to_start", reason=str(exc))
         await client.close()
         raise SystemExit(f"{name}: {exc}") from None
-    broker, _ = wire(name, settings, doc_store(collection), consumes, build)
+    store = doc_store(collection)
+    await store.setup()
+    broker, processor = wire(name, settings, store, consumes, build)
+    relay = Relay(name, store, processor.publisher)
 
     async def mongo_ok() -> bool:
         return bool((await client.admin.command("ping")).get("ok"))
@@ -79,7 +83,10 @@ async def run(
     await probes.start()
     log.info("starting", consumes=list(consumes), health_port=settings.health_port)
     try:
-        await FastStream(broker).run()
+        app = FastStream(broker)
+        app.after_startup(relay.start)  # publishes through the started broker
+        app.on_shutdown(relay.stop)
+        await app.run()
     finally:
         await probes.stop()
         await client.close()

@@ -12,6 +12,7 @@ from faststream.kafka.annotations import KafkaMessage
 from contracts import topics
 from services.runtime.memory import MemoryDocStore
 from services.runtime.outbox import DocStore, Store
+from services.runtime.relay import Relay
 from services.runtime.service import BuildProcessor, Collection, wire
 from services.runtime.settings import ServiceSettings
 
@@ -27,6 +28,7 @@ class Harness:
         self.store: Store = MemoryDocStore() if collection is None else DocStore(collection)
         self._collection = collection
         self.broker, self.processor = wire(name, ServiceSettings(), self.store, consumes, build)
+        self.relay = Relay(name, self.store, self.processor.publisher)  # tests call `relay.run_once()`
         self.out: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for topic in (t for t in OUTPUTS if t not in consumes):
             self._capture(topic)

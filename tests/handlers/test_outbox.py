@@ -10,7 +10,7 @@ import pytest
 from services.runtime.batch import Batch
 from services.runtime.memory import MemoryDocStore
 from services.runtime.messages import Outgoing
-from services.runtime.outbox import ConflictError, DocStore, Store, record
+from services.runtime.outbox import ConflictError, DocStore, Marker, Store, record
 
 Replicas = Callable[[], Store]  # each call: one more process on the same stored documents
 
@@ -20,7 +20,8 @@ def replica(request: pytest.FixtureRequest) -> Replicas:
     """A factory of processes sharing one store: in memory, or one collection of the real FerretDB."""
     if request.param == "memory":
         rows: dict[str, dict[str, Any]] = {}
-        return lambda: MemoryDocStore(rows)
+        markers: dict[str, Marker] = {}
+        return lambda: MemoryDocStore(rows, markers)
     collection = request.getfixturevalue("collection")
     return lambda: DocStore(collection)
 
@@ -129,3 +130,22 @@ async def test_scan_reads_the_states_under_a_prefix(replica: Replicas) -> None:
     await _write_with_output(store, "order:web:W-1")
     assert await store.scan("stock:") == {"stock:A": {"n": 1}, "stock:B": {"n": 1}}
     assert await store.scan("nothing:") == {}
+
+
+async def test_relay_markers_are_due_in_order_claimed_by_one_process_and_deleted_only_unchanged(
+    replica: Replicas,
+) -> None:
+    a, b = replica(), replica()
+    if isinstance(a, DocStore):
+        await a.setup()
+    early = Marker("m-early", 100.0, 90.0, (("order:web:W-1", 1), ("stock:A", 4)))
+    await a.mark(Marker("m-late", 200.0, 190.0, (("order:web:W-2", 1),)))
+    await a.mark(early)
+    assert await b.due_markers(150.0, 10) == [early]
+    assert [m.id for m in await b.due_markers(250.0, 10)] == ["m-early", "m-late"]
+    assert await a.claim(early, 160.0)
+    assert not await b.claim(early, 170.0)  # b saw it due too late: a holds it
+    await b.unmark("m-early", 100.0)  # not with the old due: a re-armed it
+    assert [m.id for m in await a.due_markers(165.0, 10)] == ["m-early"]
+    await a.unmark("m-early", 160.0)
+    assert [m.id for m in await a.due_markers(1000.0, 10)] == ["m-late"]
