@@ -192,7 +192,7 @@ def create_app(console: Console, lifespan: Callable[[FastAPI], Any] | None = Non
         if session is None:
             return RedirectResponse("/login", status_code=303)
         now = time.time()
-        counts = {n: await queues.count(console.model, q, console.thresholds, now) for n, q in queues.QUEUES.items()}
+        counts = {n: console.model.count(q, console.thresholds, now) for n, q in queues.QUEUES.items()}
         return page(request, "home.html", session, counts=counts)
 
     @app.get("/queues/{name}", response_class=HTMLResponse)
@@ -208,7 +208,7 @@ def create_app(console: Console, lifespan: Callable[[FastAPI], Any] | None = Non
             cursor = queues.parse_after(after)
         except ValueError as exc:
             raise Refused(400, str(exc)) from None
-        rows, more = await queues.page(console.model, q, filters, console.thresholds, cursor)
+        rows, more = await console.model.page(q, filters, console.thresholds, cursor)
         return page(
             request, "queue.html", session, queue=q, rows=rows, more=more, now=time.time(),
             filters={"channel": channel, "customer": customer, "older": older}, paged=bool(after),
@@ -231,10 +231,10 @@ def create_app(console: Console, lifespan: Callable[[FastAPI], Any] | None = Non
         if doc is None and sent_doc is None:
             raise Refused(404, f"No order {key!r} known to the console (yet).")
         doc = doc or {"_id": key, "status": None, "since": 0.0}
-        timeline = await console.model.timeline(key)
+        timeline = console.model.timeline(doc)
         answer = None
         if sent_doc is not None and sent_doc.get("kind") != "order.submitted":
-            answer = await console.model.answer(commands.answer_ids(sent))
+            answer = console.model.answer(doc, commands.answer_ids(sent))
         values = entry.form_values(doc.get("submitted"))
         by_field, other = entry.reasons_by_field(doc.get("reasons") or [])
         known = set(values) | _form_fields(values)
@@ -367,7 +367,7 @@ async def _send_once(console: Console, command_id: str, record: dict[str, Any], 
     try:
         await console.publish(topic, key, message)
     except Exception:
-        await console.model.sent.delete_one({"_id": command_id})
+        await console.model.release(command_id)
         raise Refused(503, "The message could not be published (Kafka unreachable?): try again.") from None
     return True
 

@@ -1,5 +1,6 @@
 """The console's read model: its own database (`<MONGODB_DATABASE>_console`), built from the public topics
 `orders.status` (every status, the timeline) and `orders.submitted` (customer, entered_by, the keyed form).
+Each order is one document holding its timeline, so an order and the events it has taken are written at once.
 
 Duplicates (the same `event_id` again, at-least-once delivery) are taken once; an older status arriving after
 a newer one joins the timeline without changing the order's current status (newest `occurred_at` wins, the
@@ -12,16 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, ReplaceOne
+from pymongo import ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import DuplicateKeyError
 
 from contracts.public import STATUSES
+from orderflow.console.queues import PAGE, Filters, Queue, QueueIndex
 from services.runtime.status import repeats_view
 
 Doc = dict[str, Any]
-DUPLICATE_KEY = 11000
 
 
 def _stamp(raw: Any, fallback_ms: int) -> float:
@@ -74,7 +75,7 @@ def new_order(key: str) -> Doc:
     """An order the read model has not seen a status for yet."""
     channel, _, ref = key.partition(":")
     return {"_id": key, "channel": channel, "channel_order_ref": ref, "status": None, "at": 0.0, "offset": -1,
-            "since": 0.0, "last_event": None, "terms": _terms(key, {})}  # fmt: skip
+            "since": 0.0, "last_event": None, "timeline": [], "terms": _terms(key, {})}  # fmt: skip
 
 
 def _terms(key: str, order: Mapping[str, Any]) -> list[str]:
@@ -129,34 +130,38 @@ def apply_submitted(order: Doc, msg: Mapping[str, Any]) -> bool:
 
 class ReadModel:
     """The console's collections: `orders` (one document per order: current status, since when, search terms,
-    the newest submission), `events` (the timeline, `_id` = event id) and `sent` (commands and submissions the
-    console published, `_id` = command id, so a resubmitted form is sent once)."""
+    the newest submission and the whole timeline, each event under its event id), `rows` (per order only what
+    the queues need, read once at start into the in-memory `QueueIndex`), `sent` (commands and submissions the
+    console published, `_id` = command id, so a resubmitted form is sent once).
+
+    Every read goes by `_id`: FerretDB, the dev/CI store, serves nothing else from an index."""
 
     def __init__(self, db: AsyncDatabase[Doc]) -> None:
         self.db = db
         self.orders: AsyncCollection[Doc] = db["orders"]
-        self.events: AsyncCollection[Doc] = db["events"]
+        self.rows: AsyncCollection[Doc] = db["rows"]
         self.sent: AsyncCollection[Doc] = db["sent"]
+        self.index = QueueIndex()
 
-    async def ensure_indexes(self) -> None:
-        """The indexes the queues, the search and the timeline read through."""
-        await self.orders.create_index([("status", ASCENDING), ("since", ASCENDING), ("_id", ASCENDING)])
-        await self.orders.create_index([("terms", ASCENDING)])
-        await self.orders.create_index([("since", ASCENDING)])
-        await self.events.create_index([("key", ASCENDING), ("at", ASCENDING)])
+    async def load(self) -> int:
+        """Build the in-memory queue index from the stored rows; returns how many orders it holds."""
+        index = QueueIndex()
+        async for row in self.rows.find({}):
+            index.put(row)
+        self.index = index
+        return len(index.entries)
 
     async def apply(self, records: Iterable[Record]) -> int:
         """Fold a batch of records (in offset order per partition) into the read model; returns how many new
-        status events it took. Replaying a batch changes nothing: events already stored are skipped."""
+        status events it took. An event already in its order's timeline is skipped, so a replayed batch (a crash
+        before the offsets were committed) changes nothing."""
         records = list(records)
-        events = [(rec, ev) for rec in records if rec.topic == "orders.status" and (ev := event_of(rec))]
-        seen = {d["_id"] async for d in self.events.find({"_id": {"$in": [ev["_id"] for _, ev in events]}}, {"_id": 1})}
-        keys = {ev["key"] for _, ev in events} | {
+        wanted = {ev["key"] for rec in records if rec.topic == "orders.status" and (ev := event_of(rec))} | {
             rec.key for rec in records if rec.topic == "orders.submitted" and rec.key and _is_submission(rec.value)
         }
-        orders = {d["_id"]: d async for d in self.orders.find({"_id": {"$in": sorted(keys)}})}
+        orders = {d["_id"]: d async for d in self.orders.find({"_id": {"$in": sorted(wanted)}})}
         changed: set[str] = set()
-        fresh: dict[str, Doc] = {}
+        taken = 0
         for rec in records:
             if rec.topic == "orders.submitted":
                 if rec.key and _is_submission(rec.value):
@@ -165,59 +170,88 @@ class ReadModel:
                         changed.add(rec.key)
                 continue
             ev = event_of(rec)
-            if ev is None or ev["_id"] in seen or ev["_id"] in fresh:
+            if ev is None:
                 continue
-            fresh[ev["_id"]] = ev
             order = orders.setdefault(ev["key"], new_order(ev["key"]))
+            if any(e["_id"] == ev["_id"] for e in order["timeline"]):
+                continue  # a duplicate: the same event delivered again
+            order["timeline"].append(ev)
             apply_status(order, ev)
             changed.add(ev["key"])
-        # the orders first: a crash before the events are stored replays the batch, and the replay finds the
-        # events unseen but the orders already past them (an equal position changes nothing)
+            taken += 1
         if changed:
             now = time.time()
+            # rows first: a crash before the orders are written replays the batch, which recomputes the same rows
+            await self.rows.bulk_write([ReplaceOne({"_id": k}, row(orders[k]), upsert=True) for k in sorted(changed)])
             await self.orders.bulk_write(
                 [ReplaceOne({"_id": k}, {**orders[k], "updated": now}, upsert=True) for k in sorted(changed)]
             )
-        if fresh:
-            try:
-                await self.events.insert_many(list(fresh.values()), ordered=False)
-            except BulkWriteError as exc:  # stored by an earlier attempt at this batch
-                if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                    raise
-        return len(fresh)
+            for k in changed:
+                self.index.put(row(orders[k]))
+        return taken
 
     async def order(self, key: str) -> Doc | None:
         """The order's document."""
         return await self.orders.find_one({"_id": key})
 
-    async def timeline(self, key: str) -> list[Doc]:
-        """Every status of the order, oldest first (refusals included, marked `repeats`)."""
-        return [d async for d in self.events.find({"key": key}).sort([("at", ASCENDING), ("offset", ASCENDING)])]
+    async def documents(self, keys: list[str]) -> list[Doc]:
+        """The orders' documents in the order of `keys` (those not found left out)."""
+        brief = {"timeline": 0, "submitted.lines": 0}
+        found = {d["_id"]: d async for d in self.orders.find({"_id": {"$in": keys}}, brief)}
+        return [found[k] for k in keys if k in found]
 
-    async def answer(self, ids: set[str]) -> Doc | None:
-        """The status whose event id is one of `ids` (the answer to a command), if it has arrived."""
-        return await self.events.find_one({"_id": {"$in": sorted(ids)}})
+    async def page(
+        self,
+        queue: Queue,
+        filters: Filters,
+        thresholds: dict[str, float],
+        after: tuple[float, str] | None = None,
+        size: int = PAGE,
+        now: float | None = None,
+    ) -> tuple[list[Doc], str | None]:
+        """One page of the queue, oldest first, and the cursor of the next page (None on the last)."""
+        keys, more = self.index.keys(queue, filters, thresholds, after, size, time.time() if now is None else now)
+        return await self.documents(keys), more
+
+    def count(self, queue: Queue, thresholds: dict[str, float], now: float | None = None) -> int:
+        """How many orders the queue holds, unfiltered."""
+        return self.index.count(queue, thresholds, time.time() if now is None else now)
 
     async def search(self, text: str, limit: int = 50) -> list[Doc]:
         """Orders whose number, channel reference, key, customer id or customer name (or one of its words) is `text`."""
-        needle = text.strip().lower()
-        if not needle:
-            return []
-        return [d async for d in self.orders.find({"terms": needle}).sort("since", ASCENDING).limit(limit)]
+        keys = sorted(self.index.search(text), key=lambda k: (self.index.entries[k].since, k))[:limit]
+        return await self.documents(keys)
+
+    @staticmethod
+    def timeline(order: Doc) -> list[Doc]:
+        """Every status of the order, oldest first (refusals included, marked `repeats`)."""
+        return sorted(order.get("timeline") or [], key=lambda e: (e["at"], e["offset"]))
+
+    @staticmethod
+    def answer(order: Doc | None, ids: set[str]) -> Doc | None:
+        """The status in the order's timeline whose event id is one of `ids` (a command's answer), if it came."""
+        return next((e for e in (order or {}).get("timeline") or [] if e["_id"] in ids), None)
 
     async def claim(self, command_id: str, doc: Mapping[str, Any]) -> bool:
         """Record that the console sends `command_id`; False if it was already sent (a double click)."""
-        from pymongo.errors import DuplicateKeyError
-
         try:
             await self.sent.insert_one({"_id": command_id, **doc})
         except DuplicateKeyError:
             return False
         return True
 
+    async def release(self, command_id: str) -> None:
+        """Forget a claim whose message could not be published, so the person can try again."""
+        await self.sent.delete_one({"_id": command_id})
+
     async def sent_record(self, command_id: str) -> Doc | None:
         """What the console sent under `command_id`."""
         return await self.sent.find_one({"_id": command_id})
+
+
+def row(order: Mapping[str, Any]) -> Doc:
+    """What the queues need of an order."""
+    return {k: order.get(k) for k in ("_id", "status", "since", "channel", "terms")}
 
 
 def _is_submission(msg: Mapping[str, Any]) -> bool:

@@ -93,8 +93,7 @@ def build(settings: ConsoleSettings, thresholds: dict[str, float]) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await model.ensure_indexes()
-        await accounts.users.create_index("role")
+        log.info("queue_index_loaded", orders=await model.load())
         stop, ready = asyncio.Event(), asyncio.Event()
         async with bus.producer(settings.kafka_bootstrap_servers, settings) as p:
             producer.append(p)

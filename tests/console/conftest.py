@@ -56,7 +56,6 @@ async def rig(servers: dict[str, str]) -> AsyncIterator[Rig]:
     name = f"t_console_{uuid.uuid4().hex[:10]}"
     db = client[name]
     model, accounts = ReadModel(db), Accounts(db)
-    await model.ensure_indexes()
     for role in ROLES:
         await accounts.add(role.replace("_", "-"), role, PASSWORD)
     sent = Sent()

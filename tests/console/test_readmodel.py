@@ -3,6 +3,8 @@ refusals never changing it, a replayed batch changing nothing, the newest submis
 
 from typing import Any
 
+import pytest
+
 from orderflow.console import queues
 from orderflow.console.readmodel import Record, apply_status, event_of, new_order
 from tests.console.conftest import Rig
@@ -43,7 +45,7 @@ async def test_a_duplicate_event_is_taken_once_and_a_refusal_changes_nothing(rig
     model = rig.console.model
     order = await model.order(KEY)
     assert order is not None and order["status"] == "in_review" and order["order_number"] == "SO-20261203-000001"
-    timeline = await model.timeline(KEY)
+    timeline = model.timeline(order)
     assert [(e["_id"], e["repeats"]) for e in timeline] == [("e1", False), ("e2", False), ("e3", True)]
 
 
@@ -56,7 +58,7 @@ async def test_statuses_arriving_out_of_order_end_at_the_newest(rig: Rig) -> Non
     await rig.feed("orders.status", KEY, *msgs)
     order = await rig.console.model.order(KEY)
     assert order is not None and order["status"] == "reserved"
-    assert [e["status"] for e in await rig.console.model.timeline(KEY)] == ["received", "approved", "reserved"]
+    assert [e["status"] for e in rig.console.model.timeline(order)] == ["received", "approved", "reserved"]
 
 
 async def test_a_replayed_batch_after_a_crash_changes_nothing(rig: Rig) -> None:
@@ -66,14 +68,15 @@ async def test_a_replayed_batch_after_a_crash_changes_nothing(rig: Rig) -> None:
     ]
     model = rig.console.model
     assert await model.apply(batch) == 2
-    before = await model.order(KEY)
-    await model.events.delete_one({"_id": "e2"})  # the crash: orders written, one event not yet
-    assert await model.apply(batch) == 1
+    before, row = await model.order(KEY), await model.rows.find_one({"_id": KEY})
+    assert await model.apply(batch) == 0, "a replay after the write (offsets not committed) takes nothing"
+    await model.orders.delete_one({"_id": KEY})  # a crash after the rows were written, before the order
+    assert await model.apply(batch) == 2
     after = await model.order(KEY)
     assert before is not None and after is not None
     before.pop("updated"), after.pop("updated")
-    assert before == after
-    assert len(await model.timeline(KEY)) == 2
+    assert before == after and await model.rows.find_one({"_id": KEY}) == row
+    assert [e["_id"] for e in model.timeline(after)] == ["e1", "e2"]
 
 
 async def test_the_newest_submitted_revision_is_kept_and_searchable(rig: Rig) -> None:
@@ -95,18 +98,42 @@ async def test_a_queue_pages_oldest_first_without_gaps_or_repeats(rig: Rig) -> N
         key = f"fax:FX-{i:03d}"
         await rig.feed("orders.status", key, {**status(f"r{i}", "in_review", f"2026-12-03T10:{i // 2:02d}:00+00:00"),
                                               "channel": "fax", "channel_order_ref": f"FX-{i:03d}"})  # fmt: skip
+    model, review = rig.console.model, queues.QUEUES["review"]
     seen: list[str] = []
     cursor = None
     while True:
-        rows, more = await queues.page(
-            rig.console.model, queues.QUEUES["review"], queues.Filters(), rig.console.thresholds, cursor, size=5
-        )
+        rows, more = await model.page(review, queues.Filters(), rig.console.thresholds, cursor, size=5)
         seen += [r["_id"] for r in rows]
         if more is None:
             break
         cursor = queues.parse_after(more)
     assert seen == [f"fax:FX-{i:03d}" for i in range(23)]
-    rows, _ = await queues.page(
-        rig.console.model, queues.QUEUES["review"], queues.Filters(channel="web"), rig.console.thresholds
-    )
-    assert rows == []
+    assert (await model.page(review, queues.Filters(channel="web"), rig.console.thresholds))[0] == []
+    assert model.count(review, rig.console.thresholds) == 23
+    live = model.index
+    assert await model.load() == 23 and model.index == live, "the index rebuilt at start equals the live one"
+
+
+def test_the_stuck_queue_holds_each_status_past_its_own_limit_oldest_first() -> None:
+    index = queues.QueueIndex()
+    now = 1_000_000.0
+    for key, state, age_s, channel in [
+        ("web:A", "in_review", 3 * 86400, "web"),  # limit 1d: stuck
+        ("web:B", "in_review", 3600, "web"),  # not yet
+        ("fax:C", "needs_clarification", 4 * 86400, "fax"),  # limit 3d: stuck
+        ("fax:D", "needs_clarification", 2 * 86400, "fax"),  # not yet
+        ("web:E", "reserved", 30 * 86400, "web"),  # no limit for reserved
+    ]:
+        index.put({"_id": key, "status": state, "since": now - age_s, "channel": channel, "terms": [key.lower()]})
+    limits = {"in_review": 86400.0, "needs_clarification": 3 * 86400.0}
+    stuck = queues.QUEUES["stuck"]
+    assert index.keys(stuck, queues.Filters(), limits, None, 50, now) == (["fax:C", "web:A"], None)
+    assert index.keys(stuck, queues.Filters(channel="web"), limits, None, 50, now) == (["web:A"], None)
+    assert index.count(stuck, limits, now) == 2
+    review = queues.QUEUES["review"]
+    assert index.keys(review, queues.Filters(older_than_s=7200), limits, None, 50, now) == (["web:A"], None)
+    assert index.keys(review, queues.Filters(customer="WEB:B"), limits, None, 50, now) == (["web:B"], None)
+    index.put({"_id": "web:A", "status": "approved", "since": now, "channel": "web", "terms": []})
+    assert index.count(stuck, limits, now) == 1 and index.search("web:a") == set()
+    with pytest.raises(ValueError, match="since"):
+        queues.parse_after("yesterday|web:A")
