@@ -44,6 +44,7 @@ class Batch:
         self.size = size  # records consumed in this batch
         self.docs: dict[str, Doc] = {}
         self.loose: list[Outgoing] = []
+        self.dead: list[str] = []  # the source topic of each dead letter among `loose` (counted once published)
         self.scratch: dict[str, Any] = {}  # per-batch working state a service's handlers share
 
     async def prefetch(self, keys: Iterable[str]) -> None:
@@ -61,12 +62,13 @@ class Batch:
     def isolated(self) -> Iterator[Callable[[], None]]:
         """Run one message's handler: inside the block its records and outputs are staged; calling the yielded
         function undoes them all (the documents as before the message, its outputs dropped)."""
-        mark = len(self.loose)
+        mark, dead = len(self.loose), len(self.dead)
         with staged() as stage:
 
             def undo() -> None:
                 stage.undo()
                 del self.loose[mark:]
+                del self.dead[dead:]
 
             yield undo
 
@@ -89,7 +91,7 @@ class Batch:
             occurred_at=self.now,
         )
         self.emit(Outgoing.of(topics.ORDERS_DLQ, rec.key or rec.origin, letter))
-        health.DEAD_LETTERS.labels(self.service, rec.topic).inc()
+        self.dead.append(rec.topic)
 
     async def commit(self, publisher: Publisher, write_first: tuple[str, ...] = ()) -> int:
         """Note for the relay which documents will hold events, write dirty documents (shared ones, e.g. stock,
@@ -113,6 +115,8 @@ class Batch:
             self.store.forget(with_pending)
             raise
         observe.count_published(self.service, out)
+        for topic in self.dead:
+            health.DEAD_LETTERS.labels(self.service, topic).inc()
         published = time.perf_counter()
         if marker is not None:
             await unmark(self.store, marker)

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client import REGISTRY
 from pydantic import BaseModel
 
 from contracts import topics
@@ -66,7 +67,10 @@ def processor(store: MemoryDocStore, sent: Sent) -> Processor:
 
 async def test_a_failing_message_leaves_no_state_and_no_event_while_the_rest_of_the_batch_commits() -> None:
     store, sent = MemoryDocStore(), Sent()
+    letters = ("orderflow_dead_letters_total", {"service": "toy", "topic": topics.ORDERS_SUBMITTED})
+    before = REGISTRY.get_sample_value(*letters) or 0.0
     await processor(store, sent).process(records("A-1", "B-FAIL", "C-1"))
+    assert (REGISTRY.get_sample_value(*letters) or 0.0) - before == 1
     assert store.rows["tally:all"]["state"] == {"refs": ["A-1", "C-1"]}
     assert set(store.find("order:")) == {"order:web:A-1", "order:web:C-1"}
     statuses = [(s["channel_order_ref"], s["status"]) for s in sent.bodies(topics.ORDERS_STATUS)]
