@@ -1,8 +1,8 @@
 """Intake's decisions (handbook 2.1): hold what is unclear, number what is complete, never twice."""
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
 from contracts import topics
 from contracts.common import Reason
@@ -102,15 +102,16 @@ def decide(
 
 def _accepted_events(cause: str, order: CheckedOrder, number: str, now: datetime) -> tuple[Outgoing, ...]:
     key = order_key(order.channel, order.channel_order_ref)
-    common: dict[str, Any] = {
-        "order_key": key,
-        "order_number": number,
-        "channel": order.channel,
-        "channel_order_ref": order.channel_order_ref,
-        "revision": order.revision,
-    }
-    accepted = OrderAccepted(event_id=derive_id("accepted", cause), **common, **order.terms())
-    shipping = OrderShipping(event_id=derive_id("shipping", cause), ship_to=order.ship_to, **common)
+    accepted = OrderAccepted(
+        event_id=derive_id("accepted", cause),
+        order_key=key,
+        order_number=number,
+        channel=order.channel,
+        channel_order_ref=order.channel_order_ref,
+        revision=order.revision,
+        **order.terms(),
+    )
+    shipping = OrderShipping(event_id=derive_id("shipping", cause), ship_to=order.ship_to, **accepted.identity())
     received = status(
         cause,
         order.channel,
@@ -128,7 +129,7 @@ def _accepted_events(cause: str, order: CheckedOrder, number: str, now: datetime
     )
 
 
-def invalid_status(raw: dict[str, Any] | None, reason: str, cause: str, now: datetime) -> Outgoing | None:
+def invalid_status(raw: Mapping[str, object] | None, reason: str, cause: str, now: datetime) -> Outgoing | None:
     """An `invalid` status for an unreadable message, when a channel and reference can be read from it."""
     if raw is None:
         return None

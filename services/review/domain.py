@@ -17,7 +17,7 @@ from services.review.rules import Evaluation, Policy, PreviousRevision, evaluate
 from services.review.store import AuditEntry, Credit, Queued, ReviewOrder
 from services.runtime.ids import derive_id
 from services.runtime.messages import Outgoing
-from services.runtime.status import order_key, order_status, status
+from services.runtime.status import order_key, order_status, status, unknown_order
 from services.runtime.steps import Decision
 
 CENT = Decimal("0.01")
@@ -120,7 +120,7 @@ def decide_manual(current: OrderCredit, cmd: ReviewDecision, now: datetime) -> D
     (`unknown_order`) or the order is not queued (`not_in_review_queue`); a refusal changes nothing."""
     state = current.order
     if state is None:
-        return Decision(current, (_unknown_order(cmd, now),), "refused: unknown order")
+        return Decision(current, (unknown_order(cmd, "review", now),), "refused: unknown order")
     if state.status != "in_review" or state.queued is None:
         reason = Reason(
             code="not_in_review_queue",
@@ -166,21 +166,6 @@ def decide_manual(current: OrderCredit, cmd: ReviewDecision, now: datetime) -> D
         replace(decided, status="approved", exposure_cents=amount), claim(current.credit or Credit(), number, amount)
     )
     return Decision(new, events, "approved by reviewer")
-
-
-def _unknown_order(cmd: ReviewDecision, now: datetime) -> Outgoing:
-    key = order_key(cmd.channel, cmd.channel_order_ref)
-    reason = Reason(code="unknown_order", field="channel_order_ref", message=f"no order {key} is known to review")
-    return status(
-        cmd.command_id,
-        cmd.channel,
-        cmd.channel_order_ref,
-        "invalid",
-        now,
-        reasons=[reason],
-        details={"refused": cmd.type},
-        decided_by=cmd.issued_by,
-    )
 
 
 # ---- cancellation ----

@@ -114,3 +114,39 @@ def order_status(
         details=details,
         decided_by=decided_by,
     )
+
+
+class OrderCommand(Protocol):
+    """A command of `orders.commands`: who sent it, about which order."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def command_id(self) -> str: ...
+
+    @property
+    def channel(self) -> str: ...
+
+    @property
+    def channel_order_ref(self) -> str: ...
+
+    @property
+    def issued_by(self) -> str: ...
+
+
+def unknown_order(cmd: OrderCommand, service: str, now: datetime) -> Outgoing:
+    """The refusal of a command for an order `service` does not know: status `invalid`, reason `unknown_order`,
+    `details.refused` naming the command. Record it on no document, so a later real order inherits nothing."""
+    key = order_key(cmd.channel, cmd.channel_order_ref)
+    why = Reason(code="unknown_order", field="channel_order_ref", message=f"no order {key} is known to {service}")
+    return status(
+        cmd.command_id,
+        cmd.channel,
+        cmd.channel_order_ref,
+        "invalid",
+        now,
+        reasons=[why],
+        details={"refused": cmd.type},
+        decided_by=cmd.issued_by,
+    )
