@@ -107,14 +107,7 @@ class Batch:
             await self.store.save_many(d for d in self.docs.values() if d.key.startswith(write_first))
         written = len(await self.store.save_many(self.docs.values()))
         saved = time.perf_counter()
-        out = [Outgoing.from_doc(p) for d in with_pending for p in d.pending] + self.loose
-        self.store.remember(with_pending)
-        try:
-            await publisher.send_all(out)
-        except BaseException:
-            self.store.forget(with_pending)
-            raise
-        observe.count_published(self.service, out)
+        out = await publish_pending(self.store, publisher, self.service, with_pending, self.loose)
         for topic in self.dead:
             health.DEAD_LETTERS.labels(self.service, topic).inc()
         published = time.perf_counter()
@@ -133,6 +126,22 @@ class Batch:
             clear_ms=round((time.perf_counter() - published) * 1000, 1),
         )
         return len(out)
+
+
+async def publish_pending(
+    store: Store, publisher: Publisher, service: str, with_pending: list[Doc], loose: list[Outgoing]
+) -> list[Outgoing]:
+    """Publish the pending outputs of `with_pending`, then `loose`; the documents' versions are remembered as
+    published (forgotten again if the publish fails). Returns what was sent."""
+    out = [Outgoing.from_doc(p) for d in with_pending for p in d.pending] + loose
+    store.remember(with_pending)
+    try:
+        await publisher.send_all(out)
+    except BaseException:
+        store.forget(with_pending)
+        raise
+    observe.count_published(service, out)
+    return out
 
 
 def relay_marker(with_pending: list[Doc]) -> Marker | None:

@@ -13,9 +13,7 @@ class MemoryDocStore(Store):
     documents still written, like an unordered bulk write), inbox, outbox, counters; rows are copied in and
     out, so nothing a handler holds aliases what is stored."""
 
-    def __init__(
-        self, rows: dict[str, dict[str, Any]] | None = None, markers: dict[str, Marker] | None = None
-    ) -> None:
+    def __init__(self, rows: dict[str, dict[str, Any]] | None = None, markers: dict[str, Marker] | None = None) -> None:
         """A fresh store, or another process's view of `rows` and `markers` (a second replica, a restart)."""
         super().__init__()
         self.rows: dict[str, dict[str, Any]] = {} if rows is None else rows

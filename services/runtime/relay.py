@@ -22,9 +22,7 @@ from collections.abc import Callable
 import structlog
 from prometheus_client import Counter
 
-from services.runtime import observe
-from services.runtime.batch import TRANSIENT, Publisher
-from services.runtime.messages import Outgoing
+from services.runtime.batch import TRANSIENT, Publisher, publish_pending
 from services.runtime.outbox import Marker, Store
 from services.runtime.retry import Backoff
 
@@ -67,14 +65,7 @@ class Relay:
     async def _relay(self, marker: Marker, now: float, claimed_due: float) -> None:
         docs = await self.store.load_many(key for key, _ in marker.docs)
         with_pending = [d for d in docs.values() if d.pending]
-        out = [Outgoing.from_doc(p) for d in with_pending for p in d.pending]
-        self.store.remember(with_pending)
-        try:
-            await self.publisher.send_all(out)
-        except BaseException:
-            self.store.forget(with_pending)
-            raise
-        observe.count_published(self.service, out)
+        out = await publish_pending(self.store, self.publisher, self.service, with_pending, [])
         RELAYED.labels(self.service).inc(len(out))
         await self.store.clear_pending(with_pending)
         landed = all(docs[key].version >= version for key, version in marker.docs)
