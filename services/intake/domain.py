@@ -1,7 +1,7 @@
 """Intake's decisions (handbook 2.1): hold what is unclear, number what is complete, never twice."""
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from contracts import topics
@@ -36,23 +36,36 @@ def format_order_number(day: datetime, sequence: int) -> str:
     return f"SO-{day:%Y%m%d}-{sequence:06d}"
 
 
-def needs_number(state: IntakeOrder | None, msg: OrderSubmitted) -> bool:
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A readable `order.submitted` and the outcome of its checks, run once: the checked order, or why not."""
+
+    msg: OrderSubmitted
+    order: CheckedOrder | None
+    reasons: tuple[Reason, ...]
+
+
+def submission(msg: OrderSubmitted) -> Submission:
+    """Run every completeness and consistency check of a submission once (for `needs_number` and `decide`)."""
+    order, reasons = check_submission(msg)
+    return Submission(msg, order, tuple(reasons))
+
+
+def needs_number(state: IntakeOrder | None, sub: Submission) -> bool:
     """Whether accepting this submission needs a fresh order number (first complete revision)."""
     if state is not None and state.order_number:
         return False
-    checked, _ = check_submission(msg)
-    return checked is not None and _is_new_revision(state, msg)
+    return sub.order is not None and _is_new_revision(state, sub.msg)
 
 
 def _is_new_revision(state: IntakeOrder | None, msg: OrderSubmitted) -> bool:
     return state is None or not isinstance(msg.revision, int) or msg.revision > state.revision
 
 
-def decide(
-    state: IntakeOrder | None, msg: OrderSubmitted, now: datetime, new_number: str | None
-) -> Decision[IntakeOrder]:
+def decide(state: IntakeOrder | None, sub: Submission, now: datetime, new_number: str | None) -> Decision[IntakeOrder]:
     """Apply one readable submission to the order's intake state: ignore an old revision, hold an unclear one,
     accept (and number, once) a complete one."""
+    msg = sub.msg
     channel, ref = str(msg.channel), str(msg.channel_order_ref)
     cause = submission_id(msg)
     number = state.order_number if state else None
@@ -77,7 +90,7 @@ def decide(
             decided_by=DECIDED_BY,
         )
         return Decision(None, (stale,), "stale revision")
-    checked, reasons = check_submission(msg)
+    checked, reasons = sub.order, list(sub.reasons)
     revision = msg.revision if isinstance(msg.revision, int) else (state.revision if state else 0)
     if checked is None:
         held = replace(state or IntakeOrder(revision, ""), revision=revision, status="needs_clarification")

@@ -27,10 +27,10 @@ async def on_submitted(batch: Batch, msg: OrderSubmitted, rec: Incoming) -> str:
     cause = domain.submission_id(msg)
     if order.seen(cause):
         return DUPLICATE
-    number = None
-    if domain.needs_number(order.state, msg):
+    sub, number = domain.submission(msg), None
+    if domain.needs_number(order.state, sub):
         number = domain.format_order_number(batch.now, await _next_number(batch))
-    return save(batch, order, cause, domain.decide(order.state, msg, batch.now, number))
+    return save(batch, order, cause, domain.decide(order.state, sub, batch.now, number))
 
 
 async def _next_number(batch: Batch) -> int:

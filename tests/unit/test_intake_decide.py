@@ -9,8 +9,8 @@ from tests.factories import NOW, submitted
 NUMBER = "SO-20261203-000001"
 
 
-def _sub(ref: str = "WEB-D1", **over: object) -> OrderSubmitted:
-    return OrderSubmitted.model_validate(submitted(ref, **over))
+def _sub(ref: str = "WEB-D1", **over: object) -> domain.Submission:
+    return domain.submission(OrderSubmitted.model_validate(submitted(ref, **over)))
 
 
 def test_a_complete_first_revision_is_numbered_and_announced() -> None:
