@@ -130,11 +130,7 @@ def open_shipments(order: Order | None, ev: AllocationReserved) -> Decision[Orde
     new = replace(
         base,
         shipments=shipments,
-        order_key=ev.order_key,
-        order_number=ev.order_number,
-        channel=ev.channel,
-        channel_order_ref=ev.channel_order_ref,
-        revision=ev.revision,
+        **ev.identity(),
         customer_id=ev.customer_id,
         currency=ev.currency,
         prices=dict(ev.prices),
@@ -176,25 +172,17 @@ def revoke(order: Order | None, ev: AllocationRevoked) -> Decision[Order]:
 # ---- supply: instructions and slipped promises (2.4.1) ----
 def supply_instruction(ev: SupplyNeeded) -> Outgoing:
     """Turn inventory's supply need into the instruction production or purchasing acts on (2.4.1)."""
-    event_id, number = derive_id("instruction", ev.event_id), ev.order_number or ev.order_key
+    common = {
+        "event_id": derive_id("instruction", ev.event_id),
+        "order_number": ev.order_number or ev.order_key,
+        "sku": ev.sku,
+        "quantity": ev.quantity,
+        "needed_by": ev.needed_by,
+    }
     msg = (
-        ProductionRequested(
-            event_id=event_id,
-            production_request_id=ev.request_id,
-            order_number=number,
-            sku=ev.sku,
-            quantity=ev.quantity,
-            needed_by=ev.needed_by,
-        )
+        ProductionRequested.model_validate({"production_request_id": ev.request_id, **common})
         if ev.kind == "production"
-        else PurchaseRequested(
-            event_id=event_id,
-            purchase_request_id=ev.request_id,
-            order_number=number,
-            sku=ev.sku,
-            quantity=ev.quantity,
-            needed_by=ev.needed_by,
-        )
+        else PurchaseRequested.model_validate({"purchase_request_id": ev.request_id, **common})
     )
     return Outgoing.of(topics.SUPPLY_INSTRUCTIONS, ev.sku, msg)
 
