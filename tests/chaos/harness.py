@@ -14,7 +14,9 @@ from pymongo.errors import PyMongoError
 
 from contracts import topics
 from orderflow import bus, lag, procs, sample
-from services.inventory.store import stock_levels
+from services.inventory.stock import Stock
+from services.inventory.store import STOCK, stock_levels
+from services.runtime.outbox import DocStore
 from tests.chaos import invariants as inv
 from tests.chaos.workload import Workload, build, publish
 
@@ -138,20 +140,26 @@ async def collect(
     return [m for m in await bus.read(bootstrap, topic, start) if keep(m)]
 
 
-async def store_reads(env: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Stock levels (inventory) and credit exposure documents (review, their state) of the session's databases."""
+async def store_reads(env: dict[str, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Counter[str]]:
+    """Stock levels (inventory), credit exposure documents (review, their state) and the units inventory holds
+    per order number (its reservations) in the session's databases."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(env["MONGODB_URI"], tz_aware=True)
     try:
         for attempt in range(30):
             try:
                 db = env["MONGODB_DATABASE"]
-                levels = await stock_levels(client[f"{db}_inventory"]["inventory"])
+                inventory = DocStore(client[f"{db}_inventory"]["inventory"])
+                levels = await stock_levels(inventory)
+                held: Counter[str] = Counter()
+                for key, state in (await inventory.scan(STOCK)).items():
+                    for rid, where in Stock.from_doc(key.removeprefix(STOCK), state).reservations.items():
+                        held[rid.rsplit("#", 1)[0]] += sum(where.values())
                 review = client[f"{db}_review"]["review"]
                 docs = [
                     {"_id": d["_id"], **(d.get("state") or {})}
                     async for d in review.find({"_id": {"$regex": "^credit:"}})
                 ]
-                return levels, docs
+                return levels, docs, held
             except PyMongoError:
                 if attempt == 29:
                     raise
@@ -238,7 +246,7 @@ async def run(
     )
     ours = {m["shipment_id"] for m in sent if m.get("type") == "shipment.opened"}
     sent = [m for m in sent if m.get("shipment_id") in ours]  # voidings name no channel order: by shipment
-    levels, exposure_docs = await store_reads(env)
+    levels, exposure_docs, held = await store_reads(env)
 
     v = row.violations
     v["numbers"] = inv.numbering(plans, whole)
@@ -251,7 +259,7 @@ async def run(
     for at, qty in work.received.items():  # goods receipts (scenario 7)
         counted[at] = counted.get(at, 0) + qty
     v["stock"] = inv.stock(levels, counted, {})  # nothing ships: no warehouse simulator runs
-    v["reserv."] = inv.reservations(levels, work.orders, statuses)
+    v["reserv."] = inv.reservations(levels, work.orders, statuses) + inv.waiting_hold_less(plans, statuses, held)
     open_exposure = inv.open_exposure(work.orders, statuses)
     v["exposure"] = inv.exposure(exposure_docs, open_exposure)
     row.cancelled_not_last = inv.cancelled_not_last(statuses)

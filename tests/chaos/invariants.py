@@ -84,10 +84,10 @@ SETTLED: dict[str, frozenset[str]] = {
     "duplicate": frozenset({"reserved"}),
     "shortage": frozenset({"reserved", "awaiting_customer_decision", "awaiting_priority_approval"}),
     "cancel": frozenset({"cancelled"}),
-    # scenario 7: backorders refilled by goods receipts that, in the end, cover every one of them
-    "backorder": frozenset({"reserved"}),
+    # scenario 7: backorders refilled by goods receipts (which leave a few waiting: no stock is ever free)
+    "backorder": frozenset({"reserved", "backordered"}),
     # scenario 7: urgent orders; a supervisor approves each reallocation it sees asked for
-    "priority": frozenset({"reserved", "awaiting_priority_approval"}),
+    "priority": frozenset({"reserved", "awaiting_priority_approval", "backordered"}),
 }
 SHIPPED_END = frozenset({"shipped", "delivered", "partially_shipped"})  # with the warehouse simulator
 
@@ -335,6 +335,26 @@ def stock(
         if row["on_hand"] != counted - out:
             bad.append(f"{at[0]}@{at[1]}: on hand {row['on_hand']} != counted {counted} - shipped {out}")
     bad += [f"{s}@{w}: counted but missing from the store" for s, w in sorted(set(initial) - seen)]
+    return bad
+
+
+WAITING = frozenset({"backordered", "in_production", "awaiting_priority_approval", "awaiting_customer_decision"})
+
+
+def waiting_hold_less(plans: Mapping[str, Plan], statuses: Statuses, held: Mapping[str, int]) -> list[str]:
+    """An order the topic shows waiting for goods holds less stock than it ordered: holding it all means its
+    refill was recorded but its `reserved` was never published (a stranded event). `held`: units the store
+    reserves per order number (all lines)."""
+    bad = []
+    for key, msgs in sorted(statuses.items()):
+        _, state, cancelled, _ = walk(msgs)
+        numbers = {m["order_number"] for m in effective(msgs) if m.get("order_number")}
+        if cancelled or state not in WAITING or key not in plans or len(numbers) != 1:
+            continue
+        wanted = sum(q for _, q in plans[key].lines)
+        have = held.get(next(iter(numbers)), 0)
+        if have >= wanted:
+            bad.append(f"{key}: says {state} but the store holds all {have} of its {wanted} units (refill unannounced)")
     return bad
 
 

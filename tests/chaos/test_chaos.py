@@ -186,7 +186,9 @@ async def docstore_freeze(ctx: FaultContext) -> None:
 
 SESSION_TIMEOUT = 10.0  # FastStream's default session_timeout_ms for the services' consumers
 FREEZE_FOR = 15.0
-KILLS_DURING_REFILL = (3.0, 8.0, 13.0, 18.0, 23.0)  # receipts arrive at 4-20.5 s and 24 s (workload.RECEIPTS)
+# every 3 s while receipts arrive (4-20.5 s and 24 s, workload.RECEIPTS) and while the big refills they cause
+# are worked off; each kill may land between a refill's write and its publication (the stranded-events window)
+KILLS_DURING_REFILL = tuple(3.0 + 3.0 * i for i in range(12))
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,7 @@ SCENARIOS: dict[str, Scenario] = {
     "5 scale out/in each": Scenario(scale_in_turn(*procs.SERVICES)),
     "6 producer dups 10%": Scenario(None, dup_rate=0.10),
     "7 refills + inventory kills": Scenario(
-        sigkill_repeatedly("inventory", KILLS_DURING_REFILL), workload=build_refill, helpers=(supervisor,)
+        sigkill_repeatedly("inventory", KILLS_DURING_REFILL, down=1.0), workload=build_refill, helpers=(supervisor,)
     ),
     "8 replica SIGSTOP/SIGCONT": Scenario(zombie_replica),
     "9 ferretdb SIGSTOP 15s": Scenario(docstore_freeze),

@@ -193,3 +193,11 @@ def test_an_intake_submission_is_traced_by_its_submission_id() -> None:
     failed = letter("InjectedFault", '{"channel": "web", "channel_order_ref": "R-1", "revision": 1}', "intake")
     failed["topic"] = "orders.submitted"
     assert "submitted:web:R-1:1" in inv.causes(failed)
+
+
+def test_a_waiting_order_holding_all_its_units_is_a_stranded_refill() -> None:
+    waiting = {KEY: [st("received", "a"), st("approved", "b", total_amount="20.00"), st("backordered", "c")]}
+    plans = {KEY: plan("backorder")}
+    assert inv.waiting_hold_less(plans, waiting, {"SO-1": 1}) == []
+    assert inv.waiting_hold_less(plans, waiting, {"SO-1": 2})
+    assert inv.waiting_hold_less(plans, {KEY: HAPPY}, {"SO-1": 2}) == []  # reserved: it may hold them all

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from contracts import topics
@@ -176,14 +177,18 @@ SCARCE = "LAMP-RARE"  # 5 units counted (sample.stock); everything else of it ar
 BACKORDERS = 300
 PRIORITY = 30
 RECEIPTS = (4.0, 1.5, 12, 40)  # first at 4 s, then every 1.5 s: 12 receipts of 40 units ...
-FINAL_RECEIPT_AT = 24.0  # ... and one covering every order of the scarce SKU, after the stream and the faults
+FINAL_RECEIPT_AT = 24.0  # ... and one that leaves SHORT_BY units of the orders' demand uncovered: no stock is
+SHORT_BY = 20  # ever free, so each urgent order asks to take stock held by others, and a few orders keep waiting
+PRIORITY_WINDOW = (6.0, 20.0)  # when the urgent orders come in
+ORDINARY = [c["customer_id"] for c in sample.customers() if c["tier"] != "vip" and c["status"] == "active"]
 
 
 def build_refill(tag: str, n: int = 2000, rate: float = 200.0) -> Workload:
     """The standard workload with `BACKORDERS` of its orders turned into orders of the scarce SKU, backordered
     against an open purchase order (published first), `PRIORITY` into urgent orders of it (which ask to take
-    stock held by the others), and goods receipts arriving while the stream runs: hundreds of waiting orders
-    are refilled in a few large batches, some of them losing stock to a priority order on the way."""
+    stock held by the others), and goods receipts arriving while the stream runs, short of the demand by
+    SHORT_BY units: hundreds of waiting orders are refilled in a few large batches, some of them losing stock
+    to a priority order on the way, and a few keep waiting."""
     work = build(tag, n, rate)
     rng = random.Random(f"refill-{tag}")
     now = datetime.now(UTC)
@@ -216,17 +221,25 @@ def build_refill(tag: str, n: int = 2000, rate: float = 200.0) -> Workload:
             continue
         assert isinstance(s.value, dict)
         ref = s.value["channel_order_ref"]
-        body = sample.order(ref, rng, now, channel=s.value["channel"], skus=[SCARCE], lines=1, quantities=(1, 3))
-        if kind == "priority":
+        customer = rng.choice(ORDINARY)  # a VIP's order would ask for a priority reallocation too
+        body = sample.order(ref, rng, now, channel=s.value["channel"], customer=customer, skus=[SCARCE], lines=1)
+        body["lines"][0]["quantity"] = rng.randint(1, 3)
+        body["total_amount"] = f"{Decimal(body['lines'][0]['unit_price']) * body['lines'][0]['quantity']:.2f}"
+        at = s.at
+        if kind == "priority":  # once receipts have gone to waiting orders, so stock is held and none is free
             body["priority"] = "urgent"
-        sends.append(Send(s.at, s.topic, s.key, body, "order"))
+            at = rng.uniform(*PRIORITY_WINDOW)
+        sends.append(Send(at, s.topic, s.key, body, "order"))
         work.orders[s.key] = Planned(
             s.key, kind, body["customer"]["customer_id"], ((SCARCE, body["lines"][0]["quantity"]),), 1
         )
-    demand = sum(q for p in work.orders.values() for sku, q in p.lines if sku == SCARCE)  # shortages too
+    for key, plan in work.orders.items():  # the shortages (of the scarce SKU) are backordered like them now
+        if plan.kind == "shortage":
+            work.orders[key] = Planned(key, "backorder", plan.customer_id, plan.lines, plan.final_revision)
+    demand = sum(q for p in work.orders.values() for sku, q in p.lines if sku == SCARCE)
     first, every, count, units = RECEIPTS
     arrivals = [(first + i * every, units) for i in range(count)]
-    arrivals.append((FINAL_RECEIPT_AT, max(1, demand + 50 - count * units)))
+    arrivals.append((FINAL_RECEIPT_AT, max(1, demand - SHORT_BY - count * units)))
     for i, (at, qty) in enumerate(arrivals):
         receipt = {
             "type": "stock.received",
