@@ -34,9 +34,10 @@ from services.inventory.stock import Deciding, Owner, PurchaseOrder, Stock, Wait
 from services.inventory.store import LinePlan, OrderState, Take, View
 from services.runtime.ids import derive_id
 from services.runtime.messages import Outgoing
-from services.runtime.status import order_key, status
+from services.runtime.status import order_key, order_status, status, unknown_order
 
 RULES = "inventory-allocation/1"
+SERVICE = "inventory"
 HOLDING = ("reserved", "backordered", "in_production")  # order statuses whose reservations a priority may take
 WAITING = ("backordered", "in_production")  # statuses of orders with lines in a stock's waiting queue
 UNDECIDED = "awaiting_customer_decision"
@@ -91,20 +92,6 @@ def _number(order: OrderApproved) -> str:
 def skus_of(order: OrderApproved) -> set[str]:
     """The SKUs an approved order may take stock of: its lines and their substitutes."""
     return {l.sku for l in order.lines} | {s for l in order.lines for s in l.substitutes}
-
-
-def _status(cause: str, order: OrderApproved, name: str, now: datetime, **kw: Any) -> Outgoing:
-    return status(
-        cause,
-        order.channel,
-        order.channel_order_ref,
-        name,
-        now,
-        revision=order.revision,
-        order_number=order.order_number,
-        decided_by=kw.pop("decided_by", RULES),
-        **kw,
-    )
 
 
 # ---- the messages ----
@@ -208,7 +195,7 @@ def shortage(view: View, cmd: ShortageDecision, prefs: tuple[str, ...], now: dat
     key = order_key(cmd.channel, cmd.channel_order_ref)
     state = view.orders.get(key)
     if state is None:
-        return Decision(View(), outcome="refused: unknown order", loose=(unknown_order(cmd, now),))
+        return Decision(View(), outcome="refused: unknown order", loose=(unknown_order(cmd, SERVICE, now),))
     if state.status != UNDECIDED or state.approved is None:
         return Decision(View({key: state}), {key: (refused(cmd, state, now),)}, "refused: no decision awaited")
     w = _copy(view.stocks)
@@ -228,7 +215,7 @@ def priority(view: View, cmd: PriorityApproval, prefs: tuple[str, ...], now: dat
     key = order_key(cmd.channel, cmd.channel_order_ref)
     state = view.orders.get(key)
     if state is None:
-        return Decision(View(), outcome="refused: unknown order", loose=(unknown_order(cmd, now),))
+        return Decision(View(), outcome="refused: unknown order", loose=(unknown_order(cmd, SERVICE, now),))
     if state.status != "awaiting_priority_approval" or state.approved is None:
         refusal = refused(cmd, state, now)
         return Decision(View({key: state}), {key: (refusal,)}, "refused: no priority approval awaited")
@@ -371,14 +358,14 @@ def _plan(
         options = _options(order, short, w)
         why = extra + [_insufficient(l, w) for l in short]
         details = {"options": options}
-        out = _status(cause, order, UNDECIDED, now, reasons=why, details=details, decided_by=decided_by)
+        out = order_status(cause, order, UNDECIDED, now, reasons=why, details=details, decided_by=decided_by)
         return Result(replace(state, options=options, lines={}), (out,), UNDECIDED)
     states = {p.state for p in plan.values()}
     if states == {"reserved"}:
         outs = reserved_events(cause, order, w, now, reasons=extra, decided_by=decided_by)
         return Result(replace(state, status="reserved"), tuple(outs), "reserved")
     name = "in_production" if "in_production" in states else "backordered"
-    out = _status(cause, order, name, now, promise_date=promise, reasons=extra, decided_by=decided_by)
+    out = order_status(cause, order, name, now, promise_date=promise, reasons=extra, decided_by=decided_by)
     needed = (Outgoing.of(topics.INVENTORY_ALLOCATIONS, order.order_key, n) for n in needs)
     return Result(replace(state, status=name, promise_date=promise), (out, *needed), name)
 
@@ -476,7 +463,7 @@ def reserved_events(
     alloc = allocation(cause, order, stocks, complete=complete)
     details = _allocation_details(alloc)
     return [
-        _status(cause, order, "reserved", now, details=details, reasons=reasons, decided_by=decided_by),
+        order_status(cause, order, "reserved", now, details=details, reasons=reasons, decided_by=decided_by),
         Outgoing.of(topics.INVENTORY_ALLOCATIONS, order.order_key, alloc),
     ]
 
@@ -510,7 +497,7 @@ def cancel_event(cause: str, order: OrderApproved, reason: str, by: str, now: da
     ev = OrderCancelled(event_id=derive_id("cancelled", cause), **order.identity(), reason=reason, cancelled_by=by)
     why = [Reason(code="customer_cancelled", message=reason)]
     return (
-        _status(cause, order, "cancelled", now, reasons=why, decided_by=by),
+        order_status(cause, order, "cancelled", now, reasons=why, decided_by=by),
         Outgoing.of(topics.ORDERS_CANCELLED, order.order_key, ev),
     )
 
@@ -535,24 +522,6 @@ def refused(cmd: Command, state: OrderState, now: datetime, why: Reason | None =
         reasons=[why],
         details={"refused": cmd.type},
         decided_by=cmd.issued_by,
-    )
-
-
-def unknown_order(cmd: Command, now: datetime) -> Outgoing:
-    """The refusal of a command for an order inventory does not know (status `invalid`, reason
-    `unknown_order`); it is recorded on no document, so a later real order of that reference inherits nothing."""
-    key = order_key(cmd.channel, cmd.channel_order_ref)
-    why = Reason(code="unknown_order", field="channel_order_ref", message=f"no order {key} is known to inventory")
-    details, by = {"refused": cmd.type}, cmd.issued_by
-    return status(
-        cmd.command_id,
-        cmd.channel,
-        cmd.channel_order_ref,
-        "invalid",
-        now,
-        reasons=[why],
-        details=details,
-        decided_by=by,
     )
 
 
@@ -619,7 +588,9 @@ def _part_now_rest_later(cause: str, order: OrderApproved, w: Stocks, prefs: tup
     alloc = allocation(cause, order, w, complete=False, more_to_come=True)
     details = {**_allocation_details(alloc), "more_to_come": True}
     promise = result.state.promise_date
-    status_out = _status(cause, order, result.outcome, now, promise_date=promise, details=details)
+    status_out = order_status(
+        cause, order, result.outcome, now, promise_date=promise, details=details, decided_by=RULES
+    )
     outputs = (status_out, Outgoing.of(topics.INVENTORY_ALLOCATIONS, order.order_key, alloc), *result.outputs[1:])
     return Result(replace(result.state, sent=sent), outputs, f"part reserved, rest {result.outcome}")
 
@@ -821,7 +792,9 @@ def _await_priority(
         )
     )
     details = {"reallocation": [t.public() for t in takes]}
-    out = _status(cause, order, "awaiting_priority_approval", now, reasons=reasons, details=details)
+    out = order_status(
+        cause, order, "awaiting_priority_approval", now, reasons=reasons, details=details, decided_by=RULES
+    )
     return Result(state, (out,), "awaiting_priority_approval")
 
 

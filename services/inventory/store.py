@@ -16,7 +16,7 @@ from contracts.internal import OrderApproved
 from services.inventory.stock import Stock
 from services.runtime.batch import Batch
 from services.runtime.messages import Outgoing
-from services.runtime.outbox import Store
+from services.runtime.outbox import DocStore, Store
 from services.runtime.steps import Decision, Kind, Loaded, load, save
 
 Collection = AsyncCollection[dict[str, Any]]
@@ -202,10 +202,12 @@ async def setup(collection: Collection) -> None:
     await collection.create_index("state.order_number", sparse=True)
 
 
-async def stock_levels(store: Store) -> list[dict[str, Any]]:
-    """On hand and reserved per SKU and warehouse (for operators and the invariant checks)."""
+async def stock_levels(source: Store | Collection) -> list[dict[str, Any]]:
+    """On hand and reserved per SKU and warehouse (for operators and the invariant checks), from a store or
+    straight from inventory's collection."""
+    docs = source if isinstance(source, Store) else DocStore(source)
     rows = []
-    for key, state in sorted((await store.scan(STOCK)).items()):
+    for key, state in sorted((await docs.scan(STOCK)).items()):
         st = Stock.from_doc(key.removeprefix(STOCK), state)
         for wh, on_hand in sorted(st.on_hand.items()):
             rows.append({"sku": st.sku, "warehouse": wh, "on_hand": on_hand, "reserved": st.reserved(wh)})
