@@ -3,6 +3,7 @@ stuck orders. Pure: no I/O, the clock is passed in."""
 
 import re
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -65,7 +66,8 @@ class Current:
     order_number: str | None
 
 
-def _occurred(msg: dict[str, Any], timestamp_ms: int) -> float:
+def occurred_time(msg: Mapping[str, Any], timestamp_ms: int) -> float:
+    """When a status happened: its `occurred_at`, else (absent or unreadable) the Kafka record's timestamp."""
     raw = msg.get("occurred_at")
     if isinstance(raw, str):
         try:
@@ -93,7 +95,7 @@ class StatusBoard:
         if isinstance(details, dict) and repeats_view(details):
             return  # the order did not change
         key = key or f"{msg.get('channel')}:{msg.get('channel_order_ref')}"
-        at, cur = _occurred(msg, timestamp_ms), self.orders.get(key)
+        at, cur = occurred_time(msg, timestamp_ms), self.orders.get(key)
         if cur is not None and at < cur.at:
             return
         since = cur.since if cur is not None and cur.status == msg["status"] else at

@@ -30,6 +30,7 @@ from orderflow import commands
 from orderflow.console import entry, queues
 from orderflow.console.auth import ALLOWED, DOING, Accounts, RateLimit, Session, csrf_ok, may
 from orderflow.console.readmodel import Doc, ReadModel
+from orderflow.lag import format_age
 
 HERE = Path(__file__).parent
 COOKIE = "orderflow_session"
@@ -63,18 +64,6 @@ class Refused(Exception):
         self.status, self.message = status, message
 
 
-def age(seconds: float) -> str:
-    """A short human age: 45s, 12m, 3h 5m, 2d 4h."""
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h {s % 3600 // 60}m"
-    return f"{s // 86400}d {s % 86400 // 3600}h"
-
-
 def parse_age(raw: str) -> float:
     """`90s`, `30m`, `4h`, `2d` (or empty: 0) as seconds; ValueError naming the value."""
     raw = raw.strip()
@@ -92,7 +81,7 @@ def create_app(console: Console, lifespan: Callable[[FastAPI], Any] | None = Non
     app = FastAPI(title="orderflow console", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
-    templates.env.globals.update(age=age, queues=queues.QUEUES, may=may, quote=quote)
+    templates.env.globals.update(age=format_age, queues=queues.QUEUES, may=may, quote=quote)
 
     @app.middleware("http")
     async def headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -10,7 +10,6 @@ later offset breaks a tie); refusals and ignored duplicates (`details.refused` /
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from pymongo import ReplaceOne
@@ -20,18 +19,10 @@ from pymongo.errors import DuplicateKeyError
 
 from contracts.public import STATUSES
 from orderflow.console.queues import PAGE, Filters, Queue, QueueIndex
+from orderflow.dashboard_state import occurred_time
 from services.runtime.status import repeats_view
 
 Doc = dict[str, Any]
-
-
-def _stamp(raw: Any, fallback_ms: int) -> float:
-    if isinstance(raw, str):
-        try:
-            return datetime.fromisoformat(raw).timestamp()
-        except ValueError:
-            pass
-    return fallback_ms / 1000
 
 
 @dataclass(frozen=True)
@@ -58,7 +49,7 @@ def event_of(rec: Record) -> Doc | None:
         "_id": msg["event_id"],
         "key": key,
         "status": msg["status"],
-        "at": _stamp(msg.get("occurred_at"), rec.timestamp_ms),
+        "at": occurred_time(msg, rec.timestamp_ms),
         "occurred_at": msg.get("occurred_at"),
         "revision": msg.get("revision"),
         "order_number": msg.get("order_number"),

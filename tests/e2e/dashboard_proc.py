@@ -62,22 +62,28 @@ class DashboardProc:
 
 
 @contextmanager
-def dashboard(*args: str) -> Iterator[DashboardProc]:
-    """Run the dashboard (extra CLI args appended) until the block ends."""
-    port = stack.unused_port()
-    proc = subprocess.Popen(
-        [ORDERFLOW, "dashboard", "--port", str(port), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+def running(*args: str, timeout: float = 15) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `orderflow ARGS` until the block ends; then SIGTERM (SIGKILL after `timeout`) and no traceback in its
+    output."""
+    proc = subprocess.Popen([ORDERFLOW, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        yield DashboardProc(port)
+        yield proc
     finally:
         proc.terminate()
         try:
-            out = proc.communicate(timeout=15)[0].decode(errors="replace")
+            out = proc.communicate(timeout=timeout)[0].decode(errors="replace")
         except subprocess.TimeoutExpired:
             proc.kill()
             out = proc.communicate()[0].decode(errors="replace")
-        assert "Traceback" not in out, out
+        assert "Traceback" not in out, out[-4000:]
+
+
+@contextmanager
+def dashboard(*args: str) -> Iterator[DashboardProc]:
+    """Run the dashboard (extra CLI args appended) until the block ends."""
+    port = stack.unused_port()
+    with running("dashboard", "--port", str(port), *args):
+        yield DashboardProc(port)
 
 
 def cli_lag() -> list[dict[str, Any]]:

@@ -80,6 +80,16 @@ class Browser:
         status, body = self.driver.execute_async_script(POST, path, fields)
         return int(status), str(body)
 
+    def from_queue(self, user: str, queue: str, order: str, shows: str) -> None:
+        """Sign in, open the queue, check the order's row shows `shows`, save the screenshot, open the order."""
+        self.sign_in(user)
+        self.open(f"/queues/{queue}")
+        row = self.css(f'tr[data-order="{order}"]')
+        assert row, f"{order} is not in the {queue} queue"
+        assert shows in row[0].text, row[0].text
+        self.shot(f"console-queue-{queue}.png")
+        row[0].find_element(By.TAG_NAME, "a").click()
+
     def shot(self, name: str) -> None:
         DOCS.mkdir(exist_ok=True)
         self.driver.save_screenshot(str(DOCS / name))
@@ -170,34 +180,18 @@ async def test_console_in_headless_chromium(system: dict[str, str]) -> None:
         assert b.css("#status")[0].get_attribute("data-status") == "reserved"
 
         # a reviewer approves the customised order from the review queue
-        b.sign_in(users["reviewer"])
-        b.open("/queues/review")
-        row = b.css(f'tr[data-order="{key(custom)}"]')
-        assert row, "the customised order is not in the review queue"
-        assert "customisation_review" in row[0].text
-        b.shot("console-queue-review.png")
-        row[0].find_element(By.TAG_NAME, "a").click()
+        b.from_queue(users["reviewer"], "review", key(custom), "customisation_review")
         b.driver.find_element(By.ID, "approve").click()
         assert b.answer() == "approved"
 
         # customer service ships what is in stock and backorders the rest
-        b.sign_in(users["customer_service"])
-        b.open("/queues/shortage")
-        row = b.css(f'tr[data-order="{key(shortage)}"]')
-        assert row and "ship_partial" in row[0].text
-        b.shot("console-queue-shortage.png")
-        row[0].find_element(By.TAG_NAME, "a").click()
+        b.from_queue(users["customer_service"], "shortage", key(shortage), "ship_partial")
         b.fill("#shortage-form", {"choice": "ship_partial", "remainder": "backorder"})
         b.driver.find_element(By.ID, "send-decision").click()
         assert b.answer() == "backordered"
 
         # a supervisor approves the urgent order's reallocation (the holder loses two units)
-        b.sign_in(users["supervisor"])
-        b.open("/queues/priority")
-        row = b.css(f'tr[data-order="{key(urgent)}"]')
-        assert row and "loses 2" in row[0].text
-        b.shot("console-queue-priority.png")
-        row[0].find_element(By.TAG_NAME, "a").click()
+        b.from_queue(users["supervisor"], "priority", key(urgent), "loses 2")
         b.driver.find_element(By.ID, "approve-priority").click()
         assert b.answer() == "reserved"
 
