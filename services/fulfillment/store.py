@@ -433,9 +433,12 @@ async def prefetch_orders(batch: Batch, order_keys: Iterable[str]) -> None:
 
 
 async def prefetch_aliased_orders(batch: Batch) -> None:
-    """Load in one round trip the orders of every alias the batch has loaded (its shipment events')."""
-    links = (Link.from_doc(d.state) for k, d in batch.docs.items() if k.startswith(ALIASES.prefix) and d.state)
-    await batch.prefetch(ORDERS.key(link.order_key) for link in links)
+    """Load in one round trip, once per batch, the orders of the aliases loaded with it (its shipment events')."""
+    if batch.scratch.setdefault("fulfillment:aliased_orders", False):
+        return
+    batch.scratch["fulfillment:aliased_orders"] = True
+    links = [d.state for k, d in batch.docs.items() if k.startswith(ALIASES.prefix) and d.state]
+    await batch.prefetch(ORDERS.key(Link.from_doc(link).order_key) for link in links)
 
 
 def keys(msg: BaseModel, rec: Incoming) -> Iterable[str]:
