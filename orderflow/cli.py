@@ -3,12 +3,13 @@
 import asyncio
 import json
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from orderflow import procs
 from orderflow.console.cli import app as console_app
+from orderflow.dashboard_state import STUCK
 from orderflow.dev import stack
 from orderflow.gateway.cli import app as gateway_app
 
@@ -156,7 +157,7 @@ IssuedBy = Annotated[str, typer.Option("--by", help="who decides (recorded on th
 Wait = Annotated[float, typer.Option(help="seconds to wait for the order's answer on orders.status (0: don't)")]
 
 
-def _command(ref: str, kind: str, by: str, wait: float, **fields: object) -> None:
+def _command(ref: str, kind: str, by: str, wait: float, **fields: Any) -> None:
     from orderflow import commands
 
     async def go() -> dict[str, object] | None:
@@ -290,7 +291,7 @@ def dashboard_cmd(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     stuck: Annotated[
         str, typer.Option(help="status=age pairs past which an order counts as stuck (s, m, h, d)")
-    ] = "awaiting_customer_decision=2d,awaiting_priority_approval=1d,in_review=1d,needs_clarification=3d",
+    ] = STUCK,
     interval: Annotated[float, typer.Option(help="seconds between lag samples (and page refreshes)")] = 2.0,
 ) -> None:
     """A live operations page: lag per service and its trend, rates, orders per status, stuck orders, DLQ."""

@@ -31,7 +31,7 @@ async def order_key(ref: str) -> str:
     return str(timeline["order_key"])
 
 
-def build(kind: str, key: str, issued_by: str, command_id: str | None = None, **fields: Any) -> Command:
+def build(kind: str, key: str, issued_by: str, *, command_id: str | None = None, **fields: Any) -> Command:
     """The command `kind` for the order `key`, checked against the public contract as the services read it; a
     fresh command id unless one is given (a resubmitted form keeps its id, so it applies once)."""
     channel, _, ref = key.partition(":")

@@ -32,6 +32,8 @@ WRITES: dict[str, tuple[str, ...]] = {
     ),
 }
 TREND_SAMPLES = 90
+# the default stuck rule of `orderflow dashboard --stuck` and the console's stuck queue
+STUCK = "awaiting_customer_decision=2d,awaiting_priority_approval=1d,in_review=1d,needs_clarification=3d"
 STUCK_SHOWN = 12
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

@@ -6,8 +6,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orderflow import dashboard_state
+
 # The dashboard's stuck rule (`orderflow dashboard --stuck`): an order past its status's age counts as stuck.
-STUCK = "awaiting_customer_decision=2d,awaiting_priority_approval=1d,in_review=1d,needs_clarification=3d"
+STUCK = dashboard_state.STUCK
 PAGE = 50
 
 
