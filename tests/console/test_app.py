@@ -5,6 +5,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog.testing
 
 from orderflow.commands import answer_ids
 from tests.console.conftest import CSRF, FORM_ID, PASSWORD, Rig, login
@@ -182,3 +183,15 @@ async def test_a_disabled_user_loses_the_session(rig: Rig, web: httpx.AsyncClien
     assert (await web.get("/queues/review")).status_code == 200
     await rig.console.accounts.disable("reviewer")
     assert (await web.get("/queues/review")).status_code == 401
+
+
+async def test_the_console_logs_no_customer_contact_data(rig: Rig, web: httpx.AsyncClient) -> None:
+    csrf = await login(web, "clerk")
+    with structlog.testing.capture_logs() as logs:
+        await web.post("/entry", data={**order_form(), "csrf": csrf, "customer.email": "buyer@example.com"})
+        await web.get("/search", params={"q": "Buyer Co."})
+        await web.get("/queues/clarification", params={"customer": "Li Wei"})
+    assert any(e.get("event") == "order_entered" for e in logs) and rig.sent.messages
+    text = repr(logs)
+    for contact in ("Li Wei", "+86 571", "buyer@example.com", "88 Wensan", "Buyer Co"):
+        assert contact not in text, contact
