@@ -184,9 +184,9 @@ def production(view: View, msg: ProductionUpdated, prefs: tuple[str, ...]) -> De
         return _decided(w, {}, outcome)
     st, wh = w[msg.sku], prefs[0] if prefs else "MAIN"
     st.on_hand[wh] = st.on_hand.get(wh, 0) + msg.quantity
-    for line in st.waiting.values():
+    for r, line in list(st.waiting.items()):
         if line.get("request_id") == msg.production_request_id:
-            line["since"] = "0"  # the produced goods go to the order that asked for them first
+            st.waiting[r] = {**line, "since": "0"}  # the produced goods go first to the order that asked for them
     return _decided(w, {}, outcome, refill=True)
 
 
@@ -267,8 +267,9 @@ def _allocate(
     An order left awaiting the customer's decision holds nothing (what was tried is not kept) and is listed
     under `deciding` in the stock of each of its lines, for `refilled`; any other outcome drops it from there."""
     since = min((d["since"] for st in w.values() for d in _decisions(order, st).values()), default=None)
-    trial = _copy(w)
-    result = _plan(cause, order, trial, prefs, now, lines or order.lines, wait, priority, list(reasons), decided_by)
+    lines = lines or order.lines
+    trial = {**w, **_copy({l.sku: w[l.sku] for l in lines})}  # planning changes the stock of its lines only
+    result = _plan(cause, order, trial, prefs, now, lines, wait, priority, list(reasons), decided_by)
     undecided = result.outcome == UNDECIDED
     if not undecided:
         w.update(trial)

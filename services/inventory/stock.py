@@ -113,18 +113,15 @@ class Stock:
         where = {w: q for w, q in where.items() if q}
         if not where:
             return
-        current = self.reservations.setdefault(rid, {})
-        for w, q in where.items():
-            current[w] = current.get(w, 0) + q
+        current = self.reservations.get(rid, {})
+        self.reservations[rid] = {**current, **{w: current.get(w, 0) + q for w, q in where.items()}}
         if owner is not None:
             self.own(rid, owner)
 
     def own(self, rid: str, owner: Owner) -> None:
         """Record whose reservation (or waiting line) `rid` is; a consumed mark is kept."""
         consumed = self.owners[rid].get("consumed", False) if rid in self.owners else False
-        self.owners[rid] = Owner(**owner)
-        if consumed:
-            self.owners[rid]["consumed"] = True
+        self.owners[rid] = Owner(**owner, consumed=True) if consumed else owner.copy()
 
     def movable(self, rid: str) -> bool:
         """Whether a priority order may take reservation `rid`: a live reservation of a known normal-priority,
@@ -158,15 +155,16 @@ class Stock:
         held = self.reservations.get(rid, {})
         take = min(quantity, held.get(warehouse, 0))
         if take:
-            held[warehouse] -= take
-            if not held[warehouse]:
-                del held[warehouse]
-            if not held:
+            left = {w: q - take if w == warehouse else q for w, q in held.items()}
+            left = {w: q for w, q in left.items() if q}
+            if left:
+                self.reservations[rid] = left
+            else:
                 del self.reservations[rid]
         self.on_hand[warehouse] = self.on_hand.get(warehouse, 0) - quantity
         if rid in self.owners:
             if rid in self.reservations or rid in self.waiting:
-                self.owners[rid]["consumed"] = True  # in fulfillment's hands now: never reallocated
+                self.owners[rid] = {**self.owners[rid], "consumed": True}  # in fulfillment's hands: never taken
             else:
                 del self.owners[rid]
 
@@ -257,16 +255,17 @@ class Stock:
         )
 
     def copy(self) -> "Stock":
-        """An independent copy: what a decision changes, leaving the stock it was given as it was."""
+        """An independent copy: what a decision changes, leaving the stock it was given as it was. The entries of
+        reservations, waiting lines, owners and decisions are shared: they are replaced, never changed in place."""
         return Stock(
             self.sku,
             dict(self.on_hand),
-            {k: dict(v) for k, v in self.reservations.items()},
+            dict(self.reservations),
             {
                 n: PurchaseOrder(p.warehouse, p.quantity, p.eta, p.status, dict(p.promised))
                 for n, p in self.incoming.items()
             },
-            {k: Waiting(**v) for k, v in self.waiting.items()},
-            {k: Owner(**v) for k, v in self.owners.items()},
-            {k: Deciding(**v) for k, v in self.deciding.items()},
+            dict(self.waiting),
+            dict(self.owners),
+            dict(self.deciding),
         )
