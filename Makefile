@@ -53,9 +53,10 @@ test: lint test-stack browser
 	@echo "==> tests: unit, handlers (in-memory broker), end-to-end (real Kafka + FerretDB)"
 	@ORDERFLOW_PROFILE=test $(PYTEST) -m "not chaos" -p no:cacheprovider
 
-# domain and handler tests without servers (in-memory broker and store): seconds, not minutes
+# domain and handler tests without servers (in-memory broker and store); ORDERFLOW_TEST_FAST=1 lets property
+# tests run fewer examples than in `make test`
 test-fast: install
-	@$(PYTEST) tests/unit tests/handlers -m "not e2e and not chaos" -q -p no:cacheprovider
+	@ORDERFLOW_TEST_FAST=1 $(PYTEST) tests/unit tests/handlers -m "not e2e and not chaos" -q -p no:cacheprovider
 
 chaos: test-stack
 	@echo "==> fault-injection suite"
