@@ -31,7 +31,7 @@ from contracts.public import (
     StockReceived,
 )
 from services.inventory.stock import Deciding, Owner, PurchaseOrder, Stock, Waiting
-from services.inventory.store import LinePlan, OrderState, Take, View
+from services.inventory.store import LinePlan, Options, OrderState, Take, View, WaitOption
 from services.runtime.ids import derive_id
 from services.runtime.messages import Outgoing
 from services.runtime.status import order_key, order_status, status, unknown_order
@@ -391,7 +391,7 @@ def _need(order: OrderApproved, kind: str, request: str, line: ApprovedLine, qty
     )
 
 
-def _options(order: OrderApproved, short: list[ApprovedLine], w: Mapping[str, Stock]) -> dict[str, Any]:
+def _options(order: OrderApproved, short: list[ApprovedLine], w: Mapping[str, Stock]) -> Options:
     """The shortage options as the status offers them (a public payload, also kept on the order's state)."""
     partial = {str(l.line_no): l.quantity for l in order.lines}
     for l in short:
@@ -401,13 +401,13 @@ def _options(order: OrderApproved, short: list[ApprovedLine], w: Mapping[str, St
     substitutes = {
         str(l.line_no): [s for s in l.substitutes if s in w and w[s].total_available() >= l.quantity] for l in short
     }
-    return {
-        "ship_partial": partial,
-        "remainder": ["cancel", "backorder"],  # with ship_partial: the rest cancelled, or backordered and sent later
-        "wait": {"promise_date": max(waits).isoformat() if waits and len(waits) == len(etas) else None},
-        "substitute": substitutes,
-        "cancel": True,
-    }
+    return Options(
+        ship_partial=partial,
+        remainder=["cancel", "backorder"],  # with ship_partial: the rest cancelled, or backordered and sent later
+        wait=WaitOption(promise_date=max(waits).isoformat() if waits and len(waits) == len(etas) else None),
+        substitute=substitutes,
+        cancel=True,
+    )
 
 
 def allocation(

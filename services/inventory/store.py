@@ -8,7 +8,7 @@ from the untyped days, so documents written before and after read alike.
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, cast
 
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -50,6 +50,22 @@ class Take:
         return {"order_number": self.order_number, "line_no": self.line_no, "sku": self.sku, "quantity": self.quantity}
 
 
+class WaitOption(TypedDict):
+    """The `wait` option: the date purchase orders in transit could cover the shortage by, if any."""
+
+    promise_date: str | None
+
+
+class Options(TypedDict):
+    """The shortage options offered to the customer, as its status lists them (`details.options`)."""
+
+    ship_partial: dict[str, int]  # line -> units that would ship now
+    remainder: list[str]  # with ship_partial: what may happen to the rest
+    wait: WaitOption
+    substitute: dict[str, list[str]]  # line -> SKUs in stock that may replace it
+    cancel: bool
+
+
 @dataclass(frozen=True)
 class OrderState:
     """An order's inventory state. `approved` is the revision being served (absent once cancelled by the
@@ -62,7 +78,7 @@ class OrderState:
     approved: OrderApproved | None = None
     lines: Mapping[str, LinePlan] = field(default_factory=dict)
     promise_date: date | None = None
-    options: Mapping[str, Any] | None = None  # the shortage options offered, as sent on the status
+    options: Options | None = None  # the shortage options offered, as sent on the status
     reallocation: tuple[Take, ...] = ()
     dispatched: tuple[str, ...] = ()
     sent: Mapping[str, Mapping[str, int]] | None = None
@@ -83,7 +99,7 @@ class OrderState:
         if self.promise_date is not None:
             doc["promise_date"] = self.promise_date.isoformat()
         if self.options is not None:
-            doc["options"] = dict(self.options)
+            doc["options"] = self.options
         if self.reallocation:
             doc["reallocation"] = [{"order_key": t.order_key, **t.public()} for t in self.reallocation]
         if self.dispatched:
@@ -105,7 +121,7 @@ class OrderState:
             approved=OrderApproved.model_validate(doc["approved"]) if "approved" in doc else None,
             lines={k: LinePlan(v["sku"], v["qty"], v["state"]) for k, v in doc.get("lines", {}).items()},
             promise_date=date.fromisoformat(promise) if promise else None,
-            options=doc.get("options"),
+            options=cast(Options, doc["options"]) if "options" in doc else None,
             reallocation=tuple(Take(**t) for t in doc.get("reallocation", [])),
             dispatched=tuple(doc.get("dispatched", [])),
             sent={k: dict(v) for k, v in doc["sent"].items()} if "sent" in doc else None,
