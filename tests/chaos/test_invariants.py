@@ -201,3 +201,27 @@ def test_a_waiting_order_holding_all_its_units_is_a_stranded_refill() -> None:
     assert inv.waiting_hold_less(plans, waiting, {"SO-1": 1}) == []
     assert inv.waiting_hold_less(plans, waiting, {"SO-1": 2})
     assert inv.waiting_hold_less(plans, {KEY: HAPPY}, {"SO-1": 2}) == []  # reserved: it may hold them all
+
+
+def test_coming_back_to_a_state_is_a_new_step_but_a_rebuilt_step_is_not() -> None:
+    taken = [*HAPPY, st("backordered", "d"), st("reserved", "e", **ALLOC)]  # a priority order took its stock
+    assert inv.one_event_per_transition({KEY: taken}) == []
+    assert inv.one_event_per_transition({KEY: [*HAPPY, st("reserved", "f", **ALLOC)]})
+    slipped = [*HAPPY[:2], st("backordered", "g"), st("backordered", "h")]  # the promise slipped
+    assert inv.one_event_per_transition({KEY: slipped}) == []
+
+
+def test_a_shipment_of_a_revoked_allocation_must_be_voided() -> None:
+    taken = {KEY: [*HAPPY, st("backordered", "d")]}
+    opened = {
+        "type": "shipment.opened",
+        "order_number": "SO-1",
+        "shipment_id": "SO-1-WH-EAST-1",
+        "event_id": "o",
+        "warehouse": "WH-EAST",
+        "lines": [{"sku": "SKU-0001", "quantity": 2}],
+    }
+    voided = {"type": "shipment.voided", "shipment_id": "SO-1-WH-EAST-1", "event_id": "v"}
+    assert inv.shipments(taken, [opened])[0] == ["web:R-1: shipment SO-1-WH-EAST-1 opened for an order backordered"]
+    assert inv.shipments(taken, [opened, voided])[0] == []
+    assert inv.shipments({KEY: HAPPY}, [opened, voided])[0]  # voided while the order still holds its allocation
