@@ -1,19 +1,13 @@
 """Inventory service wiring: `python -m services.inventory.app`."""
 
 from functools import partial
+from typing import get_args
 
 from pydantic import BaseModel
 
 from contracts import topics
 from contracts.internal import OrderApproved, OrderCancelled, StockShipped
-from contracts.public import (
-    PriorityApproval,
-    ProductionUpdated,
-    PurchaseOrderUpdated,
-    ShortageDecision,
-    StockCounted,
-    StockReceived,
-)
+from contracts.public import PriorityApproval, ShortageDecision
 from services.inventory import handlers, store
 from services.inventory.config import InventorySettings
 from services.runtime.batch import Handler, Processor, Publisher
@@ -36,10 +30,7 @@ def routes(prefs: tuple[str, ...]) -> dict[type[BaseModel], Handler]:
         OrderApproved: partial(handlers.on_approved, prefs=prefs),
         OrderCancelled: partial(handlers.on_cancelled, prefs=prefs),
         StockShipped: partial(handlers.on_shipped, prefs=prefs),
-        StockCounted: partial(handlers.on_stock, prefs=prefs),
-        StockReceived: partial(handlers.on_stock, prefs=prefs),
-        PurchaseOrderUpdated: partial(handlers.on_stock, prefs=prefs),
-        ProductionUpdated: partial(handlers.on_stock, prefs=prefs),
+        **{kind: partial(handlers.on_stock, prefs=prefs) for kind in get_args(handlers.StockInput)},
         ShortageDecision: partial(handlers.on_shortage, prefs=prefs),
         PriorityApproval: partial(handlers.on_priority, prefs=prefs),
     }

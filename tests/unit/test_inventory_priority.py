@@ -14,10 +14,11 @@ from services.inventory import domain
 from services.inventory.stock import Owner, PurchaseOrder, Stock
 from services.inventory.store import OrderState, View
 from services.runtime.messages import Outgoing
+from tests.factories import command
+from tests.unit.inventory_world import PREFS, Inventory
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 REQUESTED = date(2026, 12, 7)
-PREFS = ("E", "W")
 
 
 def order(
@@ -49,56 +50,19 @@ def order(
 
 
 def approval(ref: str, cid: str = "cmd-1", approved: bool = True) -> PriorityApproval:
-    return PriorityApproval(
-        type="order.priority-approval",
-        version=1,
-        command_id=cid,
-        channel="web",
-        channel_order_ref=ref,
-        issued_by="supervisor-1",
-        issued_at=NOW,
-        approved=approved,
-    )
+    return PriorityApproval.model_validate(command("order.priority-approval", ref, cid, approved=approved))
 
 
-class Shop:
-    """Order states and stocks, moved on by inventory's pure decisions as its handlers move them (without the
-    refill step, which test_inventory_refill covers)."""
-
-    def __init__(self, **on_hand: dict[str, int]) -> None:
-        self.stocks = {sku: Stock(sku, dict(levels)) for sku, levels in on_hand.items()}
-        self.orders: dict[str, OrderState | None] = {}
-
-    def view(self) -> View:
-        return View(dict(self.orders), dict(self.stocks))
-
-    def apply(self, d: domain.Decision) -> domain.Decision:
-        """Keep the decision's states; the view it was decided from is left as it was (pure)."""
-        self.stocks.update(d.new_state.stocks)
-        self.orders.update(d.new_state.orders)
-        return d
+class Shop(Inventory):
+    """Inventory moved on by its decisions, without the refill step (test_inventory_refill covers it)."""
 
     def place(self, o: OrderApproved, minutes: int = 0) -> OrderState:
         """Approve `o` (an order left awaiting a decision holds nothing); its new state."""
         self.apply(domain.approved(self.view(), o, PREFS, NOW + timedelta(minutes=minutes)))
-        return self.state(o.order_key)
-
-    def state(self, key: str) -> OrderState:
-        state = self.orders[key]
-        assert state is not None
-        return state
+        return self.order(o.order_key)
 
     def priority(self, cmd: PriorityApproval) -> domain.Decision:
         return self.apply(domain.priority(self.view(), cmd, PREFS, NOW))
-
-    def held(self, ref: str) -> int:
-        return sum(
-            q
-            for s in self.stocks.values()
-            for r, w in s.reservations.items()
-            if r.startswith(f"SO-{ref}#")
-            for q in w.values()
-        )
 
     def check(self) -> None:
         for s in self.stocks.values():
@@ -116,13 +80,13 @@ def test_urgent_order_short_of_stock_held_by_normal_orders_asks_for_approval() -
     assert shop.place(order("N1", [("A", 6)])).status == "reserved"
     before = shop.view()
     d = shop.apply(domain.approved(before, order("U", [("A", 8)], priority="urgent"), PREFS, NOW))
-    assert shop.state("web:U").status == "awaiting_priority_approval"
+    assert shop.order("web:U").status == "awaiting_priority_approval"
     [s] = statuses(d.events["web:U"])
     assert s["status"] == "awaiting_priority_approval"
     assert s["details"]["reallocation"] == [{"order_number": "SO-N1", "line_no": 1, "sku": "A", "quantity": 4}]
     assert "priority_reallocation_requested" in [r["code"] for r in s["reasons"]]
-    assert shop.held("U") == 4 and shop.held("N1") == 6  # the free part is held; nothing moves before approval
-    assert shop.state("web:U").reallocation[0].order_key == "web:N1"
+    assert shop.held("SO-U") == 4 and shop.held("SO-N1") == 6  # the free part is held; nothing moves before approval
+    assert shop.order("web:U").reallocation[0].order_key == "web:N1"
     assert before.stocks["A"].reserved("E") == 6  # the decision left the stock it was given as it was
     shop.check()
 
@@ -193,17 +157,17 @@ def test_approval_moves_the_stock_and_replans_the_victim_through_the_shortage_pa
     shop.place(order("N1", [("A", 6), ("B", 2)]))
     shop.place(order("U", [("A", 8)], priority="urgent"))
     d = shop.priority(approval("U"))
-    assert shop.state("web:U").status == "reserved" and shop.held("U") == 8
+    assert shop.order("web:U").status == "reserved" and shop.held("SO-U") == 8
     [s] = statuses(d.events["web:U"])
     assert s["status"] == "reserved" and s["decided_by"] == "supervisor-1"
     assert [r["code"] for r in s["reasons"]] == ["priority_reallocation_approved"]
     assert [o.topic for o in d.events["web:U"]] == [topics.ORDERS_STATUS, topics.INVENTORY_ALLOCATIONS]
-    assert shop.state("web:N1").status == "awaiting_customer_decision"
+    assert shop.order("web:N1").status == "awaiting_customer_decision"
     [v] = statuses(d.events["web:N1"])
     assert v["channel_order_ref"] == "N1" and v["status"] == "awaiting_customer_decision"
     assert v["reasons"][0]["code"] == "reallocated_to_priority_order"
     assert "SO-U" in v["reasons"][0]["message"] and v["details"]["options"]["ship_partial"] == {"1": 2, "2": 2}
-    assert shop.held("N1") == 0  # an order awaiting its customer's decision holds nothing
+    assert shop.held("SO-N1") == 0  # an order awaiting its customer's decision holds nothing
     assert d.refill and d.outcome == "priority approved: reserved; 1 order(s) re-planned"
     shop.check()
 
@@ -215,7 +179,7 @@ def test_a_victim_with_stock_coming_in_time_is_backordered() -> None:
     u = shop.place(order("U", [("A", 5)], vip=True))
     assert u.status == "awaiting_priority_approval"  # the PO is the normal path, asked only on denial
     d = shop.priority(approval("U"))
-    assert shop.state("web:N1").status == "backordered"
+    assert shop.order("web:N1").status == "backordered"
     [v] = statuses(d.events["web:N1"])
     assert v["promise_date"] == (NOW.date() + timedelta(days=3)).isoformat()
     assert [r["code"] for r in v["reasons"]] == ["reallocated_to_priority_order"]
@@ -238,10 +202,10 @@ def test_approval_when_the_listed_victim_has_shipped_meanwhile_goes_the_shortage
     shop.place(order("U", [("A", 5)], priority="urgent"))
     shop.orders["web:N1"] = replace(n1, dispatched=("S-1",))
     d = shop.priority(approval("U"))
-    assert shop.state("web:U").status == "awaiting_customer_decision" and set(d.events) == {"web:U"}
+    assert shop.order("web:U").status == "awaiting_customer_decision" and set(d.events) == {"web:U"}
     [s] = statuses(d.events["web:U"])
     assert s["reasons"][0]["code"] == "priority_reallocation_unavailable"
-    assert shop.held("N1") == 5
+    assert shop.held("SO-N1") == 5
 
 
 def test_approval_only_takes_from_the_orders_it_was_asked_for() -> None:
@@ -252,8 +216,8 @@ def test_approval_only_takes_from_the_orders_it_was_asked_for() -> None:
     del shop.orders["web:N1"]
     n2 = shop.place(order("N2", [("A", 5)]))  # N1 gone, N2 took the stock meanwhile
     shop.priority(approval("U"))
-    assert shop.state("web:U").status == "awaiting_customer_decision"
-    assert shop.held("N2") == 5 and n2.status == "reserved"
+    assert shop.order("web:U").status == "awaiting_customer_decision"
+    assert shop.held("SO-N2") == 5 and n2.status == "reserved"
 
 
 def test_approval_when_the_stock_is_free_by_now_just_reserves() -> None:
@@ -262,19 +226,19 @@ def test_approval_when_the_stock_is_free_by_now_just_reserves() -> None:
     shop.place(order("U", [("A", 5)], priority="urgent"))
     shop.stocks["A"].on_hand["W"] = 5
     d = shop.priority(approval("U"))
-    assert shop.state("web:U").status == "reserved" and set(d.events) == {"web:U"} and shop.held("N1") == 5
+    assert shop.order("web:U").status == "reserved" and set(d.events) == {"web:U"} and shop.held("SO-N1") == 5
 
 
 def test_denial_sends_the_priority_order_down_the_normal_shortage_path() -> None:
     shop = Shop(A={"E": 10})
     shop.place(order("N1", [("A", 6)]))
     shop.place(order("U", [("A", 8)], priority="urgent"))
-    assert shop.held("U") == 4
+    assert shop.held("SO-U") == 4
     d = shop.priority(approval("U", approved=False))
-    assert shop.state("web:U").status == "awaiting_customer_decision" and set(d.events) == {"web:U"}
+    assert shop.order("web:U").status == "awaiting_customer_decision" and set(d.events) == {"web:U"}
     [s] = statuses(d.events["web:U"])
     assert [r["code"] for r in s["reasons"]] == ["priority_reallocation_denied", "insufficient_stock"]
-    assert shop.held("U") == 0 and shop.held("N1") == 6
+    assert shop.held("SO-U") == 0 and shop.held("SO-N1") == 6
 
 
 def test_denial_with_a_purchase_order_in_time_backorders() -> None:
@@ -283,7 +247,7 @@ def test_denial_with_a_purchase_order_in_time_backorders() -> None:
     shop.place(order("N1", [("A", 4)]))
     shop.place(order("U", [("A", 4)], priority="urgent"))
     shop.priority(approval("U", approved=False))
-    assert shop.state("web:U").status == "backordered" and shop.stocks["A"].waiting["SO-U#1"]["qty"] == 4
+    assert shop.order("web:U").status == "backordered" and shop.stocks["A"].waiting["SO-U#1"]["qty"] == 4
 
 
 def test_a_command_for_an_order_not_awaiting_approval_is_refused() -> None:
@@ -294,7 +258,7 @@ def test_a_command_for_an_order_not_awaiting_approval_is_refused() -> None:
     assert s["status"] == "reserved" and s["details"] == {"refused": "order.priority-approval"}
     assert [r["code"] for r in s["reasons"]] == ["no_priority_approval_awaited"]
     assert "not awaiting a priority approval" in s["reasons"][0]["message"]
-    assert d.new_state.orders == {"web:X": shop.state("web:X")} and not d.new_state.stocks and not d.refill
+    assert d.new_state.orders == {"web:X": shop.order("web:X")} and not d.new_state.stocks and not d.refill
 
 
 def test_a_command_for_an_unknown_order_is_refused_and_records_nothing() -> None:
@@ -312,7 +276,7 @@ def test_a_priority_orders_shortage_decision_never_asks_again() -> None:
     shop.place(order("N1", [("A", 5)]))
     shop.place(order("U", [("A", 5)], priority="urgent"))
     shop.priority(approval("U", approved=False))
-    assert shop.state("web:U").status == "awaiting_customer_decision"
+    assert shop.order("web:U").status == "awaiting_customer_decision"
     cmd = ShortageDecision(
         type="order.shortage-decision",
         version=1,
@@ -324,7 +288,7 @@ def test_a_priority_orders_shortage_decision_never_asks_again() -> None:
         choice="wait",
     )
     shop.apply(domain.shortage(shop.view(), cmd, PREFS, NOW))
-    assert shop.state("web:U").status == "backordered"
+    assert shop.order("web:U").status == "backordered"
 
 
 # ---- stock bookkeeping of owners ----

@@ -10,12 +10,12 @@ from typing import Any
 from contracts.internal import ApprovedLine, OrderApproved, OrderCancelled
 from contracts.public import ShortageDecision
 from services.inventory import domain
-from services.inventory.stock import PurchaseOrder, Stock
-from services.inventory.store import OrderState, View
+from services.inventory.stock import PurchaseOrder
+from services.inventory.store import OrderState
 from services.runtime.messages import Outgoing
+from tests.unit.inventory_world import PREFS, Inventory
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
-PREFS = ("E", "W")
 
 
 def order(ref: str, *lines: tuple[str, int], substitutes: list[str] | None = None) -> OrderApproved:
@@ -30,30 +30,19 @@ def order(ref: str, *lines: tuple[str, int], substitutes: list[str] | None = Non
     )  # fmt: skip
 
 
-class World:
-    """Stocks and order states, driven through the pure decisions as the handlers drive them."""
+class World(Inventory):
+    """Inventory driven through its decisions as the handlers drive it, a minute per step."""
 
     def __init__(self, **on_hand: dict[str, int]) -> None:
-        self.stocks = {sku: Stock(sku, dict(levels)) for sku, levels in on_hand.items()}
-        self.orders: dict[str, OrderState | None] = {}
+        super().__init__(**on_hand)
         self.minute = 0
 
     def now(self) -> datetime:
         self.minute += 1
         return NOW + timedelta(minutes=self.minute)
 
-    def view(self) -> View:
-        return View(dict(self.orders), dict(self.stocks))
-
-    def apply(self, d: domain.Decision) -> domain.Decision:
-        self.stocks.update(d.new_state.stocks)
-        self.orders.update(d.new_state.orders)
-        return d
-
     def state(self, o: OrderApproved) -> OrderState:
-        state = self.orders[o.order_key]
-        assert state is not None
-        return state
+        return self.order(o.order_key)
 
     def approve(self, o: OrderApproved) -> str:
         self.apply(domain.approved(self.view(), o, PREFS, self.now()))
@@ -76,11 +65,8 @@ class World:
     def status(self, o: OrderApproved) -> str:
         return self.state(o).status
 
-    def held(self, o: OrderApproved) -> int:
-        mine = [
-            w for st in self.stocks.values() for r, w in st.reservations.items() if r.startswith(f"{o.order_number}#")
-        ]
-        return sum(sum(w.values()) for w in mine)
+    def held_by(self, o: OrderApproved) -> int:
+        return self.held(o.order_number or "")
 
 
 def body(out: Outgoing) -> dict[str, Any]:
@@ -103,7 +89,7 @@ def test_released_units_go_to_backorders_oldest_promise_first_skipping_what_does
     assert [w.approve(o) for o in (first, old, young, younger)] == ["reserved", *["backordered"] * 3]
     served = w.cancel(first)  # 7 free: B1 needs 9 (skipped), B2 takes 5, B3 takes 2
     assert statuses(served) == {"web:B2": ["reserved"], "web:B3": ["reserved"]}
-    assert w.status(old) == "backordered" and (w.held(young), w.held(younger)) == (5, 2)
+    assert w.status(old) == "backordered" and (w.held_by(young), w.held_by(younger)) == (5, 2)
     assert w.stocks["A"].reservations["SO-B2#1"] == {"E": 4, "W": 1}  # one warehouse first, else split
     assert set(w.stocks["A"].incoming["PO-1"].promised) == {"SO-B1#1"}  # the promises kept are free again
     assert [body(o)["type"] for o in served["web:B2"]] == ["order.status", "allocation.reserved"]
@@ -119,7 +105,7 @@ def test_an_order_waiting_on_two_skus_is_reserved_only_when_both_are_covered() -
     assert statuses(served) == {"web:AB": []}  # line A covered, line B still waits: no status yet
     assert w.state(both).lines["1"].state == "reserved"
     served = w.cancel(holder_b)
-    assert statuses(served) == {"web:AB": ["reserved"]} and w.held(both) == 3
+    assert statuses(served) == {"web:AB": ["reserved"]} and w.held_by(both) == 3
 
 
 def test_orders_awaiting_a_decision_are_reserved_oldest_first_when_now_fully_coverable() -> None:
@@ -130,7 +116,7 @@ def test_orders_awaiting_a_decision_are_reserved_oldest_first_when_now_fully_cov
     assert statuses(served) == {"web:D2": ["reserved"]}  # D1 is still short; after D2 only 1 is left for D3
     [why] = body(served["web:D2"][0])["reasons"]
     assert why["code"] == "stock_available"
-    assert w.status(big) == w.status(tiny) == "awaiting_customer_decision" and w.held(tiny) == 0
+    assert w.status(big) == w.status(tiny) == "awaiting_customer_decision" and w.held_by(tiny) == 0
     assert sorted(w.stocks["A"].deciding) == ["SO-D1#1", "SO-D3#1"]
 
 
