@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 OF     := $(BIN)/orderflow
 PYTEST := $(BIN)/pytest
 
-.PHONY: install browser stack test-stack services demo test test-fast chaos soak lint schemas docs bench down reset clean
+.PHONY: install browser promtool stack test-stack services demo test test-fast chaos soak lint schemas docs bench down reset clean
 
 $(VENV)/.installed: pyproject.toml
 	@echo "==> creating $(VENV) and installing orderflow with its pinned dependencies"
@@ -22,6 +22,13 @@ browser:
 	  echo "==> installing Chromium and its driver (Debian packages, ~300 MB) for the dashboard and console browser tests"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y chromium chromium-driver; }
+
+# Debian's Prometheus for `promtool check metrics` on every /metrics the services and the dashboard serve
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "==> installing Prometheus (Debian package) for promtool, which checks every /metrics in the tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends prometheus; }
 
 stack: install
 	@echo "==> starting Kafka (KRaft) and FerretDB (first run downloads jars and builds FerretDB: ~3 min)"
@@ -49,7 +56,7 @@ lint: install
 	@$(BIN)/ruff format --check .
 	@$(BIN)/mypy
 
-test: lint test-stack browser
+test: lint test-stack browser promtool
 	@echo "==> tests: unit, handlers (in-memory broker), end-to-end (real Kafka + FerretDB)"
 	@ORDERFLOW_PROFILE=test $(PYTEST) -m "not chaos" -p no:cacheprovider
 
@@ -77,6 +84,7 @@ schemas: install
 
 docs: install
 	@$(BIN)/python -m orderflow.asyncapi
+	@$(BIN)/python -m orderflow.gateway.openapi
 
 down:
 	@-$(OF) console down

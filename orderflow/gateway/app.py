@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -27,6 +27,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 from pydantic import BaseModel, Field
+from pymongo.errors import PyMongoError
 
 from contracts import registry, topics
 from contracts.common import Reason
@@ -39,6 +40,7 @@ from services.runtime.service import mongo_client
 
 log = structlog.get_logger()
 MAX_BODY = registry.MAX_MESSAGE_BYTES
+MAX_WAIT = 30.0  # seconds: the longest long-poll of a status read (?wait=)
 PROBLEM = "application/problem+json"
 
 
@@ -61,7 +63,7 @@ class Accepted(BaseModel):
     revision: int | None = None
     command_id: str | None = None
     status_url: str
-    replayed: bool = Field(False, description="true when this exact submission had already been accepted")
+    replayed: bool = Field(False, description="true when this exact submission had been received before")
 
 
 class OrderView(BaseModel):
@@ -97,7 +99,8 @@ def _problem_response(refusal: Refusal) -> JSONResponse:
 
 
 def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {s: {"model": Problem, "content": {PROBLEM: {}}} for s in statuses}
+    """Refusals answered with problem JSON (the document lists them under application/problem+json)."""
+    return {s: {"model": Problem} for s in statuses}
 
 
 # ---- rate limit ----
@@ -110,14 +113,14 @@ class _Bucket:
 class RateLimiter:
     """A token bucket per key: `burst` requests at once, then `rate` per second."""
 
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
         self.buckets: dict[str, _Bucket] = {}
 
     def take(self, key: ApiKey) -> float:
         """0 when the request may go; otherwise the seconds until it may."""
         rate, burst = key.rate or self.rate, key.burst or self.burst
-        now = time.monotonic()
+        now = self.clock()
         bucket = self.buckets.setdefault(key.key_id, _Bucket(float(burst), now))
         bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.at) * rate)
         bucket.at = now
@@ -135,7 +138,7 @@ class Gateway:
         self.settings = settings
         self.client = mongo_client(settings)
         db = self.client[settings.database()]
-        self.keys = KeyStore(db["keys"])
+        self.keys = KeyStore(db["keys"], settings.key_cache)
         self.views = Views(db["orders"], db["submissions"])
         self.limiter = RateLimiter(settings.rate, settings.burst)
         self.broker = make_broker(settings.kafka_bootstrap_servers, NAME, settings.linger_ms, auth=settings)
@@ -302,7 +305,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         url = status_url(key.channel, ref)
         revision = order.revision if isinstance(order.revision, int) else None
         answer = Accepted(channel=key.channel, channel_order_ref=ref, revision=revision, status_url=url)
-        prior = await gateway.views.submitted(okey, order.revision)
+        prior = await gateway.views.claim(okey, order.revision, digest)
         if prior is not None and prior["sha256"] != digest:
             raise Refusal(
                 409,
@@ -312,12 +315,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 "revision, sent to the order's /revisions",
                 "revision",
             )
-        if prior is None:
-            if not await gateway.publish(topics.ORDERS_SUBMITTED, okey, body):
-                raise _unavailable(gateway)
-            await gateway.views.record(okey, order.revision, digest)
-        else:
-            answer.replayed = True
+        # A repeat is published again too: its first sending may not have been acknowledged yet, and intake
+        # answers a repeated revision once.
+        if not await gateway.publish(topics.ORDERS_SUBMITTED, okey, body):
+            if prior is None:
+                with contextlib.suppress(PyMongoError):
+                    await gateway.views.release(okey, order.revision)
+            raise _unavailable(gateway)
+        answer.replayed = prior is not None
         log.info("order accepted", key_id=key.key_id, order_key=okey, revision=order.revision, replayed=answer.replayed)
         return JSONResponse(answer.model_dump(exclude_none=True), status_code=202, headers={"Location": url})
 
@@ -330,7 +335,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         summary="Submit an order (order.submitted)",
     )
     async def submit(request: Request, key: Key) -> JSONResponse:
-        """202 once Kafka has acknowledged the order; the same body again is answered alike and not resent."""
+        """202 once Kafka has acknowledged the order; the same body again is answered alike (intake numbers it once)."""
         body = await _body(request)
         order = _parse(topics.ORDERS_SUBMITTED, body)
         if not isinstance(order.channel, str):
@@ -404,9 +409,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         channel: str,
         ref: str,
         key: Key,
-        wait: Annotated[
-            float, Query(ge=0, le=gateway.settings.max_wait, description="seconds to wait for the status to change")
-        ] = 0,
+        wait: Annotated[float, Query(ge=0, le=MAX_WAIT, description="seconds to wait for the status to change")] = 0,
     ) -> OrderView:
         """The latest status from the read model of orders.status; with `wait`, the first one after the current."""
         _own_channel(key, channel)
@@ -447,6 +450,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         from fastapi.openapi.utils import get_openapi
 
         doc = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        for operation in (op for path in doc["paths"].values() for op in path.values()):
+            for code, response in operation["responses"].items():
+                if code[0] in "45":
+                    response["content"] = {PROBLEM: response["content"]["application/json"]}
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
         for name, model in CONTRACT_BODIES.items():
             schema = model.model_json_schema(mode="validation", ref_template="#/components/schemas/{model}")

@@ -7,6 +7,7 @@ needed for a random secret)."""
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -45,8 +46,9 @@ def _key_id(token: str) -> str | None:
 class KeyStore:
     """The `keys` collection of the gateway's database."""
 
-    def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
-        self.collection = collection
+    def __init__(self, collection: AsyncCollection[dict[str, Any]], cache_s: float = 0.0) -> None:
+        self.collection, self.cache_s = collection, cache_s
+        self.cache: dict[str, tuple[float, ApiKey | None]] = {}
 
     async def add(self, channel: str, label: str = "", rate: float | None = None, burst: int | None = None) -> str:
         """Create a key for `channel` and return its text: shown once, only its hash is kept."""
@@ -85,11 +87,22 @@ class KeyStore:
         return [doc async for doc in self.collection.find({}, {"sha256": 0}).sort("created_at", 1)]
 
     async def find(self, token: str) -> ApiKey | None:
-        """The record of a valid (known, not revoked) key, else None."""
+        """The record of a valid (known, not revoked) key, else None; an answer is reused for `cache_s` seconds."""
+        hashed, now = digest(token), time.monotonic()
+        cached = self.cache.get(hashed)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        key = await self._lookup(token, hashed)
+        if len(self.cache) > 10_000:
+            self.cache.clear()
+        self.cache[hashed] = (now + self.cache_s, key)
+        return key
+
+    async def _lookup(self, token: str, hashed: str) -> ApiKey | None:
         key_id = _key_id(token)
         if key_id is None:
             return None
         doc = await self.collection.find_one({"_id": key_id})
-        if doc is None or doc.get("revoked_at") is not None or not hmac.compare_digest(doc["sha256"], digest(token)):
+        if doc is None or doc.get("revoked_at") is not None or not hmac.compare_digest(doc["sha256"], hashed):
             return None
         return ApiKey(key_id, doc["channel"], doc.get("rate"), doc.get("burst"))

@@ -16,9 +16,9 @@ class GatewaySettings(ServiceSettings):
     port: int = 8920
     ack_timeout: float = 5.0  # seconds to wait for Kafka's acknowledgement before answering 503
     retry_after: int = 5  # seconds a client is told to wait after a 503
-    max_wait: float = 30.0  # longest long-poll (?wait=) of a status read
     rate: float = 50.0  # requests per second per API key (a key may carry its own)
     burst: int = 100  # requests a key may send at once before the rate applies
+    key_cache: float = 1.0  # seconds a key's record is reused: a revocation takes effect within this time
 
     def database(self) -> str:
         """The gateway's own database: `<MONGODB_DATABASE>_gateway`."""

@@ -95,12 +95,9 @@ class Views:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.changed.wait(), min(0.5, left))
 
-    async def submitted(self, key: str, revision: Any) -> dict[str, Any] | None:
-        """The record of an accepted submission of this order key and revision."""
-        return await self.submissions.find_one({"_id": _submission_id(key, revision)})
-
-    async def record(self, key: str, revision: Any, body_digest: str) -> dict[str, Any]:
-        """Record an acknowledged submission; returns the record kept (the first one when two raced)."""
+    async def claim(self, key: str, revision: Any, body_digest: str) -> dict[str, Any] | None:
+        """Record a submission of this order key and revision; None when it is the first, else the record of
+        the earlier one (its body's digest tells a repeat from a conflicting body)."""
         doc = {
             "_id": _submission_id(key, revision),
             "key": key,
@@ -112,7 +109,11 @@ class Views:
             await self.submissions.insert_one(doc)
         except DuplicateKeyError:
             return await self.submissions.find_one({"_id": doc["_id"]}) or doc
-        return doc
+        return None
+
+    async def release(self, key: str, revision: Any) -> None:
+        """Forget a claim whose message Kafka did not acknowledge (best effort: a repeat is published anyway)."""
+        await self.submissions.delete_one({"_id": _submission_id(key, revision)})
 
 
 def _submission_id(key: str, revision: Any) -> str:

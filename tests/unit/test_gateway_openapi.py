@@ -1,0 +1,38 @@
+"""The gateway's OpenAPI document in docs/ is the one the code generates, with the contract's own schemas as
+request bodies; the per-key rate limit lets a burst through, then the rate."""
+
+import json
+
+from contracts.public import OrderCancel, OrderSubmitted
+from orderflow.gateway import openapi
+from orderflow.gateway.app import PROBLEM, RateLimiter
+from orderflow.gateway.keys import ApiKey
+
+
+def test_the_checked_in_openapi_document_is_fresh() -> None:
+    assert openapi.PATH.read_text() == openapi.render(), "run `python -m orderflow.gateway.openapi` (make docs)"
+
+
+def test_request_bodies_are_the_contract_models_and_refusals_problem_json() -> None:
+    doc = json.loads(openapi.render())
+    schemas = doc["components"]["schemas"]
+    assert schemas["order.submitted"] == OrderSubmitted.model_json_schema(mode="validation")
+    assert schemas["order.cancel"] == OrderCancel.model_json_schema(mode="validation")
+    post = doc["paths"]["/v1/orders"]["post"]
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/order.submitted"}
+    assert set(post["responses"]) == {"202", "401", "403", "409", "413", "415", "422", "429", "503"}
+    assert post["responses"]["422"]["content"] == {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_rate_limit_lets_a_burst_through_then_the_rate() -> None:
+    now = [100.0]
+    limiter = RateLimiter(rate=2.0, burst=3, clock=lambda: now[0])
+    key = ApiKey("k1", "web", None, None)
+    assert [limiter.take(key) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.take(key) == 0.5
+    now[0] += 0.5
+    assert limiter.take(key) == 0.0
+    slow = ApiKey("k2", "web", 0.1, 1)
+    assert limiter.take(slow) == 0.0 and limiter.take(slow) == 10.0
