@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from contracts.internal import ApprovedLine, OrderApproved, OrderCancelled
-from contracts.public import ShortageDecision
+from contracts.public import ProductionUpdated, ShortageDecision
 from services.inventory import domain
 from services.inventory.stock import PurchaseOrder
 from services.inventory.store import OrderState
@@ -162,3 +162,21 @@ def test_every_other_outcome_takes_the_order_off_the_queue() -> None:
     )  # fmt: skip
     assert w.decide(cmd).outcome == "ship_partial: partial reserved" and w.status(o) == "reserved"
     assert w.stocks["A"].deciding == {} and w.stocks["A"].reservations == {"SO-P#1": {"E": 1}}
+
+
+def test_finished_production_goes_first_to_the_order_that_asked_for_it() -> None:
+    w = World(A={"E": 0})
+    made = [l.model_copy(update={"make_to_order": True}) for l in order("M1", ("A", 3)).lines]
+    older, younger = (order(ref, ("A", 3)).model_copy(update={"lines": made}) for ref in ("M1", "M2"))
+    assert [w.approve(o) for o in (older, younger)] == ["in_production", "in_production"]
+    done = ProductionUpdated(
+        type="production.updated", version=1, event_id="p-1", production_request_id="PR-SO-M2-1", sku="A",
+        quantity=3, expected_completion=date(2026, 12, 1), status="done",
+    )  # fmt: skip
+    before = json.dumps(w.stocks["A"].to_doc(), default=str)
+    d = domain.production(w.view(), done, PREFS)
+    assert json.dumps(w.stocks["A"].to_doc(), default=str) == before  # the stock it was given stays as it was
+    assert d.refill and d.new_state.stocks["A"].on_hand == {"E": 3}
+    served = domain.refilled(d, w.view(), "p-1", PREFS, w.now())
+    w.apply(served)
+    assert (w.status(older), w.status(younger)) == ("in_production", "reserved") and w.held_by(younger) == 3
