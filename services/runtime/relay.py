@@ -96,8 +96,9 @@ class Relay:
             self.interval = RELAY_MIN_INTERVAL if relayed else min(RELAY_MAX_INTERVAL, self.interval * 2)
             await asyncio.sleep(self.interval)
 
-    def start(self) -> None:
-        """Run the relay in the background of the current event loop."""
+    async def start(self) -> None:
+        """Run the relay in the background of the running event loop (async: FastStream runs sync hooks in a
+        worker thread, which has no event loop)."""
         if self._task is None:
             self._task = asyncio.create_task(self.run(), name=f"{self.service}-relay")
 

@@ -174,7 +174,7 @@ async def test_at_rest_the_relay_polls_at_most_once_per_max_interval() -> None:
             return await super().due_markers(now, limit)
 
     relay = Relay("toy", Counting(), Sent())
-    relay.start()
+    await relay.start()
     await asyncio.sleep(RELAY_MAX_INTERVAL * 1.5)
     await relay.stop()
     assert 1 <= Counting.polls <= 2
