@@ -140,7 +140,10 @@ class Accounts:
         if not token:
             return None
         doc = await self.sessions.find_one({"_id": token})
-        if doc is None or doc["expires"] < time.time():
+        if doc is None:
+            return None
+        if doc["expires"] < time.time():
+            await self.sessions.delete_one({"_id": token})
             return None
         user = await self.users.find_one({"_id": doc["user"]})
         if user is None or user.get("disabled"):

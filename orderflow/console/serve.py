@@ -10,10 +10,12 @@ from typing import Any
 import structlog
 import uvicorn
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
 
 from contracts import topics
 from orderflow import bus
@@ -21,6 +23,7 @@ from orderflow.console.app import Console, create_app
 from orderflow.console.auth import Accounts
 from orderflow.console.readmodel import ReadModel, Record
 from services.runtime.kafka import client_kwargs
+from services.runtime.retry import Backoff
 from services.runtime.service import mongo_client
 from services.runtime.settings import ServiceSettings
 
@@ -42,9 +45,25 @@ def database(client: AsyncMongoClient[dict[str, Any]], settings: ServiceSettings
     return client[f"{settings.mongodb_database}_console"]
 
 
-async def consume(settings: ServiceSettings, model: ReadModel, stop: asyncio.Event, ready: asyncio.Event) -> None:
+def _records(batch: dict[Any, list[Any]]) -> list[Record]:
+    """The JSON objects of a fetched batch (anything else is no message the read model takes)."""
+    out = []
+    for recs in batch.values():
+        for r in recs:
+            try:
+                value = json.loads(r.value) if r.value is not None else None
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                key = r.key.decode(errors="replace") if r.key else None
+                out.append(Record(r.topic, r.partition, r.offset, key, value, r.timestamp))
+    return out
+
+
+async def consume(settings: ServiceSettings, model: ReadModel, stop: asyncio.Event) -> None:
     """Fold `orders.status` and `orders.submitted` into the read model in batches, committing each batch's offsets
-    after it is written (a crash replays the batch; the read model skips what it has)."""
+    after it is written (a crash replays the batch; the read model skips what it has). A batch the store or
+    Kafka refuses is retried with backoff until it goes through: the pages stay up meanwhile, a little behind."""
     consumer = AIOKafkaConsumer(
         *READS,
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -54,27 +73,24 @@ async def consume(settings: ServiceSettings, model: ReadModel, stop: asyncio.Eve
         max_poll_records=2000,
         **client_kwargs(settings),
     )
+    backoff = Backoff("console", "read_model")
     await consumer.start()
     try:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=300, max_records=2000)
-            records = []
-            for recs in batch.values():
-                for r in recs:
-                    try:
-                        value = json.loads(r.value) if r.value is not None else None
-                    except ValueError:
-                        continue
-                    if isinstance(value, dict):
-                        key = r.key.decode(errors="replace") if r.key else None
-                        records.append(Record(r.topic, r.partition, r.offset, key, value, r.timestamp))
-            if records:
-                taken = await model.apply(records)
-                log.info("read_model_batch", records=len(records), new_statuses=taken)
-            if batch:
-                await consumer.commit()
-            elif not ready.is_set():
-                ready.set()
+            records = _records(batch)
+            while batch and not stop.is_set():
+                try:
+                    taken = await model.apply(records) if records else 0
+                    await consumer.commit()
+                except (PyMongoError, KafkaError) as exc:
+                    delay = await backoff.wait("transient")
+                    log.warning("read_model_retry", error=type(exc).__name__, retry_in_s=round(delay, 2))
+                    continue
+                backoff.reset()
+                if records:
+                    log.info("read_model_batch", records=len(records), new_statuses=taken)
+                break
     finally:
         await consumer.stop()
 
@@ -94,19 +110,26 @@ def build(settings: ConsoleSettings, thresholds: dict[str, float]) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         log.info("queue_index_loaded", orders=await model.load())
-        stop, ready = asyncio.Event(), asyncio.Event()
+        stop = asyncio.Event()
         async with bus.producer(settings.kafka_bootstrap_servers, settings) as p:
             producer.append(p)
-            task = asyncio.create_task(consume(settings, model, stop, ready))
+            task = asyncio.create_task(consume(settings, model, stop))
+            task.add_done_callback(_report)
             try:
                 yield
             finally:
                 stop.set()
-                with contextlib.suppress(asyncio.CancelledError):
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                     await asyncio.wait_for(task, 10)
                 await client.close()
 
     return create_app(console, lifespan)
+
+
+def _report(task: "asyncio.Task[None]") -> None:
+    """Log a read-model consumer that ended with an error (the pages would stop following the topics)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("read_model_stopped", error=type(task.exception()).__name__)
 
 
 def serve(settings: ConsoleSettings, thresholds: dict[str, float], host: str, port: int) -> None:
