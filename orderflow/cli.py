@@ -12,6 +12,7 @@ from orderflow.console.cli import app as console_app
 from orderflow.dashboard_state import STUCK
 from orderflow.dev import stack
 from orderflow.gateway.cli import app as gateway_app
+from orderflow.reach import KAFKA, STORE, needs, set_options
 
 app = typer.Typer(help="orderflow: order processing on Kafka + a MongoDB-wire store.", no_args_is_help=True)
 stack_app = typer.Typer(help="Local Kafka (KRaft) and FerretDB, provisioned without Docker.", no_args_is_help=True)
@@ -25,6 +26,17 @@ app.add_typer(services_app, name="services")
 app.add_typer(order_app, name="order")
 app.add_typer(console_app, name="console")
 app.add_typer(gateway_app, name="gateway")
+
+
+@app.callback()
+def root(
+    timeout: Annotated[
+        float, typer.Option(help="seconds to wait for Kafka or the store before giving up (exit code 2)")
+    ] = 5.0,
+    debug: Annotated[bool, typer.Option(help="show the traceback of a failure instead of one line")] = False,
+) -> None:
+    """orderflow: order processing on Kafka + a MongoDB-wire store."""
+    set_options(timeout, debug)
 
 
 def _bootstrap() -> str:
@@ -69,6 +81,7 @@ def stack_status() -> None:
 
 
 @services_app.command("up")
+@needs(KAFKA, STORE)
 def services_up(replicas: Annotated[int, typer.Option(help="replicas of each service")] = 1) -> None:
     """Start the services in the background, each replica with its own health/metrics port; logs in .orderflow/logs/."""
     for name, pids in procs.up(replicas).items():
@@ -101,6 +114,7 @@ def services_status() -> None:
 
 
 @app.command()
+@needs(KAFKA, STORE)
 def demo(
     orders: Annotated[int, typer.Option(help="orders to publish")] = 60,
     timeout: Annotated[float, typer.Option(help="seconds to wait for orders to settle")] = 180,
@@ -116,6 +130,7 @@ def demo(
 
 
 @app.command()
+@needs(KAFKA)
 def simulate(
     exception_rate: Annotated[float, typer.Option(help="share of shipments with a delivery exception")] = 0.05,
     seconds: Annotated[float, typer.Option(help="how long to run (0 = until Ctrl-C)")] = 0,
@@ -133,6 +148,7 @@ def simulate(
 
 
 @app.command("track")
+@needs(STORE)
 def track_cmd(
     ref: Annotated[str, typer.Argument(help="channel:channel_order_ref (e.g. web:WEB-100234) or an order number")],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
@@ -179,6 +195,7 @@ def _command(ref: str, kind: str, by: str, wait: float, **fields: Any) -> None:
 
 
 @order_app.command("cancel")
+@needs(KAFKA, STORE)
 def order_cancel(
     ref: OrderRef,
     reason: Annotated[str, typer.Option(help="why (recorded on the order)")] = "customer asked",
@@ -190,6 +207,7 @@ def order_cancel(
 
 
 @order_app.command("review")
+@needs(KAFKA, STORE)
 def order_review(
     ref: OrderRef,
     decision: Annotated[str, typer.Argument(help="approve | reject")],
@@ -202,6 +220,7 @@ def order_review(
 
 
 @order_app.command("shortage")
+@needs(KAFKA, STORE)
 def order_shortage(
     ref: OrderRef,
     choice: Annotated[str, typer.Argument(help="ship_partial | wait | substitute | cancel")],
@@ -217,6 +236,7 @@ def order_shortage(
 
 
 @order_app.command("priority")
+@needs(KAFKA, STORE)
 def order_priority(
     ref: OrderRef,
     decision: Annotated[str, typer.Argument(help="approve | deny")],
@@ -231,6 +251,7 @@ def order_priority(
 
 
 @app.command("bench")
+@needs(KAFKA, STORE)
 def bench_cmd(
     quick: Annotated[bool, typer.Option("--quick", help="20 and 60 orders/s, ~20 s each: under 2 minutes")] = False,
     rates: Annotated[str, typer.Option(help="offered orders/s, comma-separated (default: the mode's)")] = "",
@@ -254,6 +275,7 @@ def bench_cmd(
 
 
 @app.command("lag")
+@needs(KAFKA)
 def lag_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     watch: Annotated[bool, typer.Option(help="refresh every 2 seconds")] = False,
@@ -286,6 +308,7 @@ def lag_cmd(
 
 
 @app.command("dashboard")
+@needs(KAFKA)
 def dashboard_cmd(
     port: Annotated[int, typer.Option(help="HTTP port of the page, /api/state and /metrics")] = 8900,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",

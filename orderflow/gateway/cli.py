@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from orderflow.reach import KAFKA, STORE, needs
+
 if TYPE_CHECKING:
     from orderflow.gateway.keys import KeyStore
 
@@ -22,8 +24,12 @@ def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on (default GATEWAY_HOST or 127.0.0.1)")] = None,
 ) -> None:
     """Serve POST /v1/orders, /v1/orders/{channel}/{ref}/revisions, /v1/commands and GET /v1/orders/{channel}/{ref}."""
-    if ctx.invoked_subcommand is not None:
-        return
+    if ctx.invoked_subcommand is None:
+        _serve(port, host)
+
+
+@needs(KAFKA, STORE)
+def _serve(port: int | None, host: str | None) -> None:
     import uvicorn
 
     from orderflow.gateway.app import create_app
@@ -59,6 +65,7 @@ def _with_keys(action: "Callable[[KeyStore], Awaitable[T]]") -> T:
 
 
 @key_app.command("add")
+@needs(STORE)
 def key_add(
     channel: Annotated[str, typer.Option(help="the channel the key acts for: web, email, fax, phone, sales_rep, edi")],
     label: Annotated[str, typer.Option(help="who holds it (shown by `key list`)")] = "",
@@ -71,6 +78,7 @@ def key_add(
 
 
 @key_app.command("revoke")
+@needs(STORE)
 def key_revoke(key: Annotated[str, typer.Argument(help="the key's id (from `key list`) or the key itself")]) -> None:
     """Revoke a key: refused from its next request on."""
     key_id = _with_keys(lambda keys: keys.revoke(key))
@@ -78,6 +86,7 @@ def key_revoke(key: Annotated[str, typer.Argument(help="the key's id (from `key 
 
 
 @key_app.command("list")
+@needs(STORE)
 def key_list() -> None:
     """Every key: id, channel, label, limits, created and revoked dates (never the key)."""
     for doc in _with_keys(lambda keys: keys.list()):
