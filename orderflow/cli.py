@@ -253,10 +253,13 @@ def order_priority(
 @app.command("bench")
 @needs(KAFKA, STORE)
 def bench_cmd(
-    quick: Annotated[bool, typer.Option("--quick", help="20 and 60 orders/s, ~20 s each: under 2 minutes")] = False,
-    rates: Annotated[str, typer.Option(help="offered orders/s, comma-separated (default: the mode's)")] = "",
-    seconds: Annotated[float, typer.Option(help="seconds per offered rate (default: the mode's)")] = 0,
-    shipping: Annotated[bool, typer.Option(help="also run the warehouse/carrier simulator")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="the same search with 10 s steps: under 3 minutes")] = False,
+    hot: Annotated[bool, typer.Option("--hot", help="then all orders on 3 SKUs/3 customers vs the mix")] = False,
+    growth: Annotated[bool, typer.Option("--growth", help="instead: one reservation/approval vs N open")] = False,
+    levels: Annotated[str, typer.Option(help="--growth: open orders per level (default 10,1000,10000)")] = "",
+    rates: Annotated[str, typer.Option(help="fixed offered orders/s, comma-separated (default: search)")] = "",
+    seconds: Annotated[float, typer.Option(help="seconds per step (default: 10 quick, 60 full)")] = 0,
+    shipping: Annotated[bool, typer.Option(help="--quick: also run the simulator (the full run always does)")] = False,
     log_level: Annotated[str, typer.Option(help="the services' LOG_LEVEL (DEBUG adds per-batch timings)")] = "INFO",
     track_orders: Annotated[int, typer.Option(help="instead: time `orderflow track` with this many orders")] = 0,
 ) -> None:
@@ -269,8 +272,23 @@ def bench_cmd(
 
         bench_track.main(uri, track_orders, typer.echo)
         return
-    rates_given = tuple(int(r) for r in rates.split(",") if r.strip())
-    plan = bench.make_plan(quick, rates_given, seconds, shipping, log_level.upper())
+    if hot and growth:
+        typer.echo("--hot and --growth are separate runs: give one of them", err=True)
+        raise typer.Exit(2)
+    numbers: dict[str, tuple[int, ...]] = {}
+    for option, text in (("--rates", rates), ("--levels", levels)):
+        try:
+            numbers[option] = tuple(int(r) for r in text.split(",") if r.strip())
+        except ValueError as exc:
+            typer.echo(f"bench: {option} takes comma-separated whole numbers, not {text!r}", err=True)
+            raise typer.Exit(2) from exc
+    rates_given, levels_given = numbers["--rates"], numbers["--levels"]
+    try:
+        mode = "hot" if hot else "growth" if growth else "throughput"
+        plan = bench.make_plan(quick, rates_given, seconds, shipping, log_level.upper(), mode, levels_given)
+    except ValueError as exc:
+        typer.echo(f"bench: {exc}", err=True)
+        raise typer.Exit(2) from exc
     bench.main(_bootstrap(), uri, plan, typer.echo)
 
 

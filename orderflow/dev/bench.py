@@ -2,11 +2,17 @@
 
 One run, on the running servers, isolated like an e2e session (and serialised with them by the same lock):
 its own databases (``bench_<run>_*``), consumer groups (``bench-<run>-<n>-``, started at the end of the
-topics) and process directory. Steps: raw limits on a scratch topic and a scratch database, master data
-(1,000 customers, 5,000 SKUs, ample stock), then an open-loop generator offers orders at fixed rates while
-``orders.status`` is followed for latencies, lag is polled and the service processes are sampled. A step
-that leaves a backlog gets fresh services and consumer groups for the next one (the backlog is skipped).
-Results go to ``bench/results/<timestamp>-<commit>.json``.
+topics) and process directory. Steps: raw limits on a scratch topic and a scratch database, and the load
+generator's own limit; master data (1,000 customers, 5,000 SKUs, ample stock except LAMP-RARE), then an
+open-loop generator offers the realistic mix (orderflow.dev.bench_load: 5% shortages, 10% on 20 hot SKUs,
+credit customers) at rates chosen by a bisection search, while ``orders.status`` is followed for latencies
+from each order's intended send time, lag is polled and the processes are sampled. A step holds when p99
+submitted->reserved < 1 s and neither lag nor latency drifts upwards across it. The full run plays the
+warehouse simulator (shipments picked, dispatched, delivered) in its own process. A step that leaves a
+backlog gets fresh services and consumer groups for the next one (the backlog is skipped). ``--hot``
+compares all orders on 3 SKUs and 3 customers with the spread mix; ``--growth`` times one reservation
+and one approval against 10, 1,000 and 10,000 open ones. Results go to
+``bench/results/<timestamp>-<commit>.json``.
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ import logging
 import math
 import os
 import platform
-import random
 import shutil
+import signal
+import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -40,28 +48,35 @@ from pymongo.errors import PyMongoError
 
 from contracts import topics
 from orderflow import bus, lag, procs, sample, track
-from orderflow.dev import stack
+from orderflow.dev import bench_load, stack
+from orderflow.dev.bench_load import PLACEHOLDER, Template
 from orderflow.simulator import Simulator
 from services.runtime.kafka import PARTITIONS, client_kwargs, ensure_topics
 
 Say = Callable[[str], None]
 
 RESULTS_DIR = stack.REPO_ROOT / "bench" / "results"
-FULL_RATES = (10, 25, 50, 100, 250, 500, 1000, 2000)
-QUICK_RATES = (20, 60)
 STAGES = ("received", "approved", "reserved")
 PAYLOAD_SIZES = {"status": 600, "submitted": 1500}  # bytes: an order.status and an order.submitted
 TARGET_P99_S = 1.0
-PLACEHOLDER = b"@@BENCH-REF@@"
+LATENCY_DRIFT_S = 0.25  # median latency may rise by this much from a step's first third to its last
+FULL_MIN_STEP_S = 60.0
+GENERATOR_RATE = 1000  # orders/s the load generator is checked at (its own limit must exceed 500/s)
+HOT_CUSTOMERS = ("C-1001", "C-1003", "C-1005")  # credit customers: a key account's credit is checked
+HOT_SKUS = ("SKU-0100", "SKU-0101", "SKU-0102")
+HOT_LOW_RATE = 30
+GROWTH_LEVELS = (10, 1000, 10_000)
+GROWTH_SKU, GROWTH_CUSTOMER = "SKU-0200", "C-1007"
+GROWTH_PROBES = 5
 WARMUP_ORDERS = 5
 MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What one run does: offered rates, step length, raw-limit duration, master data size."""
+    """What one run does: fixed rates or the search's bounds, step length, raw-limit duration, master data size."""
 
-    rates: tuple[int, ...]
+    rates: tuple[int, ...]  # fixed offered rates; empty: search for the sustained rate
     step_seconds: float
     grace_seconds: float
     raw_seconds: float
@@ -71,16 +86,39 @@ class Plan:
     customers: int = 1000
     skus: int = 5000
     log_level: str = "INFO"
+    search_start: int = 50
+    max_steps: int = 9
+    budget_seconds: float = 0.0  # no step starts that would end later than this into the run (0: no limit)
+    mode: str = "throughput"  # throughput | hot | growth
+    levels: tuple[int, ...] = GROWTH_LEVELS
 
 
 def make_plan(
-    quick: bool, rates: tuple[int, ...] = (), seconds: float = 0, shipping: bool = False, log_level: str = "INFO"
+    quick: bool,
+    rates: tuple[int, ...] = (),
+    seconds: float = 0,
+    shipping: bool = False,
+    log_level: str = "INFO",
+    mode: str = "throughput",
+    levels: tuple[int, ...] = (),
 ) -> Plan:
-    """The plan for a quick (CI, < 2 min) or a full (< 15 min) run; `rates`/`seconds` override the steps."""
+    """The plan for a quick (CI, < 3 min, 10 s steps) or a full run (steps of at least 60 s, the simulator
+    shipping); `rates` fixes the offered rates instead of searching (with --hot: the rates compared)."""
+    if mode not in ("throughput", "hot", "growth"):
+        raise ValueError(f"bench mode must be throughput, hot or growth, not {mode!r}")
+    if any(r <= 0 for r in rates):
+        raise ValueError(f"offered rates must be positive, got {rates}")
+    if levels and (any(n < 1 for n in levels) or list(levels) != sorted(set(levels))):
+        raise ValueError(f"growth levels must be increasing positive counts, got {levels}")
     custom = bool(rates or seconds)
+    extra: dict[str, Any] = {"log_level": log_level, "mode": mode, "levels": levels or GROWTH_LEVELS}
+    if mode == "growth":
+        extra |= {"customers": 50, "skus": 500}
     if quick:
-        return Plan(rates or QUICK_RATES, seconds or 17, 4, 1.5, True, shipping, custom, log_level=log_level)
-    return Plan(rates or FULL_RATES, seconds or 45, 15, 5, False, shipping, custom, log_level=log_level)
+        return Plan(rates, seconds or 10, 4, 1.0, True, shipping, custom, max_steps=6, budget_seconds=150, **extra)
+    if seconds and seconds < FULL_MIN_STEP_S:
+        raise ValueError(f"a full run's steps last at least {FULL_MIN_STEP_S:.0f} s (use --quick for short ones)")
+    return Plan(rates, seconds or FULL_MIN_STEP_S, 15, 5, False, mode != "growth", custom, **extra)
 
 
 # ------------------------------------------------------------------------------------------ isolation
@@ -301,31 +339,47 @@ def master_data(customers: int, skus: int) -> tuple[list[dict[str, Any]], list[d
     return custs, prods, stock
 
 
-@dataclass(frozen=True)
-class Template:
-    """A serialised order with a placeholder reference, and the figures the write estimate needs."""
-
-    channel: str
-    raw: bytes
-    lines: int
-    stock_docs: int  # distinct SKUs inventory loads and writes: the lines' and their substitutes'
-
-
-def templates(count: int, customers: list[str], products: list[dict[str, Any]], seed: int = 11) -> list[Template]:
-    """`count` realistic orders (mixed channels, 1-10 lines, prices matching the master data)."""
-    rng = random.Random(seed)
-    now = datetime.now(UTC)
-    skus = [p["sku"] for p in products if p["sku"].startswith("SKU-")]
-    substitutes = {p["sku"]: p["substitutes"] for p in products}
-    out = []
-    for _ in range(count):
-        order = sample.order(
-            PLACEHOLDER.decode(), rng, now, customer=rng.choice(customers), skus=skus, lines=rng.randint(1, 10)
-        )
-        picked = {line["sku"] for line in order["lines"]}
-        touched = picked | {s for sku in picked for s in substitutes.get(sku, [])}
-        raw = json.dumps(order, separators=(",", ":")).encode()
-        out.append(Template(order["channel"], raw, len(order["lines"]), len(touched)))
+async def generator_raw(bootstrap: str, run: str, seconds: float, pool: list[Template], say: Say) -> dict[str, Any]:
+    """The load generator's own limit: the mix offered at GENERATOR_RATE/s to a scratch topic exactly as in a
+    step (pre-encoded, one batch per partition per tick); sent/s, how far it fell behind, its CPU per order."""
+    name = f"bench.scratch.{run}.generator"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="orderflow-bench", **client_kwargs())
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, num_partitions=PARTITIONS, replication_factor=1)])
+        async with bus.producer(bootstrap) as producer:
+            for attempt in range(20):  # a new topic's leaders settle
+                try:
+                    parts = sorted(await producer.partitions_for(name))
+                    await producer.send_and_wait(name, b"{}", partition=parts[0])
+                    break
+                except KafkaError:
+                    if attempt == 19:
+                        raise
+                    await asyncio.sleep(0.5)
+            total = round(GENERATOR_RATE * seconds)
+            encode_cpu = time.process_time()
+            messages = bench_load.encode(pool, f"GEN-{run}-", "g", total, parts)
+            encode_ms = (time.process_time() - encode_cpu) * 1000 / total
+            offered = await bench_load.offer(producer, messages, GENERATOR_RATE, name)
+    finally:
+        with contextlib.suppress(KafkaError, OSError):
+            await admin.delete_topics([name])
+        await admin.close()
+    cpu_ms = offered.cpu_s * 1000 / total
+    out = {
+        "offered_per_s": GENERATOR_RATE,
+        "sent_per_s": round(total / offered.sending_s),
+        "behind_max_s": offered.behind_max_s,
+        "cpu_ms_per_order": round(cpu_ms, 3),
+        "encode_ms_per_order": round(encode_ms, 3),
+        "limit_per_s_one_core": round(1000 / cpu_ms) if cpu_ms > 0 else None,
+    }
+    say(
+        f"  load generator: {GENERATOR_RATE}/s offered, sent {out['sent_per_s']:,}/s, at worst "
+        f"{offered.behind_max_s * 1000:.0f} ms behind, {cpu_ms:.3f} ms CPU per order sent "
+        f"(+{encode_ms:.3f} ms to pre-encode) = up to ~{out['limit_per_s_one_core'] or 0:,}/s on one core"
+    )
     return out
 
 
@@ -391,9 +445,11 @@ def _tree(pid: int | None) -> list[Any]:
         return []
 
 
-def watched() -> dict[str, list[Any]]:
-    """The processes whose CPU and memory a step records: each service, the servers, the bench itself."""
+def watched(extra: dict[str, int] | None = None) -> dict[str, list[Any]]:
+    """The processes whose CPU and memory a step records: each service, the servers, the bench itself, and
+    `extra` (name -> pid, e.g. the simulator)."""
     out = {name: _tree(procs.pid_of(name))[:1] for name in procs.SERVICES}
+    out |= {name: _tree(pid)[:1] for name, pid in (extra or {}).items()}
     for name, st in stack.status().items():
         tree = _tree(st["pid"])
         out[name] = tree if name == "postgres" else tree[:1]  # PostgreSQL works in its backends
@@ -550,24 +606,27 @@ class Snapshot:
 def _lag_figures(
     samples: Samples, before: Snapshot, after: Snapshot, offered_end: float, duration: float
 ) -> dict[str, Any]:
-    """Max lag per service, its trend while orders were offered, and whether it grew."""
+    """Max lag per service, its slope while orders were offered, and whether it grew across the step: the
+    median of the last third of the samples over the first third by more than a second of its input (and 50)."""
     topic_msgs = {t: after.ends[t] - before.ends.get(t, 0) for t in after.ends}
     max_lag: dict[str, int] = {}
     lag_grew: dict[str, bool] = {}
     lag_slope: dict[str, float] = {}
+    lag_drift: dict[str, float] = {}
     for group, consumed in lag.GROUPS.items():
         series = [(t, s[group]) for t, s in zip(samples.times, samples.lags, strict=True) if group in s]
         max_lag[group] = max((v for _, v in series), default=0)
-        window = [(t, v) for t, v in series if 0.25 * offered_end <= t <= offered_end + 0.5]
+        window = [(t, v) for t, v in series if 0.1 * offered_end <= t <= offered_end + 0.5]
         per_s = slope([t for t, _ in window], [float(v) for _, v in window])
         in_rate = sum(topic_msgs.get(t, 0) for t in consumed) / duration
-        last = window[-1][1] if window else 0
+        grown = bench_load.drift([(t, float(v)) for t, v in window], 0.1 * offered_end, offered_end + 0.5)
         lag_slope[group] = round(per_s, 1)
-        # growing: by more than 2% of the service's input rate, and over a second's input behind at the end
-        lag_grew[group] = bool(per_s > 0.02 * in_rate and last > max(in_rate, 50))
+        lag_drift[group] = round(grown, 1)
+        lag_grew[group] = grown > max(in_rate, 50)
     return {
         "max_lag": max_lag,
         "lag_slope_per_s": lag_slope,
+        "lag_drift": lag_drift,
         "lag_grew": lag_grew,
         "topic_messages": {t: n for t, n in topic_msgs.items() if n},
     }
@@ -600,10 +659,16 @@ class Bench:
         self.database = f"bench_{self.run_id}"
         self.procs_dir = tempfile.mkdtemp(prefix=f"orderflow-bench-{self.run_id}-")
         self.generation = 0
-        self.tracker = Tracker(marker=f"BENCH-{self.run_id}-")
+        self.follower = bench_load.Follower(marker=f"BENCH-{self.run_id}-")
+        self.intended: dict[str, float] = {}
+        self.expect: dict[str, str] = {}
         self.simulator: tuple[asyncio.Event, asyncio.Task[None]] | None = None
-        self.pool: list[Template] = []
+        self.simulator_proc: subprocess.Popen[bytes] | None = None
+        self.custs, self.prods, self.stock = master_data(plan.customers, plan.skus)
+        self.pool: list[Template] = bench_load.mix_pool(4000, [c["customer_id"] for c in self.custs], self.prods)
         self.tracker_task: asyncio.Task[None] | None = None
+        self.started = time.monotonic()
+        self.restart_needed = False  # the last step left a backlog behind
 
     def env(self) -> dict[str, str]:
         """The environment of this run's service processes."""
@@ -617,7 +682,8 @@ class Bench:
         }
 
     async def start_services(self) -> None:
-        """Fresh consumer groups at the end of every topic, then the four services (and the simulator)."""
+        """Fresh consumer groups at the end of every topic, then the four services (and the simulator, in
+        its own process so that its CPU is not the load generator's)."""
         await self.stop_services(graceful=False)
         self.generation += 1
         env = self.env()
@@ -625,12 +691,28 @@ class Bench:
         await lag.start_at_end(self.bootstrap)
         pids = await asyncio.to_thread(procs.up, 1, env)
         if self.plan.shipping:
-            sim = Simulator(self.bootstrap)
-            await sim.skip_backlog()
-            stop = asyncio.Event()
-            self.simulator = (stop, asyncio.create_task(sim.run(stop)))
+            await Simulator(self.bootstrap).skip_backlog()
+            cli = Path(sys.executable).with_name("orderflow")
+            log = open(Path(self.procs_dir) / f"simulator-{self.generation}.log", "wb")  # noqa: SIM115
+            with log:
+                self.simulator_proc = subprocess.Popen(
+                    [str(cli), "simulate", "--exception-rate", "0"], env=os.environ | env, stdout=log, stderr=log
+                )
         listed = ", ".join(f"{name} {ids[0]}" for name, ids in pids.items())
-        self.say(f"  services up, consumer groups {env['KAFKA_GROUP_PREFIX']}*, pids: {listed}")
+        sim = f", simulator {self.simulator_proc.pid}" if self.simulator_proc else ""
+        self.say(f"  services up, consumer groups {env['KAFKA_GROUP_PREFIX']}*, pids: {listed}{sim}")
+
+    def stop_simulator(self) -> None:
+        """Stop the simulator process, if any (SIGTERM, then SIGKILL after 5 s)."""
+        proc, self.simulator_proc = self.simulator_proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
     async def stop_services(self, graceful: bool = True) -> None:
         """Stop the simulator and the services: SIGTERM (they finish their batch), or SIGKILL when their
@@ -641,6 +723,7 @@ class Bench:
             with contextlib.suppress(Exception):
                 await task
             self.simulator = None
+        await asyncio.to_thread(self.stop_simulator)
         if graceful:
             await asyncio.to_thread(procs.down)
         else:
@@ -673,7 +756,7 @@ class Bench:
 
     async def load_master_data(self) -> dict[str, Any]:
         """Publish customers, products and stock counts; wait until review and inventory have them."""
-        custs, prods, stock = master_data(self.plan.customers, self.plan.skus)
+        custs, prods, stock = self.custs, self.prods, self.stock
         started = time.monotonic()
         async with bus.producer(self.bootstrap) as p:
             await bus.publish(p, topics.MASTERDATA_CUSTOMERS, [(c["customer_id"], c) for c in custs])
@@ -681,20 +764,38 @@ class Bench:
             await bus.publish(p, topics.INVENTORY_MOVEMENTS, [(s["sku"], s) for s in stock])
         if not await self.drain(("review", "inventory"), 300):
             raise RuntimeError("review/inventory did not consume the master data within 300 s")
-        self.pool = templates(4000, [c["customer_id"] for c in custs], prods)
         took = time.monotonic() - started
         self.say(f"  {len(custs)} customers, {len(prods)} products, {len(stock)} stock counts loaded in {took:.1f}s")
         return {"customers": len(custs), "products": len(prods), "stock_counts": len(stock), "seconds": round(took, 1)}
 
+    async def send(
+        self, producer: AIOKafkaProducer, pool: list[Template], rate: float, count: int, tag: str
+    ) -> tuple[list[str], bench_load.Offered]:
+        """Encode `count` orders of `pool` first, then offer them at `rate`/s; their keys and the offer."""
+        parts = sorted(await producer.partitions_for(topics.ORDERS_SUBMITTED))
+        messages = bench_load.encode(pool, self.follower.marker, tag, count, parts)
+        self.expect.update((m.key, m.expect) for m in messages)
+        offered = await bench_load.offer(producer, messages, rate)
+        self.intended.update(offered.intended)
+        return [m.key for m in messages], offered
+
+    async def settle(self, keys: list[str], timeout: float, what: str) -> None:
+        """Wait until every one of `keys` reached its expected status; fail after `timeout` seconds."""
+        deadline, last = time.monotonic() + timeout, time.monotonic()
+        while (done := self.follower.settled(keys, self.expect)) < len(keys):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what}: {done}/{len(keys)} orders settled within {timeout:.0f} s")
+            self.check_alive()
+            if time.monotonic() - last > 10:
+                self.say(f"    {what}: {done}/{len(keys)} settled")
+                last = time.monotonic()
+            await asyncio.sleep(0.25)
+
     async def warm_up(self, producer: AIOKafkaProducer) -> None:
         """A few orders through the whole pipeline: the services have joined their groups and work."""
-        keys, _ = await offer(producer, 10, WARMUP_ORDERS / 10, self.pool, self.tracker, f"w{self.generation}")
-        deadline = time.monotonic() + 120
-        while self.tracker.done(keys) < len(keys):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"warm-up: {self.tracker.done(keys)}/{len(keys)} orders reserved within 120 s")
-            self.check_alive()
-            await asyncio.sleep(0.25)
+        spread = [t for t in self.pool if t.expect == "reserved"]
+        keys, _ = await self.send(producer, spread, 10, WARMUP_ORDERS, f"w{self.generation}")
+        await self.settle(keys, 120, "warm-up")
 
     async def snapshot(self) -> Snapshot:
         """Topic end offsets, the services' committed offsets and the store's row writes, now."""
@@ -706,19 +807,31 @@ class Bench:
             {s: rows[f"{self.database}_{s}"] for s in procs.SERVICES} if rows is not None else None,
         )
 
-    async def step(self, producer: AIOKafkaProducer, index: int, rate: int) -> dict[str, Any]:
-        """Offer `rate` orders/s for the step time and measure what the system did with them."""
+    def extra_processes(self) -> dict[str, int]:
+        """Processes of this run besides the services and servers (the simulator)."""
+        return {"simulator": self.simulator_proc.pid} if self.simulator_proc is not None else {}
+
+    async def step(
+        self, producer: AIOKafkaProducer, index: int, rate: int, pool: list[Template] | None = None
+    ) -> dict[str, Any]:
+        """Offer `rate` orders/s of `pool` (default: the mix) for the step time; what the system did with them."""
         plan = self.plan
-        groups = watched()
+        parts = sorted(await producer.partitions_for(topics.ORDERS_SUBMITTED))
+        count = max(1, round(rate * plan.step_seconds))
+        messages = bench_load.encode(pool or self.pool, self.follower.marker, f"s{index:02d}", count, parts)
+        self.expect.update((m.key, m.expect) for m in messages)
+        keys = [m.key for m in messages]
+        groups = watched(self.extra_processes())
         before = await self.snapshot()
         cpu_before = cpu_snapshot(groups)
         started = time.monotonic()
         samples = Samples()
         sampler = asyncio.create_task(samples.run(self.bootstrap, groups, started))
-        keys, sending = await offer(producer, rate, plan.step_seconds, self.pool, self.tracker, f"s{index:02d}")
+        offered = await bench_load.offer(producer, messages, rate)
+        self.intended.update(offered.intended)
         offered_end = time.monotonic() - started
         deadline = time.monotonic() + plan.grace_seconds
-        while self.tracker.done(keys) < len(keys) and time.monotonic() < deadline:
+        while self.follower.settled(keys, self.expect) < len(keys) and time.monotonic() < deadline:
             await asyncio.sleep(0.25)
         finished = time.monotonic() - started
         sampler.cancel()
@@ -727,14 +840,20 @@ class Bench:
         cpu = cpu_delta(cpu_before, cpu_snapshot(groups))
         handled = handled_orders(before.committed, await committed(self.bootstrap))
         self.check_alive()
-        drained = self.tracker.done(keys) == len(keys) and await self.drain(tuple(lag.GROUPS), 15)
+        settled = self.follower.settled(keys, self.expect) == len(keys)
+        drained = settled and await self.drain(tuple(lag.GROUPS), 15)
         if drained:
             await asyncio.sleep(1.5)  # PostgreSQL publishes its table statistics about once a second
         after = await self.snapshot()
-        fig = self._latency(rate, keys, sending)
+        fig = self._latency(rate, keys, offered)
         fig.update(_lag_figures(samples, before, after, offered_end, plan.step_seconds))
         p99 = fig["latency_s"]["reserved"]["p99"]
-        fig["sustained"] = p99 is not None and p99 < TARGET_P99_S and not any(fig["lag_grew"].values())
+        fig["sustained"] = (
+            p99 is not None
+            and p99 < TARGET_P99_S
+            and not any(fig["lag_grew"].values())
+            and fig["latency_drift_s"] <= LATENCY_DRIFT_S
+        )
         fig["drained_after"] = drained
         fig["measured_seconds"] = round(finished, 1)
         fig.update(_resource_figures(cpu, handled, fig["reserved"], finished, samples))
@@ -748,64 +867,186 @@ class Bench:
         fig["pids"] = {name: [p.pid for p in members][:1] for name, members in groups.items()}
         return fig
 
-    def _latency(self, rate: int, keys: list[str], sending: float) -> dict[str, Any]:
-        """Offered, sent and achieved rates and the latency percentiles of one step's orders."""
-        sent, seen = self.tracker.sent, self.tracker.seen
+    def _latency(self, rate: int, keys: list[str], offered: bench_load.Offered) -> dict[str, Any]:
+        """Offered, sent and achieved rates, the latency percentiles from each order's intended send time (the
+        reserved stage over the orders meant to reach it) and the latency drift across the step."""
+        seen, intended = self.follower.seen, self.intended
+        reserving = [k for k in keys if self.expect.get(k) == "reserved"]
         latency = {}
         for stage in STAGES:
-            values = [seen[k][stage] - sent[k] for k in keys if stage in seen.get(k, ())]
-            latency[stage] = {**percentiles(values, len(keys)), "done": len(values)}
-        reserved_at = [seen[k]["reserved"] for k in keys if "reserved" in seen.get(k, ())]
-        span = (max(reserved_at) - min(sent[k] for k in keys)) if reserved_at else 0.0
+            among = reserving if stage == "reserved" else keys
+            values = [v for _, v in bench_load.latencies(among, intended, seen, stage)]
+            latency[stage] = {**percentiles(values, len(among)), "done": len(values)}
+        points = bench_load.latencies(reserving, intended, seen, "reserved")
+        start = min(intended[k] for k in keys)
+        step_drift = bench_load.drift(points, start + 0.1 * self.plan.step_seconds, start + self.plan.step_seconds)
+        reserved_at = [seen[k]["reserved"] for k in reserving if "reserved" in seen.get(k, ())]
+        span = (max(reserved_at) - start) if reserved_at else 0.0
         return {
             "offered_per_s": rate,
             "seconds": self.plan.step_seconds,
             "orders": len(keys),
-            "sent_per_s": round(len(keys) / sending, 1) if sending > 0 else None,
+            "reserving_orders": len(reserving),
+            "settled": self.follower.settled(keys, self.expect),
+            "sent_per_s": round(len(keys) / offered.sending_s, 1) if offered.sending_s > 0 else None,
+            "generator_behind_max_s": offered.behind_max_s,
+            "generator_cpu_ms_per_order": round(offered.cpu_s * 1000 / len(keys), 3),
             "reserved": len(reserved_at),
             "achieved_per_s": round(len(reserved_at) / span, 1) if span > 0 else 0.0,
             "latency_s": latency,
+            "latency_drift_s": round(step_drift, 3),
         }
 
-    async def run(self) -> dict[str, Any]:
-        """Raw limits, master data, the steps; the result document."""
+    def _next_rate(self, search: bench_load.Search | None, fixed: list[int]) -> int | None:
+        """The search's next rate (or the next fixed one), None when done or when it would end past the budget."""
+        plan = self.plan
+        if plan.budget_seconds:
+            left = plan.budget_seconds - (time.monotonic() - self.started)
+            if left < plan.step_seconds + plan.grace_seconds + 5:
+                return None
+        if search is None:
+            return fixed.pop(0) if fixed else None
+        return search.next_rate()
+
+    async def steps(
+        self, producer: AIOKafkaProducer, rates: tuple[int, ...], first: int = 0, pool: list[Template] | None = None
+    ) -> list[dict[str, Any]]:
+        """Steps at the fixed `rates`, or (none given) at the rates the bisection search picks; fresh services
+        after a step that left a backlog."""
         plan, say = self.plan, self.say
+        search = None if rates else bench_load.Search(start=plan.search_start, max_steps=plan.max_steps)
+        fixed = list(rates)
+        out: list[dict[str, Any]] = []
+        restart = False
+        while (rate := self._next_rate(search, fixed)) is not None:
+            if restart:
+                say("  the last step left a backlog: fresh services and consumer groups")
+                await self.start_services()
+            if restart and not plan.quick:  # quick: after a saturated step, no warm-up
+                await self.warm_up(producer)
+            fig = await self.step(producer, first + len(out), rate, pool)
+            fig["fresh_services"] = restart
+            fig["profile"] = "hot" if pool is not None and pool is not self.pool else "mix"
+            out.append(fig)
+            if search is not None:
+                search.record(rate, fig["sustained"])
+            say(step_line(fig))
+            restart = not fig["drained_after"]
+        self.restart_needed = restart
+        return out
+
+    async def run(self) -> dict[str, Any]:
+        """Raw limits (Kafka, store, the load generator), master data, then the mode's steps; the result."""
+        plan, say = self.plan, self.say
+        self.started = time.monotonic()
         result: dict[str, Any] = {"run": self.run_id, "database": self.database}
         await ensure_topics(self.bootstrap)
-        say(f"[1/4] raw Kafka limits ({plan.raw_seconds:g}s per size, scratch topics)")
+        say(f"[1/4] raw Kafka limits and the load generator's ({plan.raw_seconds:g}s each, scratch topics)")
         result["raw_kafka"] = await kafka_raw(self.bootstrap, self.run_id, plan.raw_seconds, say)
+        result["generator"] = await generator_raw(
+            self.bootstrap, self.run_id, max(2.0, plan.raw_seconds), self.pool, say
+        )
         say(f"[2/4] raw document-store limits ({plan.raw_seconds:g}s per kind, scratch database)")
         result["raw_store"] = await store_raw(self.uri, f"{self.database}_scratch", plan.raw_seconds, say)
         say("[3/4] services and master data")
         await self.start_services()
-        self.tracker_task = asyncio.create_task(
-            self.tracker.follow(self.bootstrap, await bus.end_offsets(self.bootstrap, topics.ORDERS_STATUS))
-        )
+        follower_start = await bus.end_offsets(self.bootstrap, topics.ORDERS_STATUS)
+        self.tracker_task = asyncio.create_task(self.follower.follow(self.bootstrap, follower_start))
         result["master_data"] = await self.load_master_data()
-        steps: list[dict[str, Any]] = []
-        result["steps"] = steps
-        say(f"[4/4] offered load: {', '.join(map(str, plan.rates))} orders/s, {plan.step_seconds:.0f}s each")
         async with bus.producer(self.bootstrap) as producer:
-            restart = False
-            for index, rate in enumerate(plan.rates):
-                if restart:
-                    say("  the last step left a backlog: fresh services and consumer groups")
-                    await self.start_services()
-                if index == 0 or (restart and not plan.quick):  # quick: after a saturated step, no warm-up
-                    await self.warm_up(producer)
-                fig = await self.step(producer, index, rate)
-                fig["fresh_services"] = restart or index == 0
-                steps.append(fig)
-                say(step_line(fig))
-                restart = not fig["drained_after"]
+            await self.warm_up(producer)
+            if plan.mode == "growth":
+                say(f"[4/4] growth: one reservation and one approval against {', '.join(map(str, plan.levels))} open")
+                result["growth"] = await self.growth(producer)
+                result["steps"] = []
+            else:
+                what = ", ".join(map(str, plan.rates)) + " orders/s" if plan.rates else "bisection search"
+                say(f"[4/4] offered load ({what}), {plan.step_seconds:.0f}s steps; the mix: {mix_line(self.pool)}")
+                hot_rates_given = plan.mode == "hot" and plan.rates  # compare at these, no search
+                result["steps"] = [] if hot_rates_given else await self.steps(producer, plan.rates)
+                if plan.mode == "hot":
+                    result["hot"] = await self.hot(producer, result["steps"])
         self.tracker_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.tracker_task
         self.tracker_task = None
-        await self.stop_services(graceful=not restart)  # a backlog left behind is abandoned: no need to wait
-        result["per_order"] = per_order(steps, self.pool)
+        await self.stop_services(graceful=not self.restart_needed)  # an abandoned backlog: no need to wait
+        result["per_order"] = per_order(result["steps"], self.pool)
         result["summary"] = summary(result)
         return result
+
+    async def hot(self, producer: AIOKafkaProducer, searched: list[dict[str, Any]]) -> dict[str, Any]:
+        """The mix and the hot profile (all orders on 3 SKUs and 3 customers) at the same offered rates - 30/s
+        and the sustained one (or the rates given) - each pair on fresh services; p99 submitted->reserved."""
+        plan = self.plan
+        held = [s["offered_per_s"] for s in searched if s["sustained"]]
+        rates = plan.rates or tuple(dict.fromkeys((HOT_LOW_RATE, max(held, default=HOT_LOW_RATE))))
+        self.say(f"  hot profile vs the mix at {', '.join(map(str, rates))} orders/s")
+        hot_pool = bench_load.hot_pool(4000, HOT_CUSTOMERS, [p for p in self.prods if p["sku"] in HOT_SKUS])
+        rows = []
+        for rate in rates:
+            pair = {}
+            for profile, pool in (("mix", self.pool), ("hot", hot_pool)):
+                self.say(f"  {profile} profile at {rate}/s on fresh services")
+                await self.start_services()
+                await self.warm_up(producer)
+                [fig] = await self.steps(producer, (rate,), first=len(searched), pool=pool)
+                searched.append(fig)
+                pair[profile] = fig["latency_s"]["reserved"]["p99"]
+            ratio = pair["hot"] / pair["mix"] if pair["hot"] is not None and pair["mix"] else None
+            rows.append({"offered_per_s": rate, "mix_p99_s": pair["mix"], "hot_p99_s": pair["hot"], "ratio": ratio})
+            self.say(f"  hot vs mix at {rate}/s: p99 {_ms(pair['hot']).strip()} vs {_ms(pair['mix']).strip()} ms")
+        return {"customers": HOT_CUSTOMERS, "skus": HOT_SKUS, "rows": rows, "target_ratio": 2.0}
+
+    async def growth(self, producer: AIOKafkaProducer) -> dict[str, Any]:
+        """Open work seeded through the services (orders of one customer on one SKU, left reserved: no
+        simulator), then GROWTH_PROBES single orders timed from outside at each level: approval = received
+        -> approved, reservation = approved -> reserved (status timestamps); the median per level and the
+        ratio of the largest median to the smallest."""
+        prods = [p for p in self.prods if p["sku"] == GROWTH_SKU]
+        pool = bench_load.hot_pool(200, (GROWTH_CUSTOMER,), prods, seed=17)
+        open_, rows = 0, []
+        for level in self.plan.levels:
+            seed = level - open_
+            took = time.monotonic()
+            keys, _ = await self.send(producer, pool, 2000, seed, f"g{level}")
+            await self.settle(keys, 60 + seed / 5, f"seeding {level} open orders")
+            open_ = level
+            self.say(
+                f"  {level} open orders of {GROWTH_CUSTOMER} on {GROWTH_SKU} (seeded in {time.monotonic() - took:.0f}s)"
+            )
+            approval, reservation = [], []
+            for n in range(GROWTH_PROBES):
+                [key], _ = await self.send(producer, pool, 10, 1, f"p{level}-{n}")
+                await self.settle([key], 60, f"probe at {level}")
+                seen = self.follower.seen[key]
+                approval.append(seen["approved"] - seen["received"])
+                reservation.append(seen["reserved"] - seen["approved"])
+                open_ += 1
+            row: dict[str, Any] = {
+                "open": level,
+                "approval_s": round(statistics.median(approval), 4),
+                "reservation_s": round(statistics.median(reservation), 4),
+                "approval_samples_s": [round(v, 4) for v in approval],
+                "reservation_samples_s": [round(v, 4) for v in reservation],
+            }
+            rows.append(row)
+            self.say(
+                f"    median approval {row['approval_s'] * 1000:.0f} ms, reservation {row['reservation_s'] * 1000:.0f}"
+            )
+
+        def ratio(name: str) -> float | None:
+            values = [float(r[name]) for r in rows]
+            return round(max(values) / min(values), 2) if values and min(values) > 0 else None
+
+        return {
+            "sku": GROWTH_SKU,
+            "customer": GROWTH_CUSTOMER,
+            "rows": rows,
+            "reservation_ratio": ratio("reservation_s"),
+            "approval_ratio": ratio("approval_s"),
+            "target_ratio": 1.5,
+        }
 
     async def cleanup(self) -> None:
         """Drop the run's databases (the scratch one is gone already)."""
@@ -883,9 +1124,9 @@ def per_order(steps: list[dict[str, Any]], pool: list[Template]) -> dict[str, An
 
 
 def summary(result: dict[str, Any]) -> dict[str, Any]:
-    """Sustained throughput and how much of the raw limits it uses."""
+    """Sustained throughput (the highest rate of the mix that held) and how much of the raw limits it uses."""
     steps = result["steps"]
-    ok = [s["offered_per_s"] for s in steps if s["sustained"]]
+    ok = [s["offered_per_s"] for s in steps if s["sustained"] and s.get("profile", "mix") == "mix"]
     sustained = max(ok) if ok else 0
     peak = max((s["achieved_per_s"] for s in steps), default=0.0)
     po = result["per_order"]
@@ -914,16 +1155,35 @@ def _ms(v: float | None) -> str:
     return "   >grace" if v is None else f"{v * 1000:>9,.0f}"
 
 
+def mix_line(pool: list[Template]) -> str:
+    """The shares of the pool's order kinds, e.g. `5% shortage, 10% hot, 85% spread`."""
+    kinds: dict[str, int] = {}
+    for t in pool:
+        kinds[t.kind] = kinds.get(t.kind, 0) + 1
+    return ", ".join(f"{n / len(pool):.0%} {kind}" for kind, n in sorted(kinds.items())) if pool else "empty"
+
+
+SYSTEM = (*procs.SERVICES, "kafka", "ferretdb", "postgres")  # what an order costs the system (not the bench)
+
+
+def cpu_sum(step: dict[str, Any]) -> float:
+    """CPU ms per order summed over the services and servers (the bench and the simulator are outside)."""
+    return round(sum(float(step["cpu_ms_per_order"].get(n, 0.0)) for n in SYSTEM), 2)
+
+
 def step_line(s: dict[str, Any]) -> str:
     """One progress line for a finished step."""
     lat = s["latency_s"]["reserved"]
     grew = [g for g, v in s["lag_grew"].items() if v]
+    profile = "" if s.get("profile", "mix") == "mix" else f" ({s['profile']})"
     return (
-        f"  {s['offered_per_s']:>5}/s offered: sent {s['sent_per_s']:,.0f}/s, achieved {s['achieved_per_s']:,.1f}/s, "
-        f"reserved {s['reserved']}/{s['orders']}, submit->reserved p50 {_ms(lat['p50']).strip()} ms "
-        f"p99 {_ms(lat['p99']).strip()} ms, max lag {max(s['max_lag'].values(), default=0)}"
+        f"  {s['offered_per_s']:>5}/s offered{profile}: sent {s['sent_per_s']:,.0f}/s, achieved "
+        f"{s['achieved_per_s']:,.1f}/s, reserved {s['reserved']}/{s['reserving_orders']}, settled "
+        f"{s['settled']}/{s['orders']}, submit->reserved p50 {_ms(lat['p50']).strip()} ms "
+        f"p99 {_ms(lat['p99']).strip()} ms (from intended send), latency drift {s['latency_drift_s'] * 1000:+,.0f} ms, "
+        f"max lag {max(s['max_lag'].values(), default=0)}, CPU {cpu_sum(s):.1f} ms/order"
         + (f", lag grew: {', '.join(grew)}" if grew else "")
-        + (" -> sustained" if s["sustained"] else "")
+        + (" -> held" if s["sustained"] else " -> failed")
     )
 
 
@@ -937,6 +1197,12 @@ def report(result: dict[str, Any]) -> list[str]:
             f"  kafka {kind:<9} {k['bytes']:>5} B   produce {k['produce_per_s']:>9,.0f} msg/s "
             f"({k['produce_mb_per_s']:.1f} MB/s)   consume {k['consume_per_s']:>9,.0f} msg/s"
         )
+    g = result["generator"]
+    out.append(
+        f"  load generator (bench process) {g['offered_per_s']:>5}/s offered: sent {g['sent_per_s']:,}/s, "
+        f"at worst {g['behind_max_s'] * 1000:.0f} ms behind, {g['cpu_ms_per_order']:.3f} ms CPU/order "
+        f"(+{g['encode_ms_per_order']:.3f} ms pre-encoding): ~{g['limit_per_s_one_core'] or 0:,}/s per core"
+    )
     st = result["raw_store"]
     out.append(
         f"  store single-document: insert_one {st['insert_one_per_s']:>7,.0f}/s   "
@@ -946,13 +1212,18 @@ def report(result: dict[str, Any]) -> list[str]:
         f"  store bulk (200/call): insert_many {st['insert_many_per_s']:>6,.0f} docs/s   "
         f"bulk_write {st['bulk_write_per_s']:>6,.0f} docs/s"
     )
-    out += ["", "End to end (latency in ms from submission; >grace = some orders never got there)"]
+    out += [
+        "",
+        "End to end (latency in ms from each order's intended send time; >grace = some orders never got there;"
+        " reserved over the orders meant to reserve)",
+    ]
     head = f"  {'offered':>7} {'sent':>7} {'achieved':>8} {'reserved':>13}"
     for stage in STAGES:
         head += f" | {stage + ' p50':>13}{'p95':>9}{'p99':>9}"
     out.append(head + " | max lag in/rv/iv/ff        grew  ok")
     for s in result["steps"]:
         done = f"{s['reserved']}/{s['orders']}"
+        done = f"{s['reserved']}/{s['reserving_orders']}"
         row = f"  {s['offered_per_s']:>7} {s['sent_per_s']:>7,.0f} {s['achieved_per_s']:>8,.1f} {done:>13}"
         for stage in STAGES:
             lat = s["latency_s"][stage]
@@ -967,13 +1238,17 @@ def report(result: dict[str, Any]) -> list[str]:
     out.append(f"  {'offered':>7} " + "".join(f"{n:>13}" for n in procs.SERVICES))
     for s in result["steps"]:
         out.append(f"  {s['offered_per_s']:>7} " + "".join(f"{s['handled_per_s'][n]:>13,.1f}" for n in procs.SERVICES))
-    names = [*procs.SERVICES, "kafka", "ferretdb", "postgres", "bench"]
-    out += ["", "CPU ms per order (services: per order handled; servers, bench: per reserved order) and cores busy"]
-    out.append(f"  {'offered':>7} " + "".join(f"{n:>17}" for n in names))
+    names = [*SYSTEM, "simulator", "bench"]
+    out += [
+        "",
+        "CPU ms per order (services: per order handled; servers, simulator, bench: per reserved order) and cores"
+        " busy; sum = services + Kafka + FerretDB + PostgreSQL",
+    ]
+    out.append(f"  {'offered':>7} " + "".join(f"{n:>17}" for n in names) + f"{'sum':>10}")
     for s in result["steps"]:
         cells = "".join(f"{s['cpu_ms_per_order'].get(n, 0):>10.2f} ({s['cpu_share'].get(n, 0):.2f})" for n in names)
-        out.append(f"  {s['offered_per_s']:>7} {cells}")
-    rss_names = [n for n in names if n != "postgres"]
+        out.append(f"  {s['offered_per_s']:>7} {cells}{cpu_sum(s):>10.2f}")
+    rss_names = [n for n in names if n not in ("postgres", "simulator")]
     out += ["", "Peak RSS (MB) per process"]
     out.append(f"  {'offered':>7} " + "".join(f"{n:>12}" for n in rss_names))
     for s in result["steps"]:
@@ -996,6 +1271,7 @@ def report(result: dict[str, Any]) -> list[str]:
         out.append(
             f"  PostgreSQL row writes measured {sum(m.values()):.1f}: " + ", ".join(f"{k} {v}" for k, v in m.items())
         )
+    out += report_modes(result)
     out += ["", f"Sustained throughput: {sm['sustained_orders_per_s']} orders/s ({sm['criterion']})"]
     out.append(f"  peak achieved: {sm['peak_achieved_orders_per_s']} orders/s")
     for label, key in (("sustained", "ratios_at_sustained"), ("peak", "ratios_at_peak")):
@@ -1005,7 +1281,45 @@ def report(result: dict[str, Any]) -> list[str]:
             f"consume {r['kafka_consume']:.1%}; store writes vs single-document {r['store_single']:.1%}, "
             f"vs bulk {r['store_bulk']:.1%}"
         )
+    out.append(f"sustained {sm['sustained_orders_per_s']} orders/s")
     out.append(f"\nresults: {result['path']}")
+    return out
+
+
+def report_modes(result: dict[str, Any]) -> list[str]:
+    """The --hot comparison and the --growth timings, when the run made them."""
+    out: list[str] = []
+    if "hot" in result:
+        hot = result["hot"]
+        out += [
+            "",
+            f"Hot profile (all orders on {', '.join(hot['skus'])} and {', '.join(hot['customers'])}) vs the mix:"
+            f" p99 submitted->reserved (target: hot within {hot['target_ratio']:g}x)",
+        ]
+        for r in hot["rows"]:
+            ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else "n/a (an order never got there)"
+            out.append(
+                f"  {r['offered_per_s']:>5}/s: mix p99 {_ms(r['mix_p99_s']).strip()} ms, hot p99 "
+                f"{_ms(r['hot_p99_s']).strip()} ms, ratio {ratio}"
+            )
+    if "growth" in result:
+        gr = result["growth"]
+        out += [
+            "",
+            f"Growth: one order of {gr['customer']} on {gr['sku']} against N open ones (medians of {GROWTH_PROBES},"
+            " status timestamps)",
+        ]
+        for r in gr["rows"]:
+            out.append(
+                f"  {r['open']:>7,} open: approval (received->approved) {r['approval_s'] * 1000:8.1f} ms   "
+                f"reservation (approved->reserved) {r['reservation_s'] * 1000:8.1f} ms"
+            )
+        for name in ("reservation", "approval"):
+            value = gr[f"{name}_ratio"]
+            out.append(
+                f"  {name} ratio largest/smallest: {value if value is not None else 'n/a'}"
+                f" (target <= {gr['target_ratio']:g})"
+            )
     return out
 
 
