@@ -73,14 +73,18 @@ def status(
     return Outgoing.of(topics.ORDERS_STATUS, order_key(channel, channel_order_ref), message)
 
 
-class NamesOrder(Protocol):
-    """Anything that names an order at a revision: an internal event, or a service's state of the order."""
+class ChannelOrder(Protocol):
+    """Anything that names an order by its channel and the channel's reference."""
 
     @property
     def channel(self) -> str: ...
 
     @property
     def channel_order_ref(self) -> str: ...
+
+
+class NamesOrder(ChannelOrder, Protocol):
+    """Anything that names an order at a revision: an internal event, or a service's state of the order."""
 
     @property
     def revision(self) -> int | None: ...
@@ -116,20 +120,14 @@ def order_status(
     )
 
 
-class OrderCommand(Protocol):
-    """A command of `orders.commands`: who sent it, about which order."""
+class OrderCommand(ChannelOrder, Protocol):
+    """A command of `orders.commands`: which command, about which order, sent by whom."""
 
     @property
     def type(self) -> str: ...
 
     @property
     def command_id(self) -> str: ...
-
-    @property
-    def channel(self) -> str: ...
-
-    @property
-    def channel_order_ref(self) -> str: ...
 
     @property
     def issued_by(self) -> str: ...
