@@ -249,9 +249,9 @@ class Stock:
                 )
                 for n, p in doc.get("incoming", {}).items()
             },
-            {k: cast(Waiting, dict(v)) for k, v in doc.get("waiting", {}).items()},
-            {k: cast(Owner, dict(v)) for k, v in doc.get("owners", {}).items()},
-            {k: cast(Deciding, dict(v)) for k, v in doc.get("deciding", {}).items()},
+            cast(dict[str, Waiting], {k: dict(v) for k, v in doc.get("waiting", {}).items()}),
+            cast(dict[str, Owner], {k: dict(v) for k, v in doc.get("owners", {}).items()}),
+            cast(dict[str, Deciding], {k: dict(v) for k, v in doc.get("deciding", {}).items()}),
         )
 
     def copy(self) -> "Stock":
