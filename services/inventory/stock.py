@@ -10,7 +10,7 @@ on `stock.shipped`), or until it is handed to fulfillment ahead of a backordered
 it is marked consumed and is never taken.
 
 Orders awaiting the customer's decision on a shortage hold nothing, but each of their lines is listed under
-`deciding` in its SKU's stock, so that stock released or received later finds them (`domain.refill`).
+`deciding` in its SKU's stock, so that stock released or received later finds them (`domain.refilled`).
 """
 
 from dataclasses import dataclass, field

@@ -1,4 +1,4 @@
-"""Free stock goes to the waiting orders (`domain.refill`): backorders oldest promise first, then orders awaiting the
+"""Free stock goes to the waiting orders (`domain.refilled`): backorders oldest promise first, then orders awaiting the
 customer's decision if they can now be reserved in full; the `deciding` queue follows the orders' statuses."""
 
 import json
