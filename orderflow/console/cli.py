@@ -130,6 +130,19 @@ def user_list() -> None:
         typer.echo(f"{u['_id']:<24}{u['role']:<18}{'disabled' if u.get('disabled') else 'enabled'}")
 
 
+def answers(url: str, proc: "subprocess.Popen[bytes]", timeout: float = 60) -> bool:
+    """Whether `url` answers before the process ends or `timeout` seconds pass (tried every 0.3 s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return True
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.3)
+
+
 def _pid_file() -> Path:
     from orderflow import procs
 
@@ -180,16 +193,9 @@ def console_up(
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         _pid_file().write_text(f"{proc.pid} {port}")
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "login", timeout=5):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    typer.echo(f"the console did not start: see {procs.log_path('console')}", err=True)
-                    raise typer.Exit(1) from None
-                time.sleep(0.3)
+        if not answers(url + "login", proc):
+            typer.echo(f"the console did not start: see {procs.log_path('console')}", err=True)
+            raise typer.Exit(1)
         pid = proc.pid
     else:
         url = f"http://127.0.0.1:{_pid_file().read_text().split()[1]}/"

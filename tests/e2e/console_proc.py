@@ -2,8 +2,6 @@
 and headless Debian Chromium driven by Selenium through Debian's chromium-driver."""
 
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +9,7 @@ from pathlib import Path
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
+from orderflow.console.cli import answers
 from orderflow.dev import stack
 from tests.e2e.dashboard_proc import ORDERFLOW, running
 
@@ -32,14 +31,7 @@ def console(*args: str) -> Iterator[str]:
     port = stack.unused_port()
     url = f"http://127.0.0.1:{port}"
     with running("console", "--port", str(port), *args, timeout=20) as proc:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/login", timeout=5):
-                    break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "the console did not start"
-                time.sleep(0.3)
+        assert answers(url + "/login", proc), "the console did not start"
         yield url
 
 
