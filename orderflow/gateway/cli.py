@@ -12,6 +12,9 @@ if TYPE_CHECKING:
     from orderflow.gateway.keys import KeyStore
 
 T = TypeVar("T")
+# Seconds an idle client connection stays open: above the 60 s idle timeout of common load balancers, so the
+# gateway never closes a connection a client or proxy is about to reuse (uvicorn's default is 5 s).
+KEEP_ALIVE = 75
 app = typer.Typer(help="The HTTP order gateway for channels (FastAPI on uvicorn) and its API keys.")
 key_app = typer.Typer(help="API keys: one channel each, stored hashed.", no_args_is_help=True)
 app.add_typer(key_app, name="key")
@@ -40,7 +43,14 @@ def _serve(port: int | None, host: str | None) -> None:
     settings = GatewaySettings().model_copy(update=given)
     runtime_logging.configure("gateway", settings.log_format, settings.log_level)
     typer.echo(f"gateway on http://{settings.host}:{settings.port}/  (OpenAPI /openapi.json, docs /docs)")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE,
+    )
 
 
 def _with_keys(action: "Callable[[KeyStore], Awaitable[T]]") -> T:

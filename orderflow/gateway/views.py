@@ -14,11 +14,13 @@ from typing import Any
 
 from pymongo import ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from contracts.public import OrderStatus
 
 Collection = AsyncCollection[dict[str, Any]]
+MAX_CLAIMS = 500  # submissions recorded in one insert
+DUPLICATE_KEY = 11000
 
 
 def order_key(channel: str, ref: str) -> str:
@@ -48,6 +50,8 @@ class Views:
     def __init__(self, orders: Collection, submissions: Collection) -> None:
         self.orders, self.submissions = orders, submissions
         self.changed = asyncio.Condition()
+        self._claims: list[tuple[dict[str, Any], asyncio.Future[dict[str, Any] | None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def apply(self, statuses: Iterable[tuple[int, int, OrderStatus]]) -> int:
         """Store the latest order-changing status per key among (partition, offset, status); returns writes."""
@@ -97,7 +101,9 @@ class Views:
 
     async def claim(self, key: str, revision: Any, body_digest: str) -> dict[str, Any] | None:
         """Record a submission of this order key and revision; None when it is the first, else the record of
-        the earlier one (its body's digest tells a repeat from a conflicting body)."""
+        the earlier one (its body's digest tells a repeat from a conflicting body).
+
+        Claims made while a write is in flight go to the store together in one unordered insert."""
         doc = {
             "_id": _submission_id(key, revision),
             "key": key,
@@ -105,11 +111,38 @@ class Views:
             "sha256": body_digest,
             "accepted_at": datetime.now(UTC),
         }
+        answer: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+        self._claims.append((doc, answer))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_claims())
+        return await answer
+
+    async def _write_claims(self) -> None:
+        while self._claims:
+            batch, self._claims = self._claims[:MAX_CLAIMS], self._claims[MAX_CLAIMS:]
+            try:
+                taken = await self._insert([doc for doc, _ in batch])
+            except PyMongoError as exc:
+                for _, answer in batch:
+                    if not answer.done():
+                        answer.set_exception(exc)
+                continue
+            earlier = [doc["_id"] for i, (doc, _) in enumerate(batch) if i not in taken]
+            found = {d["_id"]: d async for d in self.submissions.find({"_id": {"$in": earlier}})} if earlier else {}
+            for i, (doc, answer) in enumerate(batch):
+                if not answer.done():
+                    answer.set_result(None if i in taken else found.get(doc["_id"], doc))
+
+    async def _insert(self, docs: list[dict[str, Any]]) -> set[int]:
+        """Insert what is new; the indexes of the documents inserted (the others' ids were taken)."""
         try:
-            await self.submissions.insert_one(doc)
-        except DuplicateKeyError:
-            return await self.submissions.find_one({"_id": doc["_id"]}) or doc
-        return None
+            await self.submissions.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            return set(range(len(docs))) - {e["index"] for e in errors}
+        return set(range(len(docs)))
 
     async def release(self, key: str, revision: Any) -> None:
         """Forget a claim whose message Kafka did not acknowledge (best effort: a repeat is published anyway)."""
