@@ -233,9 +233,10 @@ def build_refill(tag: str, n: int = 2000, rate: float = 200.0) -> Workload:
         work.orders[s.key] = Planned(
             s.key, kind, body["customer"]["customer_id"], ((SCARCE, body["lines"][0]["quantity"]),), 1
         )
-    for key, plan in work.orders.items():  # the shortages (of the scarce SKU) are backordered like them now
+    for key, plan in work.orders.items():  # the shortages (of the scarce SKU) wait like them now, a VIP's urgently
         if plan.kind == "shortage":
-            work.orders[key] = Planned(key, "backorder", plan.customer_id, plan.lines, plan.final_revision)
+            kind = "backorder" if plan.customer_id in ORDINARY else "priority"
+            work.orders[key] = Planned(key, kind, plan.customer_id, plan.lines, plan.final_revision)
     demand = sum(q for p in work.orders.values() for sku, q in p.lines if sku == SCARCE)
     first, every, count, units = RECEIPTS
     arrivals = [(first + i * every, units) for i in range(count)]
