@@ -69,6 +69,7 @@ GROWTH_LEVELS = (10, 1000, 10_000)
 GROWTH_SKU, GROWTH_CUSTOMER = "SKU-0200", "C-1007"
 GROWTH_PROBES = 5
 WARMUP_ORDERS = 5
+STEP_OVERHEAD_S = 20.0  # a step's snapshots, drain and restart around its offered and grace time
 MB = 1024 * 1024
 
 
@@ -115,7 +116,20 @@ def make_plan(
     if mode == "growth":
         extra |= {"customers": 50, "skus": 500}
     if quick:
-        return Plan(rates, seconds or 10, 4, 1.0, True, shipping, custom, max_steps=6, budget_seconds=150, **extra)
+        extra = {"customers": 200, "skus": 1000} | extra  # master data loads in seconds
+        return Plan(
+            rates,
+            seconds or 10,
+            4,
+            1.0,
+            True,
+            shipping,
+            custom,
+            search_start=25,
+            max_steps=6,
+            budget_seconds=150,
+            **extra,
+        )
     if seconds and seconds < FULL_MIN_STEP_S:
         raise ValueError(f"a full run's steps last at least {FULL_MIN_STEP_S:.0f} s (use --quick for short ones)")
     return Plan(rates, seconds or FULL_MIN_STEP_S, 15, 5, False, mode != "growth", custom, **extra)
@@ -902,7 +916,7 @@ class Bench:
         plan = self.plan
         if plan.budget_seconds:
             left = plan.budget_seconds - (time.monotonic() - self.started)
-            if left < plan.step_seconds + plan.grace_seconds + 5:
+            if left < plan.step_seconds + plan.grace_seconds + STEP_OVERHEAD_S:
                 return None
         if search is None:
             return fixed.pop(0) if fixed else None

@@ -1,0 +1,72 @@
+"""The benchmark's plans and printed figures: quick and full steps, the modes, bad options named."""
+
+import pytest
+
+from orderflow.dev import bench
+
+
+def test_quick_searches_with_short_steps_within_a_budget_and_full_steps_last_a_minute() -> None:
+    quick = bench.make_plan(quick=True)
+    assert quick.rates == () and quick.step_seconds == 10 and quick.budget_seconds == 150
+    full = bench.make_plan(quick=False)
+    assert full.rates == () and full.step_seconds >= 60 and full.shipping and not full.budget_seconds
+    assert not bench.make_plan(quick=False, mode="growth").shipping  # open reservations must stay open
+    assert bench.make_plan(quick=False, mode="growth", levels=(10, 100)).levels == (10, 100)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"quick": False, "seconds": 30}, "at least 60 s"),
+        ({"quick": True, "mode": "fast"}, "throughput, hot or growth"),
+        ({"quick": True, "rates": (10, 0)}, "must be positive"),
+        ({"quick": True, "mode": "growth", "levels": (100, 10)}, "increasing positive"),
+    ],
+)
+def test_make_plan_names_what_is_wrong(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        bench.make_plan(**kwargs)  # type: ignore[arg-type]
+
+
+def test_cpu_sum_counts_services_and_servers_not_the_bench_or_the_simulator() -> None:
+    step = {
+        "cpu_ms_per_order": {
+            "intake": 1.0,
+            "review": 2.0,
+            "inventory": 3.0,
+            "fulfillment": 4.0,
+            "kafka": 5.0,
+            "ferretdb": 6.0,
+            "postgres": 7.0,
+            "bench": 100.0,
+            "simulator": 50.0,
+        }
+    }
+    assert bench.cpu_sum(step) == 28.0
+
+
+def test_growth_and_hot_reports_print_the_ratios() -> None:
+    result = {
+        "hot": {
+            "skus": bench.HOT_SKUS,
+            "customers": bench.HOT_CUSTOMERS,
+            "target_ratio": 2.0,
+            "rows": [{"offered_per_s": 30, "mix_p99_s": 0.5, "hot_p99_s": 1.5, "ratio": 3.0}],
+        },
+        "growth": {
+            "sku": "SKU-0200",
+            "customer": "C-1007",
+            "target_ratio": 1.5,
+            "reservation_ratio": 2.5,
+            "approval_ratio": None,
+            "rows": [
+                {"open": 10, "approval_s": 0.1, "reservation_s": 0.2},
+                {"open": 10_000, "approval_s": 0.1, "reservation_s": 0.5},
+            ],
+        },
+    }
+    text = "\n".join(bench.report_modes(result))
+    assert "mix p99 500 ms, hot p99 1,500 ms, ratio 3.00x" in text
+    assert "reservation ratio largest/smallest: 2.5 (target <= 1.5)" in text
+    assert "approval ratio largest/smallest: n/a" in text
+    assert " 10,000 open" in text
