@@ -1046,7 +1046,7 @@ class Bench:
             }
             rows.append(row)
             self.say(
-                f"    median approval {row['approval_s'] * 1000:.0f} ms, reservation {row['reservation_s'] * 1000:.0f}"
+                f"  median approval {row['approval_s'] * 1000:.0f} ms, reservation {row['reservation_s'] * 1000:.0f} ms"
             )
 
         def ratio(name: str) -> float | None:
