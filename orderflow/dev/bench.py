@@ -1359,6 +1359,7 @@ def main(bootstrap: str, uri: str, plan: Plan, say: Say = print, results_dir: Pa
         try:
             result = asyncio.run(bench.run())
         finally:
+            bench.stop_simulator()
             procs.down()
             with contextlib.suppress(Exception):
                 asyncio.run(bench.cleanup())
