@@ -7,7 +7,7 @@ from orderflow.dev import bench
 
 def test_quick_searches_with_short_steps_within_a_budget_and_full_steps_last_a_minute() -> None:
     quick = bench.make_plan(quick=True)
-    assert quick.rates == () and quick.step_seconds == 10 and quick.budget_seconds == 150
+    assert quick.rates == () and quick.step_seconds == 10 and quick.budget_seconds == 140
     full = bench.make_plan(quick=False)
     assert full.rates == () and full.step_seconds >= 60 and full.shipping and not full.budget_seconds
     assert not bench.make_plan(quick=False, mode="growth").shipping  # open reservations must stay open
