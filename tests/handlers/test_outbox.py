@@ -25,6 +25,7 @@ def replica(request: pytest.FixtureRequest) -> Replicas:
     collection = request.getfixturevalue("collection")
     return lambda: DocStore(collection)
 
+
 OUT = Outgoing("orders.status", "web:W-1", b'{"status": "received"}')
 
 
