@@ -277,7 +277,7 @@ async def run(
         f"  checked: {sum(len(o) for o in open_exposure.values())} open approved orders holding "
         f"{sum(sum(o.values()) for o in open_exposure.values()) / 100:.2f} over {len(open_exposure)} customers; "
         f"{sum(r['reserved'] for r in levels)} units reserved over {sum(1 for r in levels if r['reserved'])} "
-        f"SKU/warehouses; final statuses {dict(Counter(inv.effective(m)[-1]['status'] for m in statuses.values()))}"
+        f"SKU/warehouses; final statuses {dict(Counter(final(m) for m in statuses.values()))}"
     )
     if row.cancelled_not_last:
         say(f"  {len(row.cancelled_not_last)} cancelled orders end with another status, e.g.:")
@@ -296,6 +296,12 @@ async def run(
         say(f"  FINDING {line}")
     report.rows.append(row)
     return row
+
+
+def final(msgs: list[dict[str, Any]]) -> str:
+    """An order's last state change ("-" when it has none: only refusals, e.g. its submission failed)."""
+    changes = inv.effective(msgs)
+    return changes[-1]["status"] if changes else "-"
 
 
 def table(rows: list[Row]) -> str:
