@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from contracts.public import OrderCancel, PriorityApproval, ReviewDecision, ShortageDecision
-from orderflow import commands
+from orderflow import commands, reach
 from orderflow.cli import app
 
 
@@ -69,7 +69,12 @@ def _answer(monkeypatch: pytest.MonkeyPatch, status: dict[str, Any]) -> list[str
         sent.append(command.type)
         return {**status, "_key": f"{command.channel}:{command.channel_order_ref}"}
 
+    async def reachable() -> None:
+        return None
+
     monkeypatch.setattr(commands, "send", send)
+    monkeypatch.setattr(reach, "check_kafka", reachable)
+    monkeypatch.setattr(reach, "check_store", reachable)
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
     return sent
 
