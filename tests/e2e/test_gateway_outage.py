@@ -6,8 +6,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -31,15 +29,22 @@ class OwnKafka:
 
     def __init__(self) -> None:
         self.home = tempfile.mkdtemp(prefix="orderflow-gw-kafka-")
-        port = stack.unused_port(span=2)
-        self.env = {**os.environ, "ORDERFLOW_HOME": self.home, "ORDERFLOW_KAFKA_PORT": str(port)}
-        self.env.pop("ORDERFLOW_PROFILE", None)
-        self.bootstrap = f"127.0.0.1:{port}"
+        self.port = stack.unused_port(span=2)
+        self.bootstrap = f"127.0.0.1:{self.port}"
 
     def __call__(self, verb: str) -> None:
-        """`start` or `stop` this Kafka."""
-        command = [sys.executable, "-m", "orderflow.dev.stack", verb, "kafka"]
-        subprocess.run(command, env=self.env, check=True, timeout=180)
+        """`start` or `stop` this Kafka (the stack's own functions, pointed at its home and port)."""
+        saved = {k: os.environ.get(k) for k in ("ORDERFLOW_HOME", "ORDERFLOW_KAFKA_PORT", "ORDERFLOW_PROFILE")}
+        os.environ.update(ORDERFLOW_HOME=self.home, ORDERFLOW_KAFKA_PORT=str(self.port))
+        os.environ.pop("ORDERFLOW_PROFILE", None)
+        try:
+            (stack.start if verb == "start" else stack.stop)("kafka")
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
