@@ -37,24 +37,24 @@ def policy_of(settings: ReviewSettings) -> Policy:
 
 def build_for(settings: ReviewSettings) -> BuildProcessor:
     """Review's processor factory for the given settings."""
-    on_accepted = partial(handlers.on_accepted, policy=policy_of(settings))
-    wired: dict[type[BaseModel], Handler] = {
-        CustomerUpserted: handlers.on_customer,
-        ProductUpserted: handlers.on_product,
-        OrderAccepted: on_accepted,
-        ReviewDecision: handlers.on_decision,
-        OrderCancelled: handlers.on_cancelled,
-        InvoiceRequested: handlers.on_invoiced,
-    }
 
     def build(docs: Store, publisher: Publisher) -> Processor:
+        progress = handlers.Progress()  # per process: which consumed records have been fully written
+        wired: dict[type[BaseModel], Handler] = {
+            CustomerUpserted: handlers.on_customer,
+            ProductUpserted: handlers.on_product,
+            OrderAccepted: partial(handlers.on_accepted, policy=policy_of(settings), progress=progress),
+            ReviewDecision: partial(handlers.on_decision, progress=progress),
+            OrderCancelled: partial(handlers.on_cancelled, progress=progress),
+            InvoiceRequested: partial(handlers.on_invoiced, progress=progress),
+        }
         return Processor(
             NAME,
             docs,
             publisher,
             wired,
             store.keys,
-            write_first=(store.CREDITS.prefix,),  # a claim is stored before the approval that needs it
+            write_first=(store.CREDITS.prefix,),  # a claim is counted before the order that holds it is stored
             skip_unreadable=frozenset({topics.ORDERS_COMMANDS}),
         )
 

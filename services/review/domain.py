@@ -1,11 +1,13 @@
 """Review's decisions (handbook 2.2): approve, reject with reasons, or queue for a person.
 
-Pure: every function takes the order's state and its customer's credit exposure (`OrderCredit`), the message
-and the time, and returns a `Decision(new_state, events)`; nothing given is changed (unchanged parts of the new
-state are the very objects given).
+Pure: every function takes the order's state (its `claim` is the cents it holds on its customer's credit), the
+message and the time, and returns a `Decision(new_state, events)`; `settle` moves a claim on a customer's
+credit exactly once per input. Nothing given is changed (unchanged parts of the new state are the very objects
+given).
 """
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -14,10 +16,10 @@ from contracts.common import Reason
 from contracts.internal import OrderAccepted, OrderApproved, OrderCancelled
 from contracts.public import CustomerUpserted, InvoiceRequested, ProductUpserted, ReviewDecision
 from services.review.rules import Evaluation, Policy, PreviousRevision, evaluate
-from services.review.store import AuditEntry, Credit, Queued, ReviewOrder
+from services.review.store import AuditEntry, Credit, Op, Queued, ReviewOrder
 from services.runtime.ids import derive_id
 from services.runtime.messages import Outgoing
-from services.runtime.status import order_key, order_status, status, unknown_order
+from services.runtime.status import order_status, status, unknown_order
 from services.runtime.steps import Decision
 
 CENT = Decimal("0.01")
@@ -30,60 +32,62 @@ def cents(amount: Decimal) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class OrderCredit:
-    """What one review decision reads and changes together: the order's review state (None: unknown to review)
-    and its customer's credit exposure (None: not needed by this decision)."""
+class Source:
+    """Where an input was consumed ("topic:partition", offset) and, per source, the first offset of the latest
+    batch this process began there: every record before it had its documents written (a partition is consumed
+    in order, and a batch begins at the committed offset or right after a batch that completed)."""
 
-    order: ReviewOrder | None
-    credit: Credit | None = None
+    source: str
+    offset: int
+    completed_before: Mapping[str, int] = field(default_factory=dict)
 
 
 # ---- credit exposure ----
-def claim(credit: Credit, number: str, amount: int) -> Credit:
-    """The exposure with the order's claim added; a claim the order already holds is kept as it is (a redelivery
-    claims nothing twice)."""
-    if number in credit.orders:
-        return credit
-    return Credit(credit.total + amount, {**credit.orders, number: amount})
+def counted(credit: Credit, cause: str, held: int) -> int:
+    """The cents an order counts for in its customer's total now: the claim its document holds plus what an
+    interrupted earlier attempt of the same input (`cause`) already applied to the credit."""
+    op = credit.ops.get(cause)
+    return held + (op.delta if op is not None else 0)
 
 
-def release(credit: Credit, number: str) -> tuple[Credit, int]:
-    """The exposure without the order's claim, and the cents released (0 when it held none)."""
-    if number not in credit.orders:
-        return credit, 0
-    amount = credit.orders[number]
-    return Credit(credit.total - amount, {k: v for k, v in credit.orders.items() if k != number}), amount
-
-
-def on_invoiced(credit: Credit | None, invoice: InvoiceRequested) -> Decision[Credit]:
-    """An invoiced order no longer counts against its customer's credit (it is on the balance feed now)."""
-    after, released = release(credit or Credit(), invoice.order_number)
-    return Decision(after, (), f"invoiced {invoice.order_number}: released {released} cents")
+def settle(credit: Credit, cause: str, number: str, held: int, target: int, at: Source) -> Credit | None:
+    """The credit once the order's claim goes from what its document holds (`held`) to `target`, applied once
+    whatever an interrupted attempt of `cause` already did (it is recorded under `cause`, and later attempts
+    correct it instead of adding to it); None when nothing changes. Operations whose batch has completed are
+    dropped (`at.completed_before`), so the record holds only batches still in flight: bounded by the batch
+    size times the partitions, never by the customer's open orders."""
+    now = counted(credit, cause, held)
+    previous = credit.ops.get(cause)
+    if now == target and previous is None:
+        return None
+    ops = {
+        k: o for k, o in credit.ops.items() if k != cause and o.offset >= at.completed_before.get(o.source, o.offset)
+    }
+    if target != held:
+        ops[cause] = Op(number, target - held, at.source, at.offset)
+    return Credit(credit.total - now + target, ops)
 
 
 # ---- the rules' review of an accepted revision ----
 def review(
-    current: OrderCredit,
+    state: ReviewOrder | None,
     order: OrderAccepted,
     customer: CustomerUpserted | None,
     products: dict[str, ProductUpserted],
+    others_cents: int,
     now: datetime,
     policy: Policy,
-) -> Decision[OrderCredit]:
-    """Review one accepted revision from scratch against current master data and open exposure. An amendment of
-    an approved order gives its claim back first; so does a cancelled order whose claim an interrupted batch
-    left behind."""
-    state, credit = current.order, current.credit or Credit()
+) -> Decision[ReviewOrder]:
+    """Review one accepted revision from scratch against current master data and the exposure of the
+    customer's other open orders (`others_cents`). The new state's `claim` is what the order holds afterwards:
+    an amendment replaces the claim of the approved revision (0 unless approved again); a cancelled order or
+    an old revision keeps what it holds."""
     number = order.order_number or order.order_key
-    if state is not None and (
-        state.status == "cancelled" or (state.status == "approved" and order.revision > state.revision)
-    ):
-        credit, _ = release(credit, number)
     if state is not None and state.status == "cancelled":
-        return Decision(OrderCredit(state, credit), (), "ignored: order cancelled")
+        return Decision(state, (), "ignored: order cancelled")
     if state is not None and order.revision <= state.revision:
-        return Decision(OrderCredit(state, credit), (), "ignored: revision already reviewed")
-    open_exposure = Decimal(credit.total - credit.orders.get(number, 0)) * CENT
+        return Decision(state, (), "ignored: revision already reviewed")
+    open_exposure = Decimal(others_cents) * CENT
     previous = state.last_decided if state else None
     ev = evaluate(order, customer, products, open_exposure, previous, now.date(), policy)
     audit = AuditEntry(order.revision, ev.decided_by, ev.outcome, now, rules=ev.results)
@@ -100,27 +104,27 @@ def review(
     if ev.outcome == "in_review":
         queued = replace(base, queued=Queued(approved, ev.reasons, _last_decided(order)))
         out = order_status(order.event_id, order, "in_review", now, reasons=reasons, decided_by=by)
-        return Decision(OrderCredit(queued, credit), (out,), f"in_review {number}")
+        return Decision(queued, (out,), f"in_review {number}")
     if ev.outcome == "rejected":
         rejected = replace(base, last_decided=_last_decided(order))
         out = order_status(order.event_id, order, "rejected", now, reasons=reasons, decided_by=by)
-        return Decision(OrderCredit(rejected, credit), (out,), f"rejected: {_codes(ev.reasons)} {number}")
+        return Decision(rejected, (out,), f"rejected: {_codes(ev.reasons)} {number}")
     amount = cents(ev.total_with_charges)
-    accepted = replace(base, last_decided=_last_decided(order), exposure_cents=amount)
+    accepted = replace(base, last_decided=_last_decided(order), claim=amount)
     events = (
         order_status(order.event_id, order, "approved", now, decided_by=by, details=_approval_details(approved)),
         Outgoing.of(topics.ORDERS_APPROVED, approved.order_key, approved),
     )
-    return Decision(OrderCredit(accepted, claim(credit, number, amount)), events, f"approved {number}")
+    return Decision(accepted, events, f"approved {number}")
 
 
 # ---- a reviewer's decision ----
-def decide_manual(current: OrderCredit, cmd: ReviewDecision, now: datetime) -> Decision[OrderCredit]:
-    """A reviewer's decision on a queued order. Refused with a reason when review knows no such order
-    (`unknown_order`) or the order is not queued (`not_in_review_queue`); a refusal changes nothing."""
-    state = current.order
+def decide_manual(state: ReviewOrder | None, cmd: ReviewDecision, now: datetime) -> Decision[ReviewOrder]:
+    """A reviewer's decision on a queued order; an approval claims the order's total. Refused with a reason
+    when review knows no such order (`unknown_order`) or the order is not queued (`not_in_review_queue`); a
+    refusal changes nothing."""
     if state is None:
-        return Decision(current, (unknown_order(cmd, "review", now),), "refused: unknown order")
+        return Decision(None, (unknown_order(cmd, "review", now),), "refused: unknown order")
     if state.status != "in_review" or state.queued is None:
         reason = Reason(
             code="not_in_review_queue",
@@ -139,7 +143,7 @@ def decide_manual(current: OrderCredit, cmd: ReviewDecision, now: datetime) -> D
             details={"refused": cmd.type},
             decided_by=cmd.issued_by,
         )
-        return Decision(current, (refused,), "refused: not in queue")
+        return Decision(None, (refused,), "refused: not in queue")
     approved = state.queued.approved
     audit = AuditEntry(approved.revision, cmd.issued_by, cmd.decision, now, reasons=tuple(cmd.reasons))
     decided = replace(
@@ -149,10 +153,7 @@ def decide_manual(current: OrderCredit, cmd: ReviewDecision, now: datetime) -> D
         why = cmd.reasons or ["rejected by reviewer"]
         reasons = [Reason(code="reviewer_rejected", field=None, message=r) for r in why]
         out = order_status(cmd.command_id, approved, "rejected", now, reasons=reasons, decided_by=cmd.issued_by)
-        rejected = OrderCredit(replace(decided, status="rejected"), current.credit)
-        return Decision(rejected, (out,), "rejected by reviewer")
-    amount = cents(approved.total_amount)
-    number = state.order_number or order_key(cmd.channel, cmd.channel_order_ref)
+        return Decision(replace(decided, status="rejected"), (out,), "rejected by reviewer")
     details = _approval_details(approved)
     events = (
         order_status(cmd.command_id, approved, "approved", now, details=details, decided_by=cmd.issued_by),
@@ -162,21 +163,23 @@ def decide_manual(current: OrderCredit, cmd: ReviewDecision, now: datetime) -> D
             approved.model_copy(update={"event_id": derive_id("approved", cmd.command_id)}),
         ),
     )
-    new = OrderCredit(
-        replace(decided, status="approved", exposure_cents=amount), claim(current.credit or Credit(), number, amount)
+    return Decision(
+        replace(decided, status="approved", claim=cents(approved.total_amount)), events, "approved by reviewer"
     )
-    return Decision(new, events, "approved by reviewer")
 
 
-# ---- cancellation ----
-def on_cancelled(current: OrderCredit, event: OrderCancelled) -> Decision[OrderCredit]:
+# ---- cancellation and invoicing ----
+def on_cancelled(state: ReviewOrder | None, event: OrderCancelled) -> Decision[ReviewOrder]:
     """A cancelled order leaves the queue and gives back the exposure it claims."""
-    state = current.order
-    cancelled = replace(state, status="cancelled", queued=None) if state else ReviewOrder(event.revision, "cancelled")
-    credit = current.credit
-    if state is not None and credit is not None:
-        credit, _ = release(credit, state.order_number or event.order_key)
-    return Decision(OrderCredit(cancelled, credit), (), "cancelled: exposure released")
+    cancelled = (
+        replace(state, status="cancelled", queued=None, claim=0) if state else ReviewOrder(event.revision, "cancelled")
+    )
+    return Decision(cancelled, (), "cancelled: exposure released")
+
+
+def on_invoiced(state: ReviewOrder, invoice: InvoiceRequested) -> Decision[ReviewOrder]:
+    """An invoiced order no longer counts against its customer's credit (it is on the balance feed now)."""
+    return Decision(replace(state, claim=0), (), f"invoiced {invoice.order_number}: released {state.claim} cents")
 
 
 # ---- helpers ----

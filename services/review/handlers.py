@@ -1,15 +1,37 @@
-"""Review's subscribers: load the typed state, let services.review.domain decide, record (the batch writes it)."""
+"""Review's subscribers: load the typed state, let services.review.domain decide, record (the batch writes it).
+
+An order's claim on its customer's credit is moved by `_save`: the credit documents (written first) get the
+change once per input, the order document its new state and the input in its inbox."""
+
+from dataclasses import dataclass, field
 
 from contracts.internal import OrderAccepted, OrderCancelled
 from contracts.public import CustomerUpserted, InvoiceRequested, ProductUpserted, ReviewDecision
 from services.review import domain, store
-from services.review.domain import OrderCredit
+from services.review.domain import Source
 from services.review.rules import Policy
 from services.review.store import Credit, ReviewOrder
 from services.runtime.batch import Batch
 from services.runtime.messages import Incoming
 from services.runtime.status import order_key
 from services.runtime.steps import DUPLICATE, Decision, Loaded, load, save, step
+
+
+@dataclass
+class Progress:
+    """Per consumed source ("topic:partition"), the first offset of the latest batch this process began there;
+    every record before it has been fully written (see `domain.Source`)."""
+
+    began: dict[str, int] = field(default_factory=dict)
+
+    def at(self, batch: Batch, rec: Incoming) -> Source:
+        """Where `rec` was consumed; the first record of its source in this batch marks the batch's start."""
+        source = f"{rec.topic}:{rec.partition}"
+        seen: set[str] = batch.scratch.setdefault("review_sources", set())
+        if source not in seen:
+            seen.add(source)
+            self.began[source] = rec.offset
+        return Source(source, rec.offset, self.began)
 
 
 async def on_customer(batch: Batch, msg: CustomerUpserted, rec: Incoming) -> str:
@@ -22,56 +44,83 @@ async def on_product(batch: Batch, msg: ProductUpserted, rec: Incoming) -> str:
     return await step(batch, store.PRODUCTS, msg.sku, rec.origin, lambda _: Decision(msg, (), "stored"))
 
 
-async def on_accepted(batch: Batch, msg: OrderAccepted, rec: Incoming, *, policy: Policy) -> str:
-    """Review an accepted revision against master data and the customer's open exposure."""
+async def on_accepted(batch: Batch, msg: OrderAccepted, rec: Incoming, *, policy: Policy, progress: Progress) -> str:
+    """Review an accepted revision against master data and the exposure of the customer's other open orders."""
+    at = progress.at(batch, rec)
     order = await load(batch, store.ORDERS, msg.order_key)
     if order.seen(msg.event_id):
         return DUPLICATE
     credit = await load(batch, store.CREDITS, msg.customer_id)
+    held = _held(order.state, msg.customer_id)
+    others = (credit.state or Credit()).total - domain.counted(credit.state or Credit(), msg.event_id, held)
     customer = (await load(batch, store.CUSTOMERS, msg.customer_id)).state
     products = [(await load(batch, store.PRODUCTS, line.sku)).state for line in msg.lines]
     known = {p.sku: p for p in products if p is not None}
-    decision = domain.review(OrderCredit(order.state, credit.state), msg, customer, known, batch.now, policy)
-    return _save(batch, msg.event_id, order, credit, decision)
+    decision = domain.review(order.state, msg, customer, known, others, batch.now, policy)
+    number = msg.order_number or msg.order_key
+    return await _save(batch, msg.event_id, at, number, order, decision, also=msg.customer_id)
 
 
-async def on_decision(batch: Batch, msg: ReviewDecision, rec: Incoming) -> str:
+async def on_decision(batch: Batch, msg: ReviewDecision, rec: Incoming, *, progress: Progress) -> str:
     """A reviewer approves or rejects a queued order; refused (recording nothing) for an order review does not know."""
-    order = await load(batch, store.ORDERS, order_key(msg.channel, msg.channel_order_ref))
+    at = progress.at(batch, rec)
+    key = order_key(msg.channel, msg.channel_order_ref)
+    order = await load(batch, store.ORDERS, key)
     if order.seen(msg.command_id):
         return DUPLICATE
-    credit = await _credit_of(batch, order.state)
-    decision = domain.decide_manual(OrderCredit(order.state, credit.state if credit else None), msg, batch.now)
-    return _save(batch, msg.command_id, order, credit, decision)
+    decision = domain.decide_manual(order.state, msg, batch.now)
+    number = order.state.order_number or key if order.state else key
+    return await _save(batch, msg.command_id, at, number, order, decision)
 
 
-async def on_cancelled(batch: Batch, msg: OrderCancelled, rec: Incoming) -> str:
+async def on_cancelled(batch: Batch, msg: OrderCancelled, rec: Incoming, *, progress: Progress) -> str:
     """A cancelled order leaves the queue and gives its exposure back."""
+    at = progress.at(batch, rec)
     order = await load(batch, store.ORDERS, msg.order_key)
     if order.seen(msg.event_id):
         return DUPLICATE
-    credit = await _credit_of(batch, order.state)
-    decision = domain.on_cancelled(OrderCredit(order.state, credit.state if credit else None), msg)
-    return _save(batch, msg.event_id, order, credit, decision)
+    number = (order.state.order_number if order.state else None) or msg.order_key
+    return await _save(batch, msg.event_id, at, number, order, domain.on_cancelled(order.state, msg))
 
 
-async def on_invoiced(batch: Batch, msg: InvoiceRequested, rec: Incoming) -> str:
-    """An invoiced order no longer counts against its customer's credit."""
-    return await step(batch, store.CREDITS, msg.customer_id, msg.event_id, lambda c: domain.on_invoiced(c, msg))
+async def on_invoiced(batch: Batch, msg: InvoiceRequested, rec: Incoming, *, progress: Progress) -> str:
+    """An invoiced order no longer counts against its customer's credit; ignored for a number review never
+    approved (nothing is recorded: a redelivery looks again)."""
+    at = progress.at(batch, rec)
+    key = await store.order_of_number(batch.store, msg.order_number)
+    if key is None:
+        return f"ignored: no order {msg.order_number}"
+    order = await load(batch, store.ORDERS, key.removeprefix(store.ORDERS.prefix))
+    if order.seen(msg.event_id):
+        return DUPLICATE
+    if order.state is None:
+        return f"ignored: no order {msg.order_number}"
+    return await _save(batch, msg.event_id, at, msg.order_number, order, domain.on_invoiced(order.state, msg))
 
 
-async def _credit_of(batch: Batch, order: ReviewOrder | None) -> Loaded[Credit] | None:
-    """The credit of the order's customer, when review knows the order and its customer."""
-    return await load(batch, store.CREDITS, order.customer_id) if order and order.customer_id else None
+def _held(state: ReviewOrder | None, customer_id: str | None) -> int:
+    """The cents the order's document says it holds on `customer_id`'s credit."""
+    return state.claim if state is not None and state.customer_id == customer_id else 0
 
 
-def _save(
-    batch: Batch, cause: str, order: Loaded[ReviewOrder], credit: Loaded[Credit] | None, decision: Decision[OrderCredit]
+async def _save(
+    batch: Batch,
+    cause: str,
+    at: Source,
+    number: str,
+    order: Loaded[ReviewOrder],
+    decision: Decision[ReviewOrder],
+    also: str | None = None,
 ) -> str:
-    """Record the credit first when it changed, then the order (its new state, or as it was) with the events."""
-    new = decision.new_state
-    assert new is not None  # review's decisions always say both parts
-    if credit is not None and new.credit is not None and new.credit != (credit.state or Credit()):
-        save(batch, credit, cause, Decision(new.credit))
-    changed = None if new.order is order.state else new.order
-    return save(batch, order, cause, Decision(changed, decision.events, decision.outcome))
+    """Move the order's claim on each credit it touches (the one it held, the one it holds now, and `also`,
+    where an interrupted attempt may have left a change) from what it held to what it holds, once per input;
+    then record the order's new state with the events. The credits are written before the order."""
+    before, after = order.state, decision.new_state or order.state
+    customers = {c for c in (before and before.customer_id, after and after.customer_id, also) if c}
+    for cid in sorted(customers):
+        credit = await load(batch, store.CREDITS, cid)
+        current = credit.state or Credit()
+        settled = domain.settle(current, cause, number, _held(before, cid), _held(after, cid), at)
+        if settled is not None and settled != current:
+            save(batch, credit, None, Decision(settled))
+    return save(batch, order, cause, decision)

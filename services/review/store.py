@@ -1,10 +1,12 @@
 """The only code that knows review's documents: their typed state, their keys, and how they are stored.
 
-Four kinds of document in review's collection: `order:<channel>:<ref>` (a `ReviewOrder`), `customer:<id>` and
-`product:<sku>` (the latest master data, as received), and `credit:<customer>` (a `Credit`). Exposure is one
-document per customer, loaded and written with the batch like every other document, and before the order
-documents: the write is version-guarded, so a replica that raced another retries its batch before any approval
-is stored, and `total` stays equal to the sum of the open approved orders.
+Four kinds of document in review's collection: `order:<channel>:<ref>` (a `ReviewOrder`, which also holds the
+cents the order claims on its customer's credit), `customer:<id>` and `product:<sku>` (the latest master data,
+as received), and `credit:<customer>` (a `Credit`: the customer's exposure total and the operations of recent
+batches, of bounded size whatever the number of open orders; docs/adr/0006). The credit documents are written
+before the order documents: the write is version-guarded, so a replica that raced another retries its batch
+before any approval is stored, and a batch interrupted between the two writes finds, when replayed, what its
+first attempt applied (`Credit.ops`), so `total` stays equal to the sum of the open approved orders' claims.
 """
 
 from collections.abc import Iterable, Mapping
@@ -21,7 +23,7 @@ from contracts.internal import OrderAccepted, OrderApproved, OrderCancelled
 from contracts.public import CustomerUpserted, InvoiceRequested, ProductUpserted, ReviewDecision
 from services.review.rules import PreviousRevision, RuleOutcome, RuleResult
 from services.runtime.messages import Incoming
-from services.runtime.outbox import Store
+from services.runtime.outbox import DocStore, Store
 from services.runtime.status import order_key
 from services.runtime.steps import Kind
 
@@ -34,11 +36,24 @@ CREDIT = "credit:"
 
 
 @dataclass(frozen=True, slots=True)
+class Op:
+    """What one input changed on a customer's credit: the order it concerns, the cents it added to the total
+    (negative: released), and the consumed record it came from (source "topic:partition", offset)."""
+
+    number: str
+    delta: int
+    source: str
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
 class Credit:
-    """A customer's open credit exposure: the cents each open approved order claims, and their total."""
+    """A customer's open credit exposure: the total cents claimed by its open approved orders (each order's
+    claim is on its own document), and the operations of batches that may not have written their orders yet
+    (by input id), so that a replayed batch neither claims twice nor loses a claim."""
 
     total: int = 0
-    orders: Mapping[str, int] = field(default_factory=dict)
+    ops: Mapping[str, Op] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +80,8 @@ class Queued:
 @dataclass(frozen=True, slots=True)
 class ReviewOrder:
     """Review's view of one order: its last reviewed revision and status, the audit trail, the revision last
-    decided (to spot a major change), the queue entry while in review, and the exposure it claims if approved."""
+    decided (to spot a major change), the queue entry while in review, and the cents it claims on its
+    customer's credit (0: none)."""
 
     revision: int
     status: str
@@ -74,18 +90,20 @@ class ReviewOrder:
     audit: tuple[AuditEntry, ...] = ()
     last_decided: PreviousRevision | None = None
     queued: Queued | None = None
-    exposure_cents: int | None = None
+    claim: int = 0
 
 
 # ---- stored forms (JSON types only) ----
 def credit_to_doc(credit: Credit) -> dict[str, Any]:
-    """The stored form of a customer's exposure."""
-    return {"total": credit.total, "orders": dict(credit.orders)}
+    """The stored form of a customer's exposure (FerretDB: no nested arrays, so each op is a small object)."""
+    ops = {k: {"n": o.number, "d": o.delta, "s": o.source, "o": o.offset} for k, o in credit.ops.items()}
+    return {"total": credit.total, "ops": ops}
 
 
 def credit_from_doc(doc: Mapping[str, Any]) -> Credit:
     """A customer's exposure as stored."""
-    return Credit(int(doc.get("total", 0)), {k: int(v) for k, v in doc.get("orders", {}).items()})
+    ops = {k: Op(str(o["n"]), int(o["d"]), str(o["s"]), int(o["o"])) for k, o in doc.get("ops", {}).items()}
+    return Credit(int(doc.get("total", 0)), ops)
 
 
 def _previous_to_doc(last: PreviousRevision) -> dict[str, Any]:
@@ -164,8 +182,8 @@ def order_to_doc(state: ReviewOrder) -> dict[str, Any]:
             "reasons": _reasons_to_doc(state.queued.reasons),
             "last_decided": _previous_to_doc(state.queued.last_decided),
         }
-    if state.exposure_cents is not None:
-        doc["exposure_cents"] = state.exposure_cents
+    if state.claim:
+        doc["claim"] = state.claim
     return doc
 
 
@@ -186,7 +204,7 @@ def order_from_doc(doc: Mapping[str, Any]) -> ReviewOrder:
             _reasons_from_doc(queued["reasons"]),
             _previous_from_doc(queued["last_decided"]),
         ),
-        exposure_cents=doc.get("exposure_cents"),
+        claim=int(doc.get("claim", 0)),
     )
 
 
@@ -210,7 +228,7 @@ def keys(msg: BaseModel, rec: Incoming | None = None) -> list[str]:
         customer = [CUSTOMERS.key(msg.customer_id), CREDITS.key(msg.customer_id)]
         return [ORDERS.key(msg.order_key), *customer, *(PRODUCTS.key(line.sku) for line in msg.lines)]
     if isinstance(msg, InvoiceRequested):
-        return [CREDITS.key(msg.customer_id)]
+        return [CREDITS.key(msg.customer_id)]  # the order document is found by its number (`order_of_number`)
     if isinstance(msg, OrderCancelled):
         return [ORDERS.key(msg.order_key)]
     if isinstance(msg, ReviewDecision):
@@ -224,9 +242,29 @@ async def setup(collection: Collection) -> None:
     await collection.create_index("state.order_number", sparse=True)
 
 
+async def order_of_number(docs: Store, number: str) -> str | None:
+    """The key of the order document numbered `number` (one indexed query on FerretDB), None if review has none."""
+    if isinstance(docs, DocStore):
+        found = await docs.collection.find_one({"state.order_number": number}, {"_id": 1})
+        return None if found is None else str(found["_id"])
+    orders = await docs.scan(ORDER)
+    return next((k for k, state in orders.items() if state and state.get("order_number") == number), None)
+
+
+async def exposures(docs: Store) -> dict[str, tuple[int, dict[str, int]]]:
+    """Every customer's exposure total as stored on its credit document, and the claims its open orders hold
+    (order number -> cents) as stored on their order documents (reads the whole collection: checks and tools)."""
+    out: dict[str, tuple[int, dict[str, int]]] = {}
+    for key, state in (await docs.scan(CREDIT)).items():
+        out[key.removeprefix(CREDIT)] = (credit_from_doc(state).total if state else 0, {})
+    for key, state in (await docs.scan(ORDER)).items():
+        order = order_from_doc(state) if state else None
+        if order is not None and order.claim and order.customer_id:
+            claims = out.setdefault(order.customer_id, (0, {}))[1]
+            claims[order.order_number or key.removeprefix(ORDER)] = order.claim
+    return out
+
+
 async def exposure(docs: Store, customer_id: str) -> tuple[int, dict[str, int]]:
-    """The customer's open exposure total and per-order claims (cents), as last written."""
-    key = CREDITS.key(customer_id)
-    state = (await docs.load_many([key]))[key].state
-    credit = credit_from_doc(state) if state else Credit()
-    return credit.total, dict(credit.orders)
+    """The customer's open exposure total and its open orders' claims (cents), as last written."""
+    return (await exposures(docs)).get(customer_id, (0, {}))

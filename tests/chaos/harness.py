@@ -16,6 +16,7 @@ from contracts import topics
 from orderflow import bus, lag, procs, sample
 from services.inventory.stock import Stock
 from services.inventory.store import STOCK, stock_levels
+from services.review.store import exposures as review_exposures
 from services.runtime.outbox import DocStore
 from tests.chaos import invariants as inv
 from tests.chaos.workload import Workload, build, publish
@@ -154,10 +155,10 @@ async def store_reads(env: dict[str, str]) -> tuple[list[dict[str, Any]], list[d
                 for key, state in (await inventory.scan(STOCK)).items():
                     for rid, where in Stock.from_doc(key.removeprefix(STOCK), state).reservations.items():
                         held[rid.rsplit("#", 1)[0]] += sum(where.values())
-                review = client[f"{db}_review"]["review"]
-                docs = [
-                    {"_id": d["_id"], **(d.get("state") or {})}
-                    async for d in review.find({"_id": {"$regex": "^credit:"}})
+                review = DocStore(client[f"{db}_review"]["review"])
+                docs = [  # the credit total as stored, the claims as their order documents hold them
+                    {"_id": f"credit:{cust}", "total": total, "orders": claims}
+                    for cust, (total, claims) in (await review_exposures(review)).items()
                 ]
                 return levels, docs, held
             except PyMongoError:

@@ -1,0 +1,237 @@
+"""Review's cost per approval on the real store: `python -m orderflow.dev.review_cost [--levels 10,1000,10000]`.
+
+Drives review's own processor (services.review.app) against FerretDB in a scratch database, with a publisher
+that only counts, so the figures are review's alone: for one customer with N open approved orders (seeded
+through the processor, in batches), PROBES single-order batches are timed, each an approval of one more order
+of that customer. Per approval it prints the median wall time and review process CPU, the mean FerretDB +
+PostgreSQL CPU over the probes (all such processes on the machine, which is shared: noisy), the store round
+trips and documents written, and the size of the customer's credit document; then the ratio of the largest to
+the smallest median. Per level it also times finding an order document by its number (what an invoice needs).
+A last section times the batch prefetch with and without the master data documents (customer, products) that
+review reads for every order.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import bson
+import psutil
+from pymongo import AsyncMongoClient
+
+from contracts import topics
+from contracts.internal import OrderAccepted, OrderLine
+from orderflow import sample
+from services.review import store as review_store
+from services.review.app import build_for
+from services.review.config import ReviewSettings
+from services.runtime.logging import configure
+from services.runtime.messages import Incoming, Outgoing
+from services.runtime.outbox import Doc, DocStore, Marker
+
+CUSTOMER = "C-1001"
+PROBES = 15
+SEED_BATCH = 500
+
+
+class Counting(DocStore):
+    """DocStore that counts its round trips and the documents it writes."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.calls: Counter[str] = Counter()
+
+    async def load_many(self, keys: Iterable[str]) -> dict[str, Doc]:
+        """Counted load."""
+        self.calls["load"] += 1
+        return await super().load_many(keys)
+
+    async def save_many(self, docs: Iterable[Doc]) -> list[Doc]:
+        """Counted save (one call is an insert_many and/or a bulk_write)."""
+        written = await super().save_many(docs)
+        self.calls["save"] += 1 if written else 0
+        self.calls["written"] += len(written)
+        return written
+
+    async def mark(self, marker: Marker) -> None:
+        """Counted relay marker insert."""
+        self.calls["marker"] += 1
+        await super().mark(marker)
+
+    async def unmark(self, marker_id: str, due: float) -> None:
+        """Counted relay marker delete."""
+        self.calls["marker"] += 1
+        await super().unmark(marker_id, due)
+
+
+class Sink:
+    """A publisher that counts what it is given."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def send_all(self, messages: list[Outgoing]) -> None:
+        """Count the messages."""
+        self.sent += len(messages)
+
+
+def record(topic: str, offset: int, key: str, value: bytes) -> Incoming:
+    """A consumed record of partition 0."""
+    return Incoming(topic, 0, offset, key, value)
+
+
+def order(i: int, tag: str) -> OrderAccepted:
+    """An order of CUSTOMER for 10 x SKU-0001 at list price."""
+    ref = f"{tag}-{i}"
+    line = OrderLine(
+        line_no=1, sku="SKU-0001", product_name="Product 1", spec="STD", quantity=10, uom="EA", unit_price=Decimal(11)
+    )
+    return OrderAccepted(
+        event_id=f"acc-{ref}",
+        order_key=f"web:{ref}",
+        order_number=f"SO-{ref}",
+        channel="web",
+        channel_order_ref=ref,
+        revision=1,
+        submitted_at=datetime.now(UTC),
+        customer_id=CUSTOMER,
+        lines=[line],
+        currency="CNY",
+        total_amount=Decimal(110),
+        payment_method="credit_terms",
+        requested_date=date.today() + timedelta(days=10),
+        priority="normal",
+        special_requirements={},
+    )
+
+
+def server_cpu() -> float:
+    """CPU seconds used so far by every FerretDB and PostgreSQL process on the machine."""
+    total = 0.0
+    for p in psutil.process_iter(["name", "cmdline"]):
+        try:
+            name = (p.info["name"] or "") + " ".join(p.info["cmdline"] or [])[:80]
+            if "ferretdb" in name or "postgres" in name:
+                t = p.cpu_times()
+                total += t.user + t.system
+        except psutil.Error:
+            continue
+    return total
+
+
+async def run(uri: str, levels: list[int]) -> None:
+    """Seed and probe each level; print the table."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, tz_aware=True)
+    db = f"review_cost_{os.getpid()}"
+    try:
+        store = Counting(client[db]["review"])
+        processor = build_for(ReviewSettings())(store, Sink())
+        offset = 0
+
+        async def process(topic: str, items: list[tuple[str, bytes]]) -> None:
+            nonlocal offset
+            await processor.process([record(topic, offset + i, k, v) for i, (k, v) in enumerate(items)])
+            offset += len(items)
+
+        limit = {"credit_limit": "1000000000000.00"}
+        customers = [c | limit for c in sample.customers()]
+        await process(topics.MASTERDATA_CUSTOMERS, [(c["customer_id"], as_json(c)) for c in customers])
+        await process(topics.MASTERDATA_PRODUCTS, [(p["sku"], as_json(p)) for p in sample.products()])
+        seeded, rows = 0, []
+        for level in levels:
+            while seeded < level:
+                n = min(SEED_BATCH, level - seeded)
+                msgs = [order(seeded + i, "seed") for i in range(n)]
+                await process(topics.ORDERS_ACCEPTED, [(m.order_key, m.model_dump_json().encode()) for m in msgs])
+                seeded += n
+            wall, cpu = [], []
+            store.calls.clear()
+            s0 = server_cpu()
+            for p in range(PROBES):
+                m = order(p, f"probe{level}")
+                c0, w0 = time.process_time(), time.perf_counter()
+                await process(topics.ORDERS_ACCEPTED, [(m.order_key, m.model_dump_json().encode())])
+                wall.append(time.perf_counter() - w0)
+                cpu.append(time.process_time() - c0)
+            srv = (server_cpu() - s0) / PROBES
+            seeded += PROBES
+            raw = await client[db]["review"].find_one({"_id": f"credit:{CUSTOMER}"})
+            size = len(bson.encode(raw)) if raw else 0
+            row = {
+                "open": level,
+                "wall_ms": statistics.median(wall) * 1000,
+                "cpu_ms": statistics.median(cpu) * 1000,
+                "server_cpu_ms": srv * 1000,
+                "loads": store.calls["load"] / PROBES,
+                "saves": store.calls["save"] / PROBES,
+                "written": store.calls["written"] / PROBES,
+                "markers": store.calls["marker"] / PROBES,
+                "credit_bytes": size,
+            }
+            rows.append(row)
+            find = getattr(review_store, "order_of_number", None)
+            if find is not None:
+                f0 = time.perf_counter()
+                for i in range(PROBES):
+                    await find(store, f"SO-seed-{i}")
+                row["find_ms"] = (time.perf_counter() - f0) / PROBES * 1000
+            print(
+                f"open {level:>6}: approval {row['wall_ms']:6.2f} ms wall, review CPU {row['cpu_ms']:5.2f} ms, "
+                f"FerretDB+PG CPU {row['server_cpu_ms']:5.2f} ms; per order: {row['loads']:.1f} loads, "
+                f"{row['saves']:.1f} saves, {row['written']:.1f} documents written, {row['markers']:.1f} marker ops; "
+                f"credit document {size} bytes; order by number {row.get('find_ms', 0):.2f} ms",
+                flush=True,
+            )
+        for name in ("wall_ms", "cpu_ms"):
+            values = [float(r[name]) for r in rows]
+            print(f"ratio largest/smallest {name}: {max(values) / min(values):.2f}")
+        await prefetch_cost(store)
+    finally:
+        await client.drop_database(db)
+        await client.close()
+
+
+def as_json(doc: dict[str, Any]) -> bytes:
+    """A master data record as JSON bytes."""
+    return json.dumps(doc).encode()
+
+
+async def prefetch_cost(store: Counting, reps: int = 200) -> None:
+    """Time the batch prefetch of one order with and without its master data documents."""
+    base = [f"order:web:probe-x-{i}" for i in range(reps)]
+    with_md = ["customer:" + CUSTOMER, "product:SKU-0001"]
+    for label, extra in (("order + credit", []), ("order + credit + customer + product", with_md)):
+        s0, w0 = server_cpu(), time.perf_counter()
+        for key in base:
+            await store.load_many([key, f"credit:{CUSTOMER}", *extra])
+        w, s = time.perf_counter() - w0, server_cpu() - s0
+        print(f"prefetch {label}: {w / reps * 1000:.2f} ms wall, FerretDB+PG CPU {s / reps * 1000:.2f} ms per load")
+
+
+def main() -> None:
+    """Parse arguments and run."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--uri", default=os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/"))
+    parser.add_argument("--levels", default="10,1000,10000", help="open orders of the customer, increasing")
+    args = parser.parse_args()
+    try:
+        levels = [int(x) for x in args.levels.split(",")]
+    except ValueError:
+        sys.exit(f"--levels must be comma-separated integers, got {args.levels!r}")
+    if levels != sorted(levels) or levels[0] < 1:
+        sys.exit(f"--levels must be increasing positive counts, got {levels}")
+    configure("review", level="WARNING")  # per-message INFO lines would be most of the CPU measured
+    asyncio.run(run(args.uri, levels))
+
+
+if __name__ == "__main__":
+    main()
