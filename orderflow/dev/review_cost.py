@@ -6,9 +6,8 @@ through the processor, in batches), PROBES single-order batches are timed, each 
 of that customer. Per approval it prints the median wall time and review process CPU, the mean FerretDB +
 PostgreSQL CPU over the probes (all such processes on the machine, which is shared: noisy), the store round
 trips and documents written, and the size of the customer's credit document; then the ratio of the largest to
-the smallest median. Per level it also times finding an order document by its number (what an invoice needs).
-A last section times the batch prefetch with and without the master data documents (customer, products) that
-review reads for every order.
+the smallest median. A last section times the batch prefetch with and without the master data documents
+(customer, products) that review reads for every order.
 """
 
 import argparse
@@ -31,7 +30,6 @@ from pymongo import AsyncMongoClient
 from contracts import topics
 from contracts.internal import OrderAccepted, OrderLine
 from orderflow import sample
-from services.review import store as review_store
 from services.review.app import build_for
 from services.review.config import ReviewSettings
 from services.runtime.logging import configure
@@ -178,17 +176,11 @@ async def run(uri: str, levels: list[int]) -> None:
                 "credit_bytes": size,
             }
             rows.append(row)
-            find = getattr(review_store, "order_of_number", None)
-            if find is not None:
-                f0 = time.perf_counter()
-                for i in range(PROBES):
-                    await find(store, f"SO-seed-{i}")
-                row["find_ms"] = (time.perf_counter() - f0) / PROBES * 1000
             print(
                 f"open {level:>6}: approval {row['wall_ms']:6.2f} ms wall, review CPU {row['cpu_ms']:5.2f} ms, "
                 f"FerretDB+PG CPU {row['server_cpu_ms']:5.2f} ms; per order: {row['loads']:.1f} loads, "
                 f"{row['saves']:.1f} saves, {row['written']:.1f} documents written, {row['markers']:.1f} marker ops; "
-                f"credit document {size} bytes; order by number {row.get('find_ms', 0):.2f} ms",
+                f"credit document {size} bytes",
                 flush=True,
             )
         for name in ("wall_ms", "cpu_ms"):

@@ -1,7 +1,8 @@
 """Review's subscribers: load the typed state, let services.review.domain decide, record (the batch writes it).
 
 An order's claim on its customer's credit is moved by `_save`: the credit documents (written first) get the
-change once per input, the order document its new state and the input in its inbox."""
+change once per input, the order document its new state and the input in its inbox; a numbered order that
+claims gets its `number:` document (inserted once) for the invoice that will release the claim."""
 
 from dataclasses import dataclass, field
 
@@ -84,13 +85,13 @@ async def on_cancelled(batch: Batch, msg: OrderCancelled, rec: Incoming, *, prog
 
 
 async def on_invoiced(batch: Batch, msg: InvoiceRequested, rec: Incoming, *, progress: Progress) -> str:
-    """An invoiced order no longer counts against its customer's credit; ignored for a number review never
-    approved (nothing is recorded: a redelivery looks again)."""
+    """An invoiced order no longer counts against its customer's credit; ignored for a number that never
+    claimed credit here (nothing is recorded: a redelivery looks again)."""
     at = progress.at(batch, rec)
-    key = await store.order_of_number(batch.store, msg.order_number)
+    key = (await load(batch, store.NUMBERS, msg.order_number)).state
     if key is None:
         return f"ignored: no order {msg.order_number}"
-    order = await load(batch, store.ORDERS, key.removeprefix(store.ORDERS.prefix))
+    order = await load(batch, store.ORDERS, key)
     if order.seen(msg.event_id):
         return DUPLICATE
     if order.state is None:
@@ -123,4 +124,8 @@ async def _save(
         settled = domain.settle(current, cause, number, _held(before, cid), _held(after, cid), at)
         if settled is not None and settled != current:
             save(batch, credit, None, Decision(settled))
+    if after is not None and after.claim and after.order_number:
+        numbered = await load(batch, store.NUMBERS, after.order_number)
+        if numbered.state is None:
+            save(batch, numbered, None, Decision(order.key.removeprefix(store.ORDERS.prefix)))
     return save(batch, order, cause, decision)

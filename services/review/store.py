@@ -1,9 +1,11 @@
 """The only code that knows review's documents: their typed state, their keys, and how they are stored.
 
-Four kinds of document in review's collection: `order:<channel>:<ref>` (a `ReviewOrder`, which also holds the
-cents the order claims on its customer's credit), `customer:<id>` and `product:<sku>` (the latest master data,
-as received), and `credit:<customer>` (a `Credit`: the customer's exposure total and the operations of recent
-batches, of bounded size whatever the number of open orders; docs/adr/0006). The credit documents are written
+Five kinds of document in review's collection: `order:<channel>:<ref>` (a `ReviewOrder`, which also holds the
+cents the order claims on its customer's credit), `number:<order number>` (the order key of a numbered order
+that has claimed credit, written once, so that an invoice, which names only the number, finds the claim),
+`customer:<id>` and `product:<sku>` (the latest master data, as received), and `credit:<customer>` (a `Credit`:
+the customer's exposure total and the operations of batches still in flight, of bounded size whatever the
+number of open orders; docs/adr/0006). The credit documents are written
 before the order documents: the write is version-guarded, so a replica that raced another retries its batch
 before any approval is stored, and a batch interrupted between the two writes finds, when replayed, what its
 first attempt applied (`Credit.ops`), so `total` stays equal to the sum of the open approved orders' claims.
@@ -23,7 +25,7 @@ from contracts.internal import OrderAccepted, OrderApproved, OrderCancelled
 from contracts.public import CustomerUpserted, InvoiceRequested, ProductUpserted, ReviewDecision
 from services.review.rules import PreviousRevision, RuleOutcome, RuleResult
 from services.runtime.messages import Incoming
-from services.runtime.outbox import DocStore, Store
+from services.runtime.outbox import Store
 from services.runtime.status import order_key
 from services.runtime.steps import Kind
 
@@ -33,6 +35,7 @@ ORDER = "order:"
 CUSTOMER = "customer:"
 PRODUCT = "product:"
 CREDIT = "credit:"
+NUMBER = "number:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +217,7 @@ def _master_data_to_doc(record: CustomerUpserted | ProductUpserted) -> dict[str,
 
 ORDERS: Kind[ReviewOrder] = Kind(ORDER, order_from_doc, order_to_doc)
 CREDITS: Kind[Credit] = Kind(CREDIT, credit_from_doc, credit_to_doc)
+NUMBERS: Kind[str] = Kind(NUMBER, lambda doc: str(doc["order"]), lambda key: {"order": key})
 CUSTOMERS: Kind[CustomerUpserted] = Kind(CUSTOMER, CustomerUpserted.model_validate, _master_data_to_doc)
 PRODUCTS: Kind[ProductUpserted] = Kind(PRODUCT, ProductUpserted.model_validate, _master_data_to_doc)
 
@@ -226,9 +230,10 @@ def keys(msg: BaseModel, rec: Incoming | None = None) -> list[str]:
         return [PRODUCTS.key(msg.sku)]
     if isinstance(msg, OrderAccepted):
         customer = [CUSTOMERS.key(msg.customer_id), CREDITS.key(msg.customer_id)]
-        return [ORDERS.key(msg.order_key), *customer, *(PRODUCTS.key(line.sku) for line in msg.lines)]
+        numbered = [NUMBERS.key(msg.order_number)] if msg.order_number else []
+        return [*numbered, ORDERS.key(msg.order_key), *customer, *(PRODUCTS.key(line.sku) for line in msg.lines)]
     if isinstance(msg, InvoiceRequested):
-        return [CREDITS.key(msg.customer_id)]  # the order document is found by its number (`order_of_number`)
+        return [NUMBERS.key(msg.order_number), CREDITS.key(msg.customer_id)]  # then the order the number names
     if isinstance(msg, OrderCancelled):
         return [ORDERS.key(msg.order_key)]
     if isinstance(msg, ReviewDecision):
@@ -240,15 +245,6 @@ def keys(msg: BaseModel, rec: Incoming | None = None) -> list[str]:
 async def setup(collection: Collection) -> None:
     """Indexes review relies on."""
     await collection.create_index("state.order_number", sparse=True)
-
-
-async def order_of_number(docs: Store, number: str) -> str | None:
-    """The key of the order document numbered `number` (one indexed query on FerretDB), None if review has none."""
-    if isinstance(docs, DocStore):
-        found = await docs.collection.find_one({"state.order_number": number}, {"_id": 1})
-        return None if found is None else str(found["_id"])
-    orders = await docs.scan(ORDER)
-    return next((k for k, state in orders.items() if state and state.get("order_number") == number), None)
 
 
 async def exposures(docs: Store) -> dict[str, tuple[int, dict[str, int]]]:

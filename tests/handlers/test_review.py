@@ -265,6 +265,21 @@ async def test_invoice_request_releases_exposure(review: Harness) -> None:
     assert await exposure(review) == (11000, {number("R-12"): 11000})
 
 
+async def test_an_invoice_finds_the_claim_by_the_order_number_also_after_a_manual_approval(review: Harness) -> None:
+    await send_accepted(review, "R-M", customer=CREDIT, lines=[("SKU-0001", 95, "11.00")])
+    assert store.NUMBERS.key(number("R-M")) not in review.memory.rows  # queued: it claims nothing yet
+    await decide(review, "R-M", "cmd-rm")
+    assert review.memory.rows[store.NUMBERS.key(number("R-M"))]["state"] == {"order": okey("R-M")}
+    await review.send(topics.FINANCE_INVOICE_REQUESTS, invoice("R-M", CREDIT, "1045.00"), number("R-M"))
+    assert await exposure(review, CREDIT) == (0, {})
+
+
+async def test_an_invoice_for_a_number_review_never_approved_records_nothing(review: Harness) -> None:
+    before = review.memory.find()
+    await review.send(topics.FINANCE_INVOICE_REQUESTS, invoice("R-NONE"), number("R-NONE"))
+    assert review.memory.find() == before and not review.out
+
+
 async def test_two_credit_orders_never_pass_the_ceiling(review: Harness) -> None:
     await send_accepted(review, "R-13", customer=CREDIT, lines=[("SKU-0001", 60, "11.00")])  # 660.00
     await send_accepted(review, "R-14", customer=CREDIT, lines=[("SKU-0001", 40, "11.00")])  # 1100.00: tolerance
