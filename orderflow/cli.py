@@ -262,11 +262,21 @@ def bench_cmd(
     shipping: Annotated[bool, typer.Option(help="--quick: also run the simulator (the full run always does)")] = False,
     log_level: Annotated[str, typer.Option(help="the services' LOG_LEVEL (DEBUG adds per-batch timings)")] = "INFO",
     track_orders: Annotated[int, typer.Option(help="instead: time `orderflow track` with this many orders")] = 0,
+    gateway: Annotated[
+        bool, typer.Option("--gateway", help="instead: orders/s through the HTTP gateway vs straight to Kafka")
+    ] = False,
+    gateway_orders: Annotated[int, typer.Option(help="--gateway: orders sent each way")] = 2000,
+    concurrency: Annotated[int, typer.Option(help="--gateway: HTTP requests in flight")] = 50,
 ) -> None:
     """Raw Kafka and store limits, then orders/s end to end; tables printed, JSON in bench/results/."""
     from orderflow.dev import bench
 
     uri = os.environ.get("MONGODB_URI") or stack.env()["MONGODB_URI"]
+    if gateway:
+        from orderflow.dev import bench_gateway
+
+        bench_gateway.main(_bootstrap(), uri, gateway_orders, concurrency, typer.echo)
+        return
     if track_orders:
         from orderflow.dev import bench_track
 
