@@ -71,13 +71,22 @@ def client_kwargs(auth: KafkaClientSettings | None = None) -> dict[str, Any]:
     return kwargs
 
 
+def bootstrap_servers(bootstrap: str) -> list[str]:
+    """The brokers of a comma-separated KAFKA_BOOTSTRAP_SERVERS; an empty list is refused by name."""
+    servers = [s.strip() for s in bootstrap.split(",") if s.strip()]
+    if not servers:
+        raise ValueError(f"KAFKA_BOOTSTRAP_SERVERS={bootstrap!r}: expected host:port[,host:port...]")
+    return servers
+
+
 def make_broker(
     bootstrap: str, client_id: str, linger_ms: int = 5, auth: KafkaClientSettings | None = None
 ) -> KafkaBroker:
     """A broker whose producer keeps per-partition order across retries (idempotent, acks=all); it
-    authenticates as `auth` says (default: the environment; nothing set = PLAINTEXT)."""
+    authenticates as `auth` says (default: the environment; nothing set = PLAINTEXT). `bootstrap` may list
+    several brokers, comma-separated (FastStream would take the whole string for one host)."""
     return KafkaBroker(
-        bootstrap,
+        bootstrap_servers(bootstrap),
         client_id=client_id,
         linger_ms=linger_ms,
         enable_idempotence=True,

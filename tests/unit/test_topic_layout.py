@@ -4,7 +4,15 @@ import pytest
 from pydantic import ValidationError
 
 from contracts import topics
-from services.runtime.kafka import PARTITIONS, TopicMismatch, TopicShape, ensure_topics, new_topic, shortfalls
+from services.runtime.kafka import (
+    PARTITIONS,
+    TopicMismatch,
+    TopicShape,
+    bootstrap_servers,
+    ensure_topics,
+    new_topic,
+    shortfalls,
+)
 from services.runtime.settings import TopicSettings
 
 PROD = TopicSettings(kafka_topic_partitions=12, kafka_topic_replication_factor=3, kafka_topic_min_insync_replicas=2)
@@ -87,3 +95,10 @@ def test_each_weakness_of_an_existing_topic_is_named_on_one_line(shape: TopicSha
 def test_every_weakness_of_one_topic_is_on_its_line() -> None:
     [line] = shortfalls("orders.status", TopicShape(6, 1, 1), PROD)
     assert line.count(" < ") == 3
+
+
+def test_a_bootstrap_list_names_every_broker() -> None:
+    assert bootstrap_servers("k1:9092, k2:9092,k3:9092") == ["k1:9092", "k2:9092", "k3:9092"]
+    assert bootstrap_servers("kafka.kafka.svc:9093") == ["kafka.kafka.svc:9093"]
+    with pytest.raises(ValueError, match="KAFKA_BOOTSTRAP_SERVERS=' , '"):
+        bootstrap_servers(" , ")
