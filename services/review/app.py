@@ -1,5 +1,6 @@
 """Review service wiring: `python -m services.review.app`."""
 
+import asyncio
 from decimal import Decimal
 from functools import partial
 
@@ -10,10 +11,11 @@ from contracts.internal import OrderAccepted, OrderCancelled
 from contracts.public import CustomerUpserted, InvoiceRequested, ProductUpserted, ReviewDecision
 from services.review import handlers, store
 from services.review.config import ReviewSettings
+from services.review.masterdata import MasterData, follow
 from services.review.rules import Policy
 from services.runtime.batch import Handler, Processor, Publisher
 from services.runtime.outbox import Store
-from services.runtime.service import BuildProcessor, main, run
+from services.runtime.service import BuildProcessor, Collection, Setup, main, run
 
 NAME = "review"
 CONSUMES = (
@@ -35,15 +37,18 @@ def policy_of(settings: ReviewSettings) -> Policy:
     )
 
 
-def build_for(settings: ReviewSettings) -> BuildProcessor:
-    """Review's processor factory for the given settings."""
+def build_for(settings: ReviewSettings, memory: MasterData | None = None) -> BuildProcessor:
+    """Review's processor factory for the given settings; master data in `memory` (default: fed by the group's
+    handlers alone, ready at once, as in handler tests where one process consumes every partition)."""
+    masterdata = MasterData.fed_by_handlers() if memory is None else memory
 
     def build(docs: Store, publisher: Publisher) -> Processor:
         progress = handlers.Progress()  # per process: which consumed records have been fully written
+        on_accepted = partial(handlers.on_accepted, policy=policy_of(settings), progress=progress, memory=masterdata)
         wired: dict[type[BaseModel], Handler] = {
-            CustomerUpserted: handlers.on_customer,
-            ProductUpserted: handlers.on_product,
-            OrderAccepted: partial(handlers.on_accepted, policy=policy_of(settings), progress=progress),
+            CustomerUpserted: partial(handlers.on_customer, memory=masterdata),
+            ProductUpserted: partial(handlers.on_product, memory=masterdata),
+            OrderAccepted: on_accepted,
             ReviewDecision: partial(handlers.on_decision, progress=progress),
             OrderCancelled: partial(handlers.on_cancelled, progress=progress),
             InvoiceRequested: partial(handlers.on_invoiced, progress=progress),
@@ -61,6 +66,17 @@ def build_for(settings: ReviewSettings) -> BuildProcessor:
     return build
 
 
+def setup_for(settings: ReviewSettings, memory: MasterData) -> Setup:
+    """Review's start-up: its indexes, and a reader of all master data into `memory` for this process."""
+    tasks: list[asyncio.Task[None]] = []
+
+    async def setup(collection: Collection) -> None:
+        await store.setup(collection)
+        tasks.append(asyncio.create_task(follow(memory, settings.kafka_bootstrap_servers, settings)))
+
+    return setup
+
+
 if __name__ == "__main__":
-    cfg = ReviewSettings()
-    main(run(NAME, cfg, CONSUMES, build_for(cfg), store.setup))
+    cfg, memory = ReviewSettings(), MasterData()
+    main(run(NAME, cfg, CONSUMES, build_for(cfg, memory), setup_for(cfg, memory)))

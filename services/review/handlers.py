@@ -10,6 +10,7 @@ from contracts.internal import OrderAccepted, OrderCancelled
 from contracts.public import CustomerUpserted, InvoiceRequested, ProductUpserted, ReviewDecision
 from services.review import domain, store
 from services.review.domain import Source
+from services.review.masterdata import MasterData
 from services.review.rules import Policy
 from services.review.store import Credit, ReviewOrder
 from services.runtime.batch import Batch
@@ -35,18 +36,24 @@ class Progress:
         return Source(source, rec.offset, self.began)
 
 
-async def on_customer(batch: Batch, msg: CustomerUpserted, rec: Incoming) -> str:
-    """Keep the customer's latest record; it applies to orders reviewed after it."""
+async def on_customer(batch: Batch, msg: CustomerUpserted, rec: Incoming, *, memory: MasterData) -> str:
+    """Keep the customer's latest record (in memory and stored); it applies to orders reviewed after it."""
+    memory.apply(rec.topic, rec.partition, rec.offset, msg)
     return await step(batch, store.CUSTOMERS, msg.customer_id, rec.origin, lambda _: Decision(msg, (), "stored"))
 
 
-async def on_product(batch: Batch, msg: ProductUpserted, rec: Incoming) -> str:
-    """Keep the product's latest record; it applies to orders reviewed after it."""
+async def on_product(batch: Batch, msg: ProductUpserted, rec: Incoming, *, memory: MasterData) -> str:
+    """Keep the product's latest record (in memory and stored); it applies to orders reviewed after it."""
+    memory.apply(rec.topic, rec.partition, rec.offset, msg)
     return await step(batch, store.PRODUCTS, msg.sku, rec.origin, lambda _: Decision(msg, (), "stored"))
 
 
-async def on_accepted(batch: Batch, msg: OrderAccepted, rec: Incoming, *, policy: Policy, progress: Progress) -> str:
-    """Review an accepted revision against master data and the exposure of the customer's other open orders."""
+async def on_accepted(
+    batch: Batch, msg: OrderAccepted, rec: Incoming, *, policy: Policy, progress: Progress, memory: MasterData
+) -> str:
+    """Review an accepted revision against master data (in memory: every replica reads all of it before its
+    first review) and the exposure of the customer's other open orders."""
+    await memory.ready.wait()
     at = progress.at(batch, rec)
     order = await load(batch, store.ORDERS, msg.order_key)
     if order.seen(msg.event_id):
@@ -54,9 +61,8 @@ async def on_accepted(batch: Batch, msg: OrderAccepted, rec: Incoming, *, policy
     credit = await load(batch, store.CREDITS, msg.customer_id)
     held = _held(order.state, msg.customer_id)
     others = (credit.state or Credit()).total - domain.counted(credit.state or Credit(), msg.event_id, held)
-    customer = (await load(batch, store.CUSTOMERS, msg.customer_id)).state
-    products = [(await load(batch, store.PRODUCTS, line.sku)).state for line in msg.lines]
-    known = {p.sku: p for p in products if p is not None}
+    customer = memory.customers.get(msg.customer_id)
+    known = {line.sku: memory.products[line.sku] for line in msg.lines if line.sku in memory.products}
     decision = domain.review(order.state, msg, customer, known, others, batch.now, policy)
     number = msg.order_number or msg.order_key
     return await _save(batch, msg.event_id, at, number, order, decision, also=msg.customer_id)

@@ -3,7 +3,8 @@
 Five kinds of document in review's collection: `order:<channel>:<ref>` (a `ReviewOrder`, which also holds the
 cents the order claims on its customer's credit), `number:<order number>` (the order key of a numbered order
 that has claimed credit, written once, so that an invoice, which names only the number, finds the claim),
-`customer:<id>` and `product:<sku>` (the latest master data, as received), and `credit:<customer>` (a `Credit`:
+`customer:<id>` and `product:<sku>` (the latest master data, as received: the durable copy; reviews read it
+from memory, services.review.masterdata), and `credit:<customer>` (a `Credit`:
 the customer's exposure total and the operations of batches still in flight, of bounded size whatever the
 number of open orders; docs/adr/0006). The credit documents are written
 before the order documents: the write is version-guarded, so a replica that raced another retries its batch
@@ -229,9 +230,8 @@ def keys(msg: BaseModel, rec: Incoming | None = None) -> list[str]:
     if isinstance(msg, ProductUpserted):
         return [PRODUCTS.key(msg.sku)]
     if isinstance(msg, OrderAccepted):
-        customer = [CUSTOMERS.key(msg.customer_id), CREDITS.key(msg.customer_id)]
         numbered = [NUMBERS.key(msg.order_number)] if msg.order_number else []
-        return [*numbered, ORDERS.key(msg.order_key), *customer, *(PRODUCTS.key(line.sku) for line in msg.lines)]
+        return [*numbered, ORDERS.key(msg.order_key), CREDITS.key(msg.customer_id)]  # master data: in memory
     if isinstance(msg, InvoiceRequested):
         return [NUMBERS.key(msg.order_number), CREDITS.key(msg.customer_id)]  # then the order the number names
     if isinstance(msg, OrderCancelled):

@@ -303,6 +303,14 @@ async def test_amended_revision_replaces_the_exposure(review: Harness) -> None:
     assert await exposure(review) == (22000, {number("R-17"): 22000})
 
 
+async def test_an_amendment_to_another_customer_moves_the_claim(review: Harness) -> None:
+    await send_accepted(review, "R-C")
+    await send_accepted(review, "R-C", revision=2, customer=CREDIT)
+    assert review.statuses() == ["approved", "approved"]
+    assert await exposure(review) == (0, {})
+    assert await exposure(review, CREDIT) == (11000, {number("R-C"): 11000})
+
+
 async def test_major_change_without_confirmation_is_rejected(review: Harness) -> None:
     await send_accepted(review, "R-18")
     await send_accepted(review, "R-18", revision=2, lines=[("SKU-0001", 10, "10.50")])
