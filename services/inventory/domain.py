@@ -31,7 +31,7 @@ from contracts.public import (
     StockReceived,
 )
 from services.inventory.stock import Deciding, Owner, PurchaseOrder, Stock, Waiting
-from services.inventory.store import LinePlan, Options, OrderState, Take, View, WaitOption
+from services.inventory.store import LinePlan, Options, OrderState, Take, View, WaitOption, attach
 from services.runtime.ids import derive_id
 from services.runtime.messages import Outgoing
 from services.runtime.status import order_key, order_status, status, unknown_order
@@ -237,7 +237,7 @@ def refilled(decision: Decision, more: View, cause: str, prefs: tuple[str, ...],
     """The decision with the free stock it left given to the orders waiting for it (`more`: their states and
     every stock they need, as loaded; the decision's own states and stocks take precedence)."""
     skus = sorted(s for s, st in decision.new_state.stocks.items() if st.total_available() > 0)
-    w = {**_copy(more.stocks), **_copy(decision.new_state.stocks)}
+    w = attach({**more.stocks, **decision.new_state.stocks}, more.orders)  # copies, the waiting orders' holds listed
     served = _refill(cause, skus, w, {**more.orders, **decision.new_state.orders}, prefs, now)
     orders = {**decision.new_state.orders, **{k: r.state for k, r in served.items()}}
     events = {k: (*decision.events.get(k, ()), *(served[k].outputs if k in served else ())) for k in orders}

@@ -15,7 +15,7 @@ from contracts.public import (
     StockReceived,
 )
 from services.inventory import domain
-from services.inventory.store import Repository, View, message_docs
+from services.inventory.store import Repository, View, attach, message_docs
 from services.runtime.batch import Batch
 from services.runtime.messages import Incoming
 from services.runtime.status import order_key
@@ -51,7 +51,7 @@ async def _record(
         d = domain.refilled(d, await repo.view(waiting), cause, prefs, repo.batch.now)
     for answer in d.loose:
         repo.batch.emit(answer)
-    repo.record(cause, d.new_state.orders, d.events, d.new_state.stocks, stock_input)
+    await repo.record(cause, d.new_state.orders, d.events, d.new_state.stocks, stock_input)
     return d.outcome
 
 
@@ -61,6 +61,10 @@ async def on_approved(batch: Batch, msg: OrderApproved, rec: Incoming, prefs: tu
     if await repo.seen(msg.event_id, [msg.order_key]):
         return DUPLICATE
     view = await repo.view([msg.order_key], domain.skus_of(msg))
+    if domain.is_priority(msg):  # the orders it may ask to take stock from, attached to the stocks it needs
+        others = [k for k in await repo.holders(domain.skus_of(msg)) if k != msg.order_key]
+        orders = {**view.orders, **await repo.orders(others)}
+        view = View(orders, attach(view.stocks, orders))
     return await _record(repo, domain.approved(view, msg, prefs, batch.now), msg.event_id, prefs, rec)
 
 
@@ -78,7 +82,8 @@ async def on_shipped(batch: Batch, msg: StockShipped, rec: Incoming, prefs: tupl
     repo, cause, skus = Repository(batch), f"shipped:{msg.shipment_id}", [l.sku for l in msg.lines]
     if await repo.seen(cause, skus=skus):
         return DUPLICATE
-    view = View(await repo.orders([msg.order_key]), await repo.stocks(skus))
+    orders = await repo.orders([msg.order_key])
+    view = View(orders, attach(await repo.stocks(skus), orders))
     return await _record(repo, domain.shipped(view, msg), cause, prefs, rec, stock_input=True)
 
 

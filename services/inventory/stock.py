@@ -1,7 +1,11 @@
 """Stock of one SKU across warehouses, as pure data: on hand, reservations, in-transit promises.
 
-Reserved quantities are derived from the live reservations, so `reserved = sum(reservations)`
-holds by construction; every change keeps `reserved <= on_hand` per warehouse.
+The stored stock document is bounded: it keeps counters (on hand and reserved per warehouse), purchase orders,
+the waiting and deciding lines, and `recent`: the holds (reservations and owners) of the orders whose holds it
+changed and whose order documents may not have been written yet (a batch interrupted between the two writes;
+see `attach`). Each order document keeps its own holds of every SKU. In memory, a stock is a view: the orders
+a decision reads are `attach`ed (their reservations listed, by reservation id), the rest is the counter
+`elsewhere`, so `reserved = elsewhere + sum(reservations)`; every change keeps `reserved <= on_hand`.
 
 Each reservation and waiting line also records its owner (order key, priority, VIP, since when), so
 a priority order can find the normal orders whose stock it may take (handbook 2.3.3). Inventory does
@@ -13,6 +17,7 @@ Orders awaiting the customer's decision on a shortage hold nothing, but each of 
 `deciding` in its SKU's stock, so that stock released or received later finds them (`domain.refilled`).
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, NotRequired, TypedDict, cast
@@ -45,6 +50,19 @@ class Deciding(TypedDict):
     since: str
 
 
+class Hold(TypedDict):
+    """What one order holds of one SKU: reservations (reservation id -> warehouse -> units) and owners (of its
+    reservations and waiting lines)."""
+
+    r: dict[str, dict[str, int]]
+    o: dict[str, Owner]
+
+
+def empty_hold() -> Hold:
+    """A hold of nothing."""
+    return Hold(r={}, o={})
+
+
 @dataclass
 class PurchaseOrder:
     """An in-transit purchase order and what of it is already promised to orders."""
@@ -71,10 +89,45 @@ class Stock:
     waiting: dict[str, Waiting] = field(default_factory=dict)  # reservation id -> line waiting for goods
     owners: dict[str, Owner] = field(default_factory=dict)  # reservation id -> whose it is
     deciding: dict[str, Deciding] = field(default_factory=dict)  # reservation id -> order awaiting a decision
+    elsewhere: dict[str, int] = field(default_factory=dict)  # warehouse -> units reserved by orders not attached
+    recent: dict[str, Hold] = field(default_factory=dict)  # order key -> hold written here, maybe not on the order
+    attached: dict[str, Hold] = field(default_factory=dict)  # order key -> its hold when attached (memory only)
 
     def reserved(self, warehouse: str) -> int:
-        """Quantity reserved in `warehouse`: the sum of the live reservations."""
-        return sum(r.get(warehouse, 0) for r in self.reservations.values())
+        """Quantity reserved in `warehouse`: the orders not attached plus the attached reservations."""
+        return self.elsewhere.get(warehouse, 0) + sum(r.get(warehouse, 0) for r in self.reservations.values())
+
+    def attach(self, order_key: str, stored: Hold | None) -> None:
+        """List what order `order_key` holds here among the reservations (out of `elsewhere`): its `recent` hold
+        if this document has one (written here after the order document's last write, so newer), else `stored`
+        (the order document's). Once per order; an order holding nothing is attached too (its changes are
+        tracked)."""
+        if order_key in self.attached:
+            return
+        hold = self.recent[order_key] if order_key in self.recent else stored or empty_hold()
+        for r, where in hold["r"].items():
+            self.reservations[r] = dict(where)
+            for w, q in where.items():
+                self.elsewhere[w] = max(0, self.elsewhere.get(w, 0) - q)  # never below: a stray hold over-reserves
+        self.owners.update({r: cast(Owner, dict(o)) for r, o in hold["o"].items()})
+        self.attached[order_key] = Hold(
+            r={r: dict(w) for r, w in hold["r"].items() if r in hold["o"]},
+            o={r: cast(Owner, dict(o)) for r, o in hold["o"].items()},
+        )
+
+    def current_holds(self) -> dict[str, Hold]:
+        """What each attached order holds here now (by order key), read from the owner entries in one pass."""
+        now = {k: empty_hold() for k in self.attached}
+        for r, o in self.owners.items():
+            if (hold := now.get(o["order_key"])) is not None:
+                hold["o"][r] = o
+                if r in self.reservations:
+                    hold["r"][r] = dict(self.reservations[r])
+        return now
+
+    def changed_holds(self) -> dict[str, Hold]:
+        """The attached orders whose holds differ from when they were attached: what their documents must get."""
+        return {k: h for k, h in self.current_holds().items() if h != self.attached[k]}
 
     def available(self, warehouse: str) -> int:
         """On hand minus reserved in `warehouse`."""
@@ -211,10 +264,12 @@ class Stock:
 
     def to_doc(self) -> dict[str, Any]:
         """Document form."""
+        recent = {**self.recent, **self.changed_holds()}
         return {
             "sku": self.sku,
             "on_hand": self.on_hand,
-            "reservations": self.reservations,
+            "reserved": {w: n for w in sorted({*self.on_hand, *self.elsewhere}) if (n := self.reserved(w))},
+            "recent": recent,
             "incoming": {
                 n: {
                     "warehouse": p.warehouse,
@@ -226,7 +281,6 @@ class Stock:
                 for n, p in self.incoming.items()
             },
             "waiting": self.waiting,
-            "owners": self.owners,
             "deciding": self.deciding,
         }
 
@@ -235,10 +289,17 @@ class Stock:
         """Rebuild from document form (an unknown SKU has no stock)."""
         if not doc:
             return cls(sku)
+        recent = {k: _hold(h) for k, h in doc.get("recent", {}).items()}
+        elsewhere = {w: int(n) for w, n in doc.get("reserved", {}).items()}
+        if "reservations" in doc:  # the unbounded form of old: its reservations become holds to attach
+            recent = {**_legacy_holds(doc["reservations"], doc.get("owners", {})), **recent}
+            for where in doc["reservations"].values():
+                for w, q in where.items():
+                    elsewhere[w] = elsewhere.get(w, 0) + q
         return cls(
             sku,
             dict(doc.get("on_hand", {})),
-            {k: dict(v) for k, v in doc.get("reservations", {}).items()},
+            {},
             {
                 n: PurchaseOrder(
                     p["warehouse"],
@@ -250,8 +311,10 @@ class Stock:
                 for n, p in doc.get("incoming", {}).items()
             },
             cast(dict[str, Waiting], {k: dict(v) for k, v in doc.get("waiting", {}).items()}),
-            cast(dict[str, Owner], {k: dict(v) for k, v in doc.get("owners", {}).items()}),
+            {},
             cast(dict[str, Deciding], {k: dict(v) for k, v in doc.get("deciding", {}).items()}),
+            elsewhere,
+            recent,
         )
 
     def copy(self) -> "Stock":
@@ -268,4 +331,27 @@ class Stock:
             dict(self.waiting),
             dict(self.owners),
             dict(self.deciding),
+            dict(self.elsewhere),
+            dict(self.recent),
+            dict(self.attached),
         )
+
+
+def _hold(doc: Mapping[str, Any]) -> Hold:
+    """A hold from its document form."""
+    return Hold(
+        r={r: dict(where) for r, where in doc.get("r", {}).items()},
+        o={r: cast(Owner, dict(o)) for r, o in doc.get("o", {}).items()},
+    )
+
+
+def _legacy_holds(reservations: Mapping[str, Any], owners: Mapping[str, Any]) -> dict[str, Hold]:
+    """The holds by order key an old stock document kept inline (reservations without an owner are left to the
+    counter: no order claims them)."""
+    holds: dict[str, Hold] = {}
+    for r, o in owners.items():
+        hold = holds.setdefault(o["order_key"], empty_hold())
+        hold["o"][r] = cast(Owner, dict(o))
+        if r in reservations:
+            hold["r"][r] = dict(reservations[r])
+    return holds

@@ -1,19 +1,20 @@
 """Inventory's documents: typed order and stock states, and the repository that alone knows their keys.
 
 Two kinds of document live in inventory's collection: `order:<order key>` (an order's inventory state,
-`OrderState`) and `stock:<sku>` (one SKU across warehouses, `Stock`). Their document form is unchanged
-from the untyped days, so documents written before and after read alike.
+`OrderState`, with what it holds of each SKU) and `stock:<sku>` (one SKU across warehouses, `Stock`: counters,
+purchase orders, waiting lines and the bounded `recent` holds). A stock document of the old form, with every
+reservation inline, reads as counters plus `recent` holds, which move to the order documents as they are written.
 """
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, TypedDict, TypeVar, cast
 
 from pymongo.asynchronous.collection import AsyncCollection
 
 from contracts.internal import OrderApproved
-from services.inventory.stock import Stock
+from services.inventory.stock import Hold, Stock, empty_hold
 from services.runtime.batch import Batch
 from services.runtime.messages import Outgoing
 from services.runtime.outbox import DocStore, Store
@@ -22,6 +23,7 @@ from services.runtime.steps import Decision, Kind, Loaded, load, save
 Collection = AsyncCollection[dict[str, Any]]
 ORDER = "order:"
 STOCK = "stock:"
+RECENT_MAX = 32  # `recent` holds a stock document keeps before the writer checks which order documents have them
 WRITE_FIRST = (STOCK,)  # stock documents are written before the order documents that rely on them
 T = TypeVar("T")
 
@@ -82,6 +84,7 @@ class OrderState:
     reallocation: tuple[Take, ...] = ()
     dispatched: tuple[str, ...] = ()
     sent: Mapping[str, Mapping[str, int]] | None = None
+    holds: Mapping[str, Hold] = field(default_factory=dict)  # sku -> what the order holds of it
 
     def skus(self) -> set[str]:
         """Every SKU the order may touch: its lines, their substitutes, what it planned."""
@@ -106,6 +109,9 @@ class OrderState:
             doc["dispatched"] = list(self.dispatched)
         if self.sent is not None:
             doc["sent"] = {k: dict(v) for k, v in self.sent.items()}
+        if self.holds:
+            doc["holds"] = {s: h for s, h in sorted(self.holds.items())}
+            doc["held_skus"] = sorted(s for s, h in self.holds.items() if h["r"])  # queried for priority victims
         return doc
 
     @classmethod
@@ -125,6 +131,7 @@ class OrderState:
             reallocation=tuple(Take(**t) for t in doc.get("reallocation", [])),
             dispatched=tuple(doc.get("dispatched", [])),
             sent={k: dict(v) for k, v in doc["sent"].items()} if "sent" in doc else None,
+            holds={s: _hold(h) for s, h in doc.get("holds", {}).items()},
         )
 
 
@@ -134,6 +141,32 @@ class View:
 
     orders: Mapping[str, OrderState | None] = field(default_factory=dict)
     stocks: Mapping[str, Stock] = field(default_factory=dict)
+
+
+def _hold(doc: Mapping[str, Any]) -> Hold:
+    return cast(Hold, {"r": {r: dict(w) for r, w in doc["r"].items()}, "o": {r: dict(o) for r, o in doc["o"].items()}})
+
+
+def attach(stocks: Mapping[str, Stock], orders: Mapping[str, OrderState | None]) -> dict[str, Stock]:
+    """Copies of `stocks` with what each of `orders` holds of them listed among their reservations (`Stock.attach`):
+    the view a decision about those orders needs."""
+    out = {}
+    for sku, st in stocks.items():
+        out[sku] = c = st.copy()
+        for key, state in orders.items():
+            c.attach(key, state.holds.get(sku) if state is not None else None)
+    return out
+
+
+def with_holds(state: OrderState, key: str, current: Mapping[str, Mapping[str, Hold]]) -> OrderState:
+    """The order's state with what it now holds of each SKU it is attached to (`current`: sku -> order key ->
+    hold, from `Stock.current_holds`); the holds of other SKUs stay as they were."""
+    holds = dict(state.holds)
+    for sku, now in current.items():
+        if key in now:
+            holds[sku] = now[key]
+    holds = {s: h for s, h in holds.items() if h["r"] or h["o"]}
+    return state if holds == state.holds else replace(state, holds=holds)
 
 
 def _read_stock(doc: dict[str, Any]) -> Stock:
@@ -182,17 +215,32 @@ class Repository:
         return {k: d.state for k, d in (await self._load(ORDERS, keys)).items()}
 
     async def stocks(self, skus: Iterable[str]) -> dict[str, Stock]:
-        """Stocks by SKU (an unknown SKU has none)."""
+        """Stocks by SKU as stored, no order attached (an unknown SKU has none)."""
         loaded = await self._load(STOCKS, sorted(set(skus)))
         return {s: Stock(s) if d.state is None else d.state for s, d in loaded.items()}
 
     async def view(self, order_keys: Iterable[str] = (), skus: Iterable[str] = ()) -> View:
-        """The orders and stocks named, plus the stocks every named order may touch."""
+        """The orders and stocks named, plus the stocks every named order may touch, with those orders attached."""
         orders = await self.orders(order_keys)
         more = set(skus).union(*(s.skus() for s in orders.values() if s is not None))
-        return View(orders, await self.stocks(more))
+        return View(orders, attach(await self.stocks(more), orders))
 
-    def record(
+    async def holders(self, skus: Iterable[str]) -> list[str]:
+        """The orders holding reservations of `skus` (the candidates a priority order may take stock from): those
+        whose order documents say so (an indexed query) and those a stock's `recent` holds name."""
+        wanted = sorted(set(skus))
+        store, keys = self.batch.store, set()
+        if isinstance(store, DocStore):
+            found = store.collection.find({"state.held_skus": {"$in": wanted}}, {"_id": 1})
+            keys = {str(d["_id"]) async for d in found}
+        else:
+            rows = await store.scan(ORDER)  # a store without queries (tests): every order document
+            keys = {k for k, st in rows.items() if st and set(st.get("held_skus", ())) & set(wanted)}
+        named = {k.removeprefix(ORDER) for k in keys if k.startswith(ORDER)}
+        recent = {k for st in (await self.stocks(wanted)).values() for k, h in st.recent.items() if h["r"]}
+        return sorted(named | recent)
+
+    async def record(
         self,
         cause: str,
         orders: Mapping[str, OrderState | None],
@@ -200,22 +248,42 @@ class Repository:
         stocks: Mapping[str, Stock],
         stock_input: bool,
     ) -> None:
-        """Record new states: each order listed (unless None) remembers `cause` with its events (one that has
-        already applied it is left as it is); a stock is rewritten only if changed (or new), remembering `cause`
-        only for an input about stock (`stock_input`: otherwise the order documents remember it)."""
+        """Record new states: each order listed (unless None) remembers `cause` with its events and what it now
+        holds (one that has already applied it is left as it is); a stock is rewritten only if changed (or new),
+        remembering `cause` only for an input about stock (`stock_input`: otherwise the order documents remember
+        it). A stock is written before the orders (`WRITE_FIRST`) with the holds it changed in `recent`, so a
+        batch interrupted between the two writes finds them when replayed; `recent` is kept short by `_settled`."""
+        current = {sku: st.current_holds() for sku, st in stocks.items()}
+        moved = {k for sku, st in stocks.items() for k in st.changed_holds()}
+        if stray := moved - {k for k, v in orders.items() if v is not None}:
+            raise ValueError(f"holds changed for orders the decision does not record: {sorted(stray)}")
         for sku, st in stocks.items():
             loaded = self.loaded[STOCKS.key(sku)]
-            if loaded.state is None or st != loaded.state:
-                save(self.batch, loaded, cause if stock_input else None, Decision(st))
+            if loaded.state is None or STOCKS.write(st) != STOCKS.write(loaded.state):
+                save(self.batch, loaded, cause if stock_input else None, Decision(await self._settled(sku, st)))
         for key, new in orders.items():
             loaded = self.loaded[ORDERS.key(key)]
             if new is not None and not loaded.seen(cause):
-                save(self.batch, loaded, cause, Decision(new, events.get(key, ())))
+                save(self.batch, loaded, cause, Decision(with_holds(new, key, current), events.get(key, ())))
+
+    async def _settled(self, sku: str, st: Stock) -> Stock:
+        """The stock with its `recent` holds that order documents already carry dropped, once there are more than
+        RECENT_MAX: those of orders not attached in this batch are checked against their documents (one load)."""
+        if len(st.recent) + len(st.changed_holds()) <= RECENT_MAX:
+            return st
+        check = [k for k in st.recent if k not in st.attached]
+        docs = await self.orders(check)
+        done = {k for k in check if (o := docs[k]) is not None and o.holds.get(sku, empty_hold()) == st.recent[k]}
+        done |= {k for k in check if docs[k] is None and not st.recent[k]["r"] and not st.recent[k]["o"]}
+        settled = st.copy()
+        settled.recent = {k: h for k, h in st.recent.items() if k not in done}
+        return settled
 
 
 async def setup(collection: Collection) -> None:
     """Indexes inventory relies on."""
     await collection.create_index("state.order_number", sparse=True)
+    await collection.create_index("state.held_skus", sparse=True)
 
 
 async def stock_levels(source: Store | Collection) -> list[dict[str, Any]]:

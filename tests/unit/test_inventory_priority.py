@@ -11,7 +11,7 @@ from contracts import topics
 from contracts.internal import ApprovedLine, OrderApproved
 from contracts.public import PriorityApproval, ShortageDecision
 from services.inventory import domain
-from services.inventory.stock import Owner, PurchaseOrder, Stock
+from services.inventory.stock import Owner, PurchaseOrder, Stock, empty_hold
 from services.inventory.store import OrderState, View
 from services.runtime.messages import Outgoing
 from tests.factories import command
@@ -292,12 +292,22 @@ def test_a_priority_orders_shortage_decision_never_asks_again() -> None:
 
 
 # ---- stock bookkeeping of owners ----
-def test_owners_survive_the_document_form_and_follow_the_reservations() -> None:
+def test_owners_leave_the_stock_document_with_their_orders_holds_and_come_back_when_attached() -> None:
     shop = Shop(A={"E": 10})
     shop.place(order("N1", [("A", 4)]))
     shop.place(order("U", [("A", 4)], priority="urgent"))
-    again = Stock.from_doc("A", shop.stocks["A"].to_doc())
-    assert again == shop.stocks["A"] and again.owners["SO-U#1"]["priority"] == "urgent"
+    st = shop.stocks["A"]
+    tracked = st.copy()
+    tracked.attached = {"web:N1": empty_hold(), "web:U": empty_hold()}
+    holds = tracked.current_holds()  # what each order document gets
+    doc = st.to_doc()
+    assert "reservations" not in doc and "owners" not in doc and doc["reserved"] == {"E": 8}
+    again = Stock.from_doc("A", doc)
+    assert again.reservations == {} and again.reserved("E") == 8 and again.available("E") == 2
+    again.attach("web:N1", holds["web:N1"])
+    again.attach("web:U", holds["web:U"])
+    assert again.reservations == st.reservations and again.owners == st.owners and again.reserved("E") == 8
+    assert again.owners["SO-U#1"]["priority"] == "urgent" and again.changed_holds() == {}
     assert again.movable("SO-N1#1") and not again.movable("SO-U#1")
     again.consume("SO-N1#1", "E", 1)
     assert again.owners["SO-N1#1"].get("consumed") and not again.movable("SO-N1#1")
