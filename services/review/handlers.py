@@ -123,11 +123,14 @@ async def _save(
     where an interrupted attempt may have left a change) from what it held to what it holds, once per input;
     then record the order's new state with the events. The credits are written before the order."""
     before, after = order.state, decision.new_state or order.state
-    customers = {c for c in (before and before.customer_id, after and after.customer_id, also) if c}
-    for cid in sorted(customers):
+    customers = {c for c in (before and before.customer_id, after and after.customer_id) if c}
+    for cid in sorted(customers | ({also} if also else set())):
+        held, target = _held(before, cid), _held(after, cid)
+        if cid != also and held == target == 0:
+            continue  # nothing held or claimed, so no earlier attempt of this input changed this credit
         credit = await load(batch, store.CREDITS, cid)
         current = credit.state or Credit()
-        settled = domain.settle(current, cause, number, _held(before, cid), _held(after, cid), at)
+        settled = domain.settle(current, cause, number, held, target, at)
         if settled is not None and settled != current:
             save(batch, credit, None, Decision(settled))
     if after is not None and after.claim and after.order_number:
