@@ -515,6 +515,34 @@ def _about_no_order(msg: OrderStatus) -> bool:
     return repeats_view(msg.details) and any(r.code == UNKNOWN_ORDER for r in msg.reasons)
 
 
+def status_seen(order: Order | None, msg: OrderStatus, now: datetime) -> tuple[Decision[Order], bool]:
+    """`on_status` for the order document, which holds the timeline: one decision (one write) for both, the
+    order created, holding only its timeline, by its first status; and whether the order itself changed or
+    spoke (then its inbox keeps the status id; the timeline alone dedupes by event id)."""
+    key = f"{msg.channel}:{msg.channel_order_ref}"
+    for_order, for_timeline = on_status(order, order.timeline if order else None, msg, now)
+    acted = for_order.new_state is not None or bool(for_order.events)
+    outcome = "; ".join(o for o in (for_order.outcome, for_timeline.outcome) if o)
+    if for_timeline.new_state is None:
+        return Decision(for_order.new_state, for_order.events, outcome), acted
+    base = for_order.new_state or order or Order(key, msg.channel, msg.channel_order_ref)
+    return Decision(replace(base, timeline=for_timeline.new_state), for_order.events, outcome), acted
+
+
+def with_own_statuses(decision: Decision[Order]) -> Decision[Order]:
+    """The decision with the statuses it publishes about its order already on the order's timeline, so that
+    they change nothing (no write) when they come back on `orders.status`. Only a timeline that exists is
+    extended (one is started by the statuses as they arrive)."""
+    new = decision.new_state
+    if new is None or new.timeline is None:
+        return decision
+    timeline: Timeline | None = new.timeline
+    for out in decision.events:
+        if out.topic == topics.ORDERS_STATUS and out.key == new.order_key and timeline is not None:
+            timeline = tl.append(timeline, OrderStatus.model_validate_json(out.value)) or timeline
+    return replace(decision, new_state=replace(new, timeline=timeline))
+
+
 def on_status(
     order: Order | None, timeline: Timeline | None, msg: OrderStatus, now: datetime
 ) -> tuple[Decision[Order], Decision[Timeline]]:

@@ -7,11 +7,15 @@ from contracts.internal import AllocationReserved, AllocationRevoked, OrderShipp
 from contracts.public import OrderCancel, OrderStatus, ProductionUpdated, PurchaseOrderUpdated
 from services.fulfillment import domain, store
 from services.fulfillment import timeline as tl
-from services.fulfillment.store import Order
+from services.fulfillment.store import Order, Timeline
 from services.runtime.batch import Batch
 from services.runtime.messages import Incoming
 from services.runtime.status import order_key
 from services.runtime.steps import DUPLICATE, Decision, Loaded, S, save, step
+
+
+def _timeline(order: Order | None) -> Timeline | None:
+    return order.timeline if order is not None else None
 
 
 def _changed(batch: Batch, loaded: Loaded[S], cause: str | None, decision: Decision[S]) -> str:
@@ -75,10 +79,10 @@ async def on_supply(batch: Batch, msg: SupplyNeeded, rec: Incoming) -> str:
 async def _slip(
     batch: Batch, key: str, request_ids: list[str], expected: date, source: dict[str, str], cause: str
 ) -> str:
-    order, timeline = await store.order(batch, key), await store.timeline(batch, key)
+    order = await store.order(batch, key)
     if order.seen(cause):
         return DUPLICATE
-    last = tl.last_status(timeline.state)
+    last = tl.last_status(_timeline(order.state))
     decision = domain.slip(order.state, last, request_ids, expected, source, cause, batch.now)
     if decision.new_state is None:
         return decision.outcome
@@ -111,16 +115,20 @@ async def on_purchase_order(batch: Batch, msg: PurchaseOrderUpdated, rec: Incomi
 
 
 async def on_status(batch: Batch, msg: OrderStatus, rec: Incoming) -> str:
-    """Append the status to the order's timeline (the read model behind `orderflow track`); apply a cancel
-    that came before the order; restate `cancelled` after a late step of an order cancelled here."""
+    """Append the status to the order's timeline (the read model behind `orderflow track`, kept in the order
+    document: one write for both); apply a cancel that came before the order; restate `cancelled` after a late
+    step of an order cancelled here. A status already there (republished, or one fulfillment published and
+    recorded itself) writes nothing."""
     key = order_key(msg.channel, msg.channel_order_ref)
-    order, timeline = await store.order(batch, key), await store.timeline(batch, key)
-    first_number = None if timeline.state and timeline.state.order_number else msg.order_number
-    for_order, for_timeline = domain.on_status(order.state, timeline.state, msg, batch.now)
-    outcomes = [_changed(batch, order, msg.event_id, for_order), _changed(batch, timeline, None, for_timeline)]
-    if first_number and for_timeline.new_state is not None:  # never overrides the reservation's alias
+    order = await store.order(batch, key)
+    timeline = _timeline(order.state)
+    first_number = None if timeline and timeline.order_number else msg.order_number
+    decision, acted = domain.status_seen(order.state, msg, batch.now)
+    outcome = _changed(batch, order, msg.event_id if acted else None, decision)
+    appended = decision.new_state is not None and _timeline(decision.new_state) is not timeline
+    if first_number and appended:  # never overrides the reservation's alias
         await _name_number(batch, first_number, key, msg.event_id, claim=False)
-    return "; ".join(o for o in outcomes if o)
+    return outcome
 
 
 async def on_shipment_event(batch: Batch, msg: domain.ShipmentEvent, rec: Incoming) -> str:
@@ -135,7 +143,7 @@ async def on_shipment_event(batch: Batch, msg: domain.ShipmentEvent, rec: Incomi
     if order.seen(cause):
         return DUPLICATE
     try:
-        return save(batch, order, cause, domain.track(order.state, msg, cause, batch.now))
+        return save(batch, order, cause, domain.with_own_statuses(domain.track(order.state, msg, cause, batch.now)))
     except domain.Refused as exc:
         batch.dead_letter(rec, str(exc))
         return "refused"
@@ -145,10 +153,10 @@ async def on_cancel(batch: Batch, msg: OrderCancel, rec: Incoming) -> str:
     """Cancel at any stage before dispatch (the compensation follows from the cancellation event); a cancel for
     an order nothing is known of is refused and kept a short while in case it overtook its order."""
     key = order_key(msg.channel, msg.channel_order_ref)
-    order, timeline = await store.order(batch, key), await store.timeline(batch, key)
+    order = await store.order(batch, key)
     if order.seen(msg.command_id):
         return DUPLICATE
-    decision = domain.cancel(order.state, timeline.state, msg, batch.now)
+    decision = domain.cancel(order.state, _timeline(order.state), msg, batch.now)
     if decision.new_state is not None:
         await _stop_waiting(batch, order.state, key, msg.command_id)
     return save(batch, order, msg.command_id, decision)

@@ -1,9 +1,11 @@
-"""Fulfillment's documents as typed models, and the only code that knows their keys: order documents,
-order-number aliases, supply links, purchase lists and the order timelines (the read model behind
-`orderflow track`).
+"""Fulfillment's documents as typed models, and the only code that knows their keys: order documents (each
+with the order's timeline, the read model behind `orderflow track`), order-number aliases, supply links and
+purchase lists.
 
-Each model reads and writes the same JSON shape as before the models existed (`from_doc` / `to_doc`), so
-documents written by an older version load unchanged.
+Each model reads and writes the same JSON shape as before the models existed (`from_doc` / `to_doc`); the
+timeline used to be a document of its own (`timeline:<order key>`, same shape): `find_timeline` still reads one
+an older version wrote when the order document has none; an order in flight across that upgrade starts a new
+timeline in its order document, which `orderflow track` then shows instead.
 """
 
 from collections.abc import Iterable, Mapping
@@ -52,6 +54,10 @@ def _day(value: str | None) -> date | None:
 
 def _iso(value: date | datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def _identity(d: Json) -> Json:
+    return {"order_key": d["order_key"], "channel": d["channel"], "channel_order_ref": d["channel_order_ref"]}
 
 
 # ---- the order ----
@@ -270,6 +276,7 @@ class Order:
     supply: Mapping[str, SupplyNeed] = field(default_factory=dict)
     announced_promise: date | None = None
     pending_cancel: PendingCancel | None = None
+    timeline: "Timeline | None" = None  # every status published about the order (None: none seen yet)
 
     @property
     def known(self) -> bool:
@@ -297,6 +304,7 @@ class Order:
             {k: SupplyNeed.from_doc(s) for k, s in d.get("supply", {}).items()},
             _day(d.get("announced_promise")),
             PendingCancel.from_doc(d["pending_cancel"]) if d.get("pending_cancel") else None,
+            Timeline.from_doc({**_identity(d), **d["timeline"]}) if d.get("timeline") else None,
         )
 
     def to_doc(self) -> Json:
@@ -320,6 +328,7 @@ class Order:
                 "supply": {k: s.to_doc() for k, s in self.supply.items()} or None,
                 "announced_promise": _iso(self.announced_promise),
                 "pending_cancel": self.pending_cancel.to_doc() if self.pending_cancel else None,
+                "timeline": self.timeline.to_doc(with_identity=False) if self.timeline else None,
             }
         )
 
@@ -349,16 +358,14 @@ class Timeline:
             d.get("dropped", 0),
         )
 
-    def to_doc(self) -> Json:
-        """The stored form, which `orderflow track` reads."""
-        return {
-            "order_key": self.order_key,
-            "channel": self.channel,
-            "channel_order_ref": self.channel_order_ref,
-            "order_number": self.order_number,
-            "entries": [e.to_doc() for e in self.entries],
-            "dropped": self.dropped,
-        }
+    def to_doc(self, with_identity: bool = True) -> Json:
+        """The form `orderflow track` reads; without the order's identity inside its order document."""
+        entries = [e.to_doc() for e in self.entries]
+        body = {"order_number": self.order_number, "entries": entries, "dropped": self.dropped}
+        if not with_identity:
+            return body
+        ident = {"order_key": self.order_key, "channel": self.channel, "channel_order_ref": self.channel_order_ref}
+        return ident | body
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,7 +403,7 @@ class Link:
 
 # ---- the key scheme (here only) and the repository ----
 ORDERS = Kind("order:", Order.from_doc, Order.to_doc)
-TIMELINES = Kind("timeline:", Timeline.from_doc, Timeline.to_doc)
+OLD_TIMELINES = "timeline:"  # order key -> timeline, as versions before the timeline joined the order wrote it
 ALIASES = Kind("number:", Link.from_doc, Link.to_doc)  # order number -> order key
 SUPPLY_LINKS = Kind("supply:", Link.from_doc, Link.to_doc)  # production request id -> order key
 PURCHASES = Kind("purchase:", Purchases.from_doc, Purchases.to_doc)  # SKU -> the orders waiting on a purchase
@@ -405,11 +412,6 @@ PURCHASES = Kind("purchase:", Purchases.from_doc, Purchases.to_doc)  # SKU -> th
 async def order(batch: Batch, order_key: str) -> Loaded[Order]:
     """Fulfillment's document of the order."""
     return await load(batch, ORDERS, order_key)
-
-
-async def timeline(batch: Batch, order_key: str) -> Loaded[Timeline]:
-    """The order's timeline."""
-    return await load(batch, TIMELINES, order_key)
 
 
 async def alias(batch: Batch, order_number: str) -> Loaded[Link]:
@@ -428,8 +430,8 @@ async def purchases(batch: Batch, sku: str) -> Loaded[Purchases]:
 
 
 async def prefetch_orders(batch: Batch, order_keys: Iterable[str]) -> None:
-    """Load the documents and timelines of these orders in one round trip."""
-    await batch.prefetch(k for key in order_keys for k in (ORDERS.key(key), TIMELINES.key(key)))
+    """Load the documents of these orders (with their timelines) in one round trip."""
+    await batch.prefetch(ORDERS.key(key) for key in order_keys)
 
 
 async def prefetch_aliased_orders(batch: Batch) -> None:
@@ -452,14 +454,14 @@ def keys(msg: BaseModel, rec: Incoming) -> Iterable[str]:
         return [ORDERS.key(msg.order_key)]
     if isinstance(msg, OrderCancel):
         key = order_key(msg.channel, msg.channel_order_ref)
-        return [ORDERS.key(key), TIMELINES.key(key)]
+        return [ORDERS.key(key)]
     if isinstance(msg, SHIPMENT_EVENTS):
         number = getattr(msg, "order_number", None) or rec.key
         return [ALIASES.key(number)] if number else []
     if isinstance(msg, OrderStatus):  # the alias is written with the first numbered status: `received`
         key = order_key(msg.channel, msg.channel_order_ref)
         numbered = [msg.order_number] if msg.order_number and msg.status == "received" else []
-        return [TIMELINES.key(key), ORDERS.key(key), *(ALIASES.key(n) for n in numbered)]
+        return [ORDERS.key(key), *(ALIASES.key(n) for n in numbered)]
     if isinstance(msg, ProductionUpdated):
         return [SUPPLY_LINKS.key(msg.production_request_id)]
     if isinstance(msg, PurchaseOrderUpdated):
@@ -480,9 +482,9 @@ def is_order_key(ref: str) -> bool:
 
 
 async def find_timeline(docs: Store, ref: str) -> Json | None:
-    """The timeline of an order given as "channel:channel_order_ref" or by its order number, as stored (what
-    `orderflow track` shows); key lookups only (the alias, then the timeline), so it stays instant whatever the
-    number of orders."""
+    """The timeline of an order given as "channel:channel_order_ref" or by its order number, as `orderflow track`
+    shows it; key lookups only (the alias, then the order document), so it stays instant whatever the number of
+    orders. A timeline document an older version wrote is read when the order document has none."""
     ref = ref.strip()
     key: str | None = ref if is_order_key(ref) else None
     if key is None and ref:
@@ -490,12 +492,19 @@ async def find_timeline(docs: Store, ref: str) -> Json | None:
         key = Link.from_doc(found).order_key if found else None
     if key is None:
         return None
-    state = (await docs.load_many([TIMELINES.key(key)]))[TIMELINES.key(key)].state
-    return dict(state) if state else None
+    order_key, old_key = ORDERS.key(key), OLD_TIMELINES + key
+    loaded = await docs.load_many([order_key, old_key])
+    state = loaded[order_key].state
+    if state and state.get("timeline"):
+        timeline: Json = state["timeline"]
+        return _identity(state) | timeline
+    old = loaded[old_key].state
+    return dict(old) if old else None
 
 
-def timeline_rows(tl: Timeline) -> Iterable[tuple[str, Json]]:
-    """The documents (id, state) that make `tl` findable by key and by number (for seeding a read model)."""
-    yield TIMELINES.key(tl.order_key), tl.to_doc()
-    if tl.order_number:
-        yield ALIASES.key(tl.order_number), Link(tl.order_key).to_doc()
+def timeline_rows(order: Order) -> Iterable[tuple[str, Json]]:
+    """The documents (id, state) that make `order`'s timeline findable by key and by number (for seeding a read
+    model)."""
+    yield ORDERS.key(order.order_key), order.to_doc()
+    if order.timeline and order.timeline.order_number:
+        yield ALIASES.key(order.timeline.order_number), Link(order.order_key).to_doc()

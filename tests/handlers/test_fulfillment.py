@@ -488,7 +488,7 @@ async def test_timeline_never_stores_contact_data(ful: Harness) -> None:
                  "note": "call liwei@example.com"},
     )  # fmt: skip
     await publish_status(ful, shipped)
-    raw = json.dumps(ful.memory.rows[store.TIMELINES.key(okey("T-3"))])
+    raw = json.dumps(ful.memory.rows[store.ORDERS.key(okey("T-3"))]["state"]["timeline"])
     for secret in ("li.wei@@example", "+86 abc", "Li Wei", "Wensan", "liwei@example.com"):
         assert secret not in raw, secret
     tl = await timeline_of(ful, okey("T-3"))
