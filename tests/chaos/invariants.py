@@ -369,6 +369,14 @@ def waiting_hold_less(plans: Mapping[str, Plan], statuses: Statuses, held: Mappi
     return bad
 
 
+def without(levels: list[dict[str, Any]], holdings: Iterable[Mapping[tuple[str, str], int]]) -> list[dict[str, Any]]:
+    """Stock levels less the given orders' reservations (per SKU and warehouse)."""
+    less: Counter[tuple[str, str]] = Counter()
+    for h in holdings:
+        less.update(h)
+    return [{**r, "reserved": r["reserved"] - less[(r["sku"], r["warehouse"])]} for r in levels]
+
+
 def _warehouse(shipment_id: str, order_number: str) -> str:
     return shipment_id.removeprefix(order_number + "-").rsplit("-", 1)[0]
 
@@ -522,15 +530,20 @@ def causes(letter: Msg) -> set[str]:
     return out
 
 
-def no_trace(faulted: list[Msg], statuses: Statuses) -> list[str]:
+def no_trace(faulted: list[Msg], statuses: Statuses, resent: Iterable[str] = ()) -> list[str]:
     """A message its handler failed on left no status behind: none whose event id derives from it, for its own
-    order or (a refill, a reallocation) for any other."""
+    order or (a refill, a reallocation) for any other. `resent`: orders whose submission was sent twice (the
+    copy that did not fail rightly answers under the same submission id)."""
     published = {m["event_id"]: key for key, msgs in statuses.items() for m in msgs}
     keys = sorted(statuses)
+    twice = set(resent)
     bad = []
     for letter in faulted:
         others = keys if letter.get("service") == "inventory" else []  # only inventory re-plans other orders
-        for cause in sorted(causes(letter)):
+        own = causes(letter)
+        if letter.get("topic") == "orders.submitted" and letter.get("key") in twice:
+            own = {c for c in own if not c.startswith("submitted:")}
+        for cause in sorted(own):
             ids = [(cause, name) for name in sorted(STATUSES)]
             ids += [(f"{cause}:{k}", name) for k in others for name in REPLANNED]
             for c, name in ids:
