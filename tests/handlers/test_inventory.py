@@ -749,3 +749,88 @@ async def test_a_command_for_an_unknown_order_is_refused_and_a_later_real_order_
     assert [m["status"] for m in status_of(inv, "NOPE")] == ["reserved"] and after[("SKU-0001", EAST)] == (50, 10)
     [doc] = inv.memory.find(store.ORDER).values()
     assert "cmd-nope" not in doc["inbox"] and doc["state"]["status"] == "reserved"
+
+
+# ---- bounded stock documents: holds live with the orders, `recent` covers an interrupted batch ----
+def stock_row(h: Harness, sku: str = "SKU-0001") -> dict[str, Any]:
+    state: dict[str, Any] = h.memory.rows[store.STOCKS.key(sku)]["state"]
+    return state
+
+
+def hold_of(h: Harness, ref: str, sku: str = "SKU-0001") -> dict[str, int]:
+    """Units per warehouse the order's own document says it holds of `sku`."""
+    state = h.memory.rows[store.ORDERS.key(okey(ref))]["state"]
+    held: dict[str, int] = {}
+    for where in state.get("holds", {}).get(sku, {"r": {}})["r"].values():
+        for wh, q in where.items():
+            held[wh] = held.get(wh, 0) + q
+    return held
+
+
+async def interrupted(h: Harness, ref: str, qty: int) -> None:
+    """Approve `ref` as a batch that died after its stock write: its order document is as it was before."""
+    key = store.ORDERS.key(okey(ref))
+    before = h.memory.rows.get(key)
+    await approve(h, ref, [("SKU-0001", qty, "11.00")])
+    if before is None:
+        del h.memory.rows[key]
+    else:
+        h.memory.rows[key] = before
+
+
+async def test_many_reservations_leave_the_stock_document_bounded(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 1000)
+    for i in range(3 * store.RECENT_MAX):
+        await approve(inv, f"B-{i}", [("SKU-0001", 2, "11.00")])
+    doc = stock_row(inv)
+    assert "reservations" not in doc and "owners" not in doc
+    assert doc["reserved"] == {EAST: 6 * store.RECENT_MAX} and len(doc["recent"]) <= store.RECENT_MAX + 1
+    assert all(hold_of(inv, f"B-{i}") == {EAST: 2} for i in range(3 * store.RECENT_MAX))
+
+
+async def test_an_interrupted_approval_redelivered_neither_reserves_twice_nor_loses_its_reservation(
+    inv: Harness,
+) -> None:
+    await count(inv, "SKU-0001", EAST, 100)
+    await interrupted(inv, "R-1", 4)
+    others = 2 * store.RECENT_MAX
+    for i in range(others):  # others write the stock meanwhile, pruning `recent`: R-1's hold must stay
+        await approve(inv, f"O-{i}", [("SKU-0001", 1, "11.00")])
+    recent = stock_row(inv)["recent"]
+    assert okey("R-1") in recent and len(recent) <= store.RECENT_MAX + 1
+    after = await approve(inv, "R-1", [("SKU-0001", 4, "11.00")])  # the batch, redelivered
+    assert after[("SKU-0001", EAST)] == (100, 4 + others) and hold_of(inv, "R-1") == {EAST: 4}
+    after = await put(inv, topics.ORDERS_CANCELLED, cancelled("R-1"), okey("R-1"))
+    assert after[("SKU-0001", EAST)] == (100, others) and hold_of(inv, "R-1") == {}
+
+
+async def test_an_interrupted_cancellation_redelivered_releases_exactly_what_was_held(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 10)
+    await approve(inv, "C-1", [("SKU-0001", 3, "11.00")])
+    await approve(inv, "C-2", [("SKU-0001", 5, "11.00")])
+    key = store.ORDERS.key(okey("C-1"))
+    before = inv.memory.rows[key]
+    await put(inv, topics.ORDERS_CANCELLED, cancelled("C-1"), okey("C-1"))
+    inv.memory.rows[key] = before  # the order write was lost: the order still says it holds 3
+    after = await put(inv, topics.ORDERS_CANCELLED, cancelled("C-1"), okey("C-1"))
+    assert after[("SKU-0001", EAST)] == (10, 5) and hold_of(inv, "C-1") == {} and hold_of(inv, "C-2") == {EAST: 5}
+
+
+async def test_an_old_stock_document_with_inline_reservations_is_read_and_its_holds_move_to_the_orders(
+    inv: Harness,
+) -> None:
+    await count(inv, "SKU-0001", EAST, 10)
+    await approve(inv, "L-1", [("SKU-0001", 3, "11.00")])
+    await approve(inv, "L-2", [("SKU-0001", 4, "11.00")])
+    rows = inv.memory.rows
+    holds = {ref: rows[store.ORDERS.key(okey(ref))]["state"].pop("holds")["SKU-0001"] for ref in ("L-1", "L-2")}
+    for ref in ("L-1", "L-2"):
+        rows[store.ORDERS.key(okey(ref))]["state"].pop("held_skus")
+    old = stock_row(inv)
+    old.pop("reserved"), old.pop("recent")
+    old["reservations"] = {r: w for h in holds.values() for r, w in h["r"].items()}
+    old["owners"] = {r: o for h in holds.values() for r, o in h["o"].items()}
+    assert (await levels(inv))[("SKU-0001", EAST)] == (10, 7)
+    after = await put(inv, topics.ORDERS_CANCELLED, cancelled("L-1"), okey("L-1"))
+    assert after[("SKU-0001", EAST)] == (10, 4) and "reservations" not in stock_row(inv)
+    assert hold_of(inv, "L-1") == {} and okey("L-2") in stock_row(inv)["recent"]
