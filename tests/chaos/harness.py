@@ -272,11 +272,7 @@ async def run(
     units = {n: sum(c.values()) for n, c in held.items()}
     v["reserv."] = inv.reservations(levels_rest, plans, whole) + inv.waiting_hold_less(plans, whole, units)
     open_exposure = inv.open_exposure(plans, whole)
-    claims = [
-        {**d, "orders": {n: a for n, a in (d.get("orders") or {}).items() if n not in stopped}} for d in exposure_docs
-    ]
-    claims = [{**d, "total": sum(int(a) for a in d["orders"].values())} if stopped else d for d in claims]
-    v["exposure"] = inv.exposure(claims, open_exposure)
+    v["exposure"] = inv.exposure(inv.without_claims(exposure_docs, stopped), open_exposure)
     row.cancelled_not_last = inv.cancelled_not_last(statuses)
     v["dlq"], dlq_redelivered = inv.dead_letters(letters, work.poison, published.poison_records)
     resent = {s.key for s in work.sends if s.what == "duplicate"}  # its copy may rightly succeed

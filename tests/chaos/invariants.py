@@ -377,6 +377,18 @@ def without(levels: list[dict[str, Any]], holdings: Iterable[Mapping[tuple[str, 
     return [{**r, "reserved": r["reserved"] - less[(r["sku"], r["warehouse"])]} for r in levels]
 
 
+def without_claims(docs: list[dict[str, Any]], numbers: Iterable[str]) -> list[dict[str, Any]]:
+    """Exposure documents less the claims of the given order numbers (their totals reduced alike)."""
+    drop = set(numbers)
+    out = []
+    for d in docs:
+        claims = d.get("orders") or {}
+        gone = sum(int(a) for n, a in claims.items() if n in drop)
+        kept = {n: a for n, a in claims.items() if n not in drop}
+        out.append({**d, "orders": kept, "total": int(d.get("total", 0)) - gone})
+    return out
+
+
 def _warehouse(shipment_id: str, order_number: str) -> str:
     return shipment_id.removeprefix(order_number + "-").rsplit("-", 1)[0]
 
