@@ -16,7 +16,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -82,24 +83,43 @@ async def through_gateway(url: str, key: str, bodies: list[bytes], concurrency: 
     }
 
 
-def _wait_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+@contextmanager
+def gateway_process(env: dict[str, str], log: Path, **settings: str) -> Iterator[str]:
+    """`orderflow gateway` on a free port with `env` and GATEWAY_<NAME> `settings`; yields its URL once it
+    answers, and stops it (SIGTERM, SIGKILL after 20 s) when the block ends."""
     import httpx
 
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the gateway exited: {log.read_text()[-2000:]}")
+    port = stack.unused_port()
+    extra = {f"GATEWAY_{k.upper()}": v for k, v in settings.items()}
+    full = {**os.environ, **env, "LOG_FORMAT": "json", **extra, "GATEWAY_PORT": str(port)}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([ORDERFLOW, "gateway"], env=full, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(url + "/openapi.json", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the gateway did not start: {log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
         try:
-            if httpx.get(url + "/openapi.json", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"the gateway did not answer within 90 s: {log.read_text()[-2000:]}")
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
-async def _key(env: dict[str, str]) -> str:
-    from orderflow.gateway.keys import KeyStore
+@asynccontextmanager
+async def gateway_db(env: dict[str, str]) -> AsyncIterator[Any]:
+    """The gateway's database on the servers and MONGODB_DATABASE `env` names."""
     from orderflow.gateway.settings import GatewaySettings
     from services.runtime.service import mongo_client
 
@@ -108,23 +128,22 @@ async def _key(env: dict[str, str]) -> str:
     )
     client = mongo_client(settings)
     try:
-        return await KeyStore(client[settings.database()]["keys"]).add("web", "bench", rate=1e6, burst=1_000_000)
+        yield client[settings.database()]
     finally:
         await client.close()
+
+
+async def add_key(env: dict[str, str], channel: str, rate: float | None = None, burst: int | None = None) -> str:
+    """A new API key for `channel` in the gateway database `env` names."""
+    from orderflow.gateway.keys import KeyStore
+
+    async with gateway_db(env) as db:
+        return await KeyStore(db["keys"]).add(channel, "bench", rate, burst)
 
 
 async def _drop(env: dict[str, str]) -> None:
-    from orderflow.gateway.settings import GatewaySettings
-    from services.runtime.service import mongo_client
-
-    settings = GatewaySettings().model_copy(
-        update={"mongodb_uri": env["MONGODB_URI"], "mongodb_database": env["MONGODB_DATABASE"]}
-    )
-    client = mongo_client(settings)
-    try:
-        await client.drop_database(settings.database())
-    finally:
-        await client.close()
+    async with gateway_db(env) as db:
+        await db.client.drop_database(db.name)
 
 
 def run(bootstrap: str, uri: str, count: int, concurrency: int, say: Say) -> dict[str, Any]:
@@ -148,25 +167,13 @@ def run(bootstrap: str, uri: str, count: int, concurrency: int, say: Say) -> dic
             os.environ.pop("KAFKA_GROUP_PREFIX")
         else:
             os.environ["KAFKA_GROUP_PREFIX"] = saved
-    port = stack.unused_port()
-    url = f"http://127.0.0.1:{port}"
     log = stack.state_dir() / "logs" / f"bench-gateway-{tag}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    gateway_env = {**os.environ, **env, "GATEWAY_PORT": str(port), "LOG_LEVEL": "WARNING"}
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([ORDERFLOW, "gateway"], env=gateway_env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait_up(url, proc, log)
-        key = asyncio.run(_key(env))
-        say(f"  gateway: POSTing {count:,} orders, {concurrency} requests in flight ...")
-        result["gateway_http"] = asyncio.run(through_gateway(url, key, orders(tag, "h", count), concurrency))
+        with gateway_process({**env, "LOG_LEVEL": "WARNING"}, log) as url:
+            key = asyncio.run(add_key(env, "web", rate=1e6, burst=1_000_000))
+            say(f"  gateway: POSTing {count:,} orders, {concurrency} requests in flight ...")
+            result["gateway_http"] = asyncio.run(through_gateway(url, key, orders(tag, "h", count), concurrency))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         asyncio.run(_drop(env))
     http = result["gateway_http"]
     say(

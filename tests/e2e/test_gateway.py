@@ -34,6 +34,20 @@ def order(ref: str, channel: str = "web") -> dict[str, Any]:
     return sample.order(ref, random.Random(ref), datetime.now(UTC), channel=channel)
 
 
+def command(kind: str, ref: str, **fields: Any) -> dict[str, Any]:
+    """A command of `kind` from the web shop about order web:`ref`."""
+    return {
+        "type": kind,
+        "version": 1,
+        "command_id": uuid.uuid4().hex,
+        "channel": "web",
+        "channel_order_ref": ref,
+        "issued_by": "shop",
+        "issued_at": datetime.now(UTC).isoformat(),
+        **fields,
+    }
+
+
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
@@ -102,16 +116,7 @@ async def test_each_refusal_is_problem_json_naming_what_is_wrong(system: dict[st
         other = {**order(ref), "channel_order_ref": "ELSEWHERE", "revision": 2}
         body = problem(await http.post(f"/v1/orders/web/{ref}/revisions", json=other, headers=auth(web)), 422)
         assert body["field"] == "channel_order_ref"
-        review = {
-            "type": "order.review-decision",
-            "version": 1,
-            "command_id": uuid.uuid4().hex,
-            "channel": "web",
-            "channel_order_ref": ref,
-            "issued_by": "shop",
-            "issued_at": datetime.now(UTC).isoformat(),
-            "decision": "approve",
-        }
+        review = command("order.review-decision", ref, decision="approve")
         assert problem(await http.post("/v1/commands", json=review, headers=auth(web)), 422)["field"] == "type"
         body = problem(await http.get(f"/v1/orders/web/{ref}", params={"wait": 999}, headers=auth(web)), 422)
         assert body["field"] == "wait"
@@ -141,16 +146,7 @@ async def test_a_revision_and_a_cancel_reach_the_services(system: dict[str, str]
         res = await http.post(f"/v1/orders/web/{ref}/revisions", json=fixed)
         assert res.status_code == 202 and res.json()["revision"] == 2
         assert (await until(http, res.headers["location"], lambda v: v["revision"] == 2))["revision"] == 2
-        cancel = {
-            "type": "order.cancel",
-            "version": 1,
-            "command_id": uuid.uuid4().hex,
-            "channel": "web",
-            "channel_order_ref": ref,
-            "issued_by": "shop",
-            "issued_at": datetime.now(UTC).isoformat(),
-            "reason": "customer asked",
-        }
+        cancel = command("order.cancel", ref, reason="customer asked")
         res = await http.post("/v1/commands", json=cancel)
         assert res.status_code == 202 and res.headers["location"] == f"/v1/orders/web/{ref}"
         assert (await until(http, res.headers["location"], lambda v: v["status"] == "cancelled"))[
