@@ -16,7 +16,7 @@ from orderflow import track
 from services.fulfillment import domain, store
 from services.fulfillment.app import CONSUMES, NAME, build
 from services.fulfillment.store import Order
-from services.runtime.messages import Outgoing
+from services.runtime.messages import Incoming, Outgoing
 from services.runtime.status import status
 from tests.factories import NOW, command
 from tests.handlers.events import number, okey, reserved, shipping, supply_needed, wire
@@ -494,6 +494,86 @@ async def test_timeline_never_stores_contact_data(ful: Harness) -> None:
     tl = await timeline_of(ful, okey("T-3"))
     assert [r["field"] for r in tl["entries"][0]["reasons"]] == ["customer.email", "customer.phone", "ship_to.city"]
     assert tl["entries"][0]["order_number"] is None
+
+
+def life_statuses(ref: str) -> list[Outgoing]:
+    """The statuses intake, review and inventory publish for `ref` before fulfillment ships it."""
+    return [
+        upstream_status(ref, "received", f"rcv-{ref}", decided_by="intake/1"),
+        upstream_status(ref, "approved", f"app-{ref}"),
+        upstream_status(ref, "reserved", f"res-{ref}", decided_by="inventory-allocation/1"),
+    ]
+
+
+async def test_the_timeline_is_kept_in_the_order_document_in_publish_order(ful: Harness) -> None:
+    for out in life_statuses("W-1"):
+        await publish_status(ful, out)
+    [sid] = await open_order(ful, "W-1")
+    await ship(ful, "W-1", sid)
+    await deliver(ful, "W-1", sid)
+    assert set(ful.memory.find()) == {store.ORDERS.key(okey("W-1")), store.ALIASES.key(number("W-1"))}
+    tl = await timeline_of(ful, number("W-1"))
+    published = [m["event_id"] for m in ful.out[topics.ORDERS_STATUS]]  # as the topic has them
+    assert [e["status"] for e in tl["entries"]] == ["received", "approved", "reserved", "shipped", "delivered"]
+    assert [e["event_id"] for e in tl["entries"]] == published
+    assert list(tl) == ["order_key", "channel", "channel_order_ref", "order_number", "entries", "dropped"]
+    assert (await state(ful, "W-1")).timeline == store.Timeline.from_doc(tl)
+
+
+async def test_a_status_fulfillment_published_writes_nothing_when_it_comes_back(ful: Harness) -> None:
+    for out in life_statuses("W-2"):
+        await publish_status(ful, out)
+    [sid] = await open_order(ful, "W-2")
+    opened = ful.memory.rows[store.ORDERS.key(okey("W-2"))]["v"]
+    await ship(ful, "W-2", sid)  # the harness hands `shipped` back to fulfillment, as the topic would
+    row = ful.memory.rows[store.ORDERS.key(okey("W-2"))]
+    version, timeline = row["v"], row["state"]["timeline"]
+    assert version == opened + 3  # picked, packed, dispatched: none for `shipped` coming back
+    assert [e["status"] for e in timeline["entries"]][-1] == "shipped"  # recorded with the dispatch
+    [shipped] = [m for m in ful.out[topics.ORDERS_STATUS] if m["status"] == "shipped"]
+    del shipped["_key"]
+    await ful.send(topics.ORDERS_STATUS, shipped, okey("W-2"))  # its copy again (a redelivery)
+    row = ful.memory.rows[store.ORDERS.key(okey("W-2"))]
+    assert row["v"] == version and row["state"]["timeline"] == timeline
+
+
+async def test_a_status_and_the_reservation_in_one_batch_are_one_write(ful: Harness) -> None:
+    received, approved, reserved_status = life_statuses("W-3")
+    for out in (received, approved):
+        await publish_status(ful, out)
+    before = ful.memory.rows[store.ORDERS.key(okey("W-3"))]["v"]
+    alloc = wire(reserved("W-3", {EAST: [("SKU-0001", 10, "11.00")]}))
+    await ful.processor.process(
+        [
+            Incoming(topics.INVENTORY_ALLOCATIONS, 0, 0, okey("W-3"), alloc),
+            Incoming(topics.ORDERS_STATUS, 0, 100, okey("W-3"), reserved_status.value),
+        ]
+    )
+    after = ful.memory.rows[store.ORDERS.key(okey("W-3"))]
+    assert after["v"] == before + 1
+    assert after["state"]["status"] == "open" and after["state"]["timeline"]["entries"][-1]["status"] == "reserved"
+
+
+async def test_a_timeline_document_of_an_older_version_is_still_found(ful: Harness) -> None:
+    old = {
+        "order_key": okey("OLD-9"),
+        "channel": "web",
+        "channel_order_ref": "OLD-9",
+        "order_number": number("OLD-9"),
+        "entries": [],
+        "dropped": 0,
+    }
+    ful.memory.rows["timeline:" + okey("OLD-9")] = {"_id": "x", "v": 1, "state": old, "inbox": [], "pending": []}
+    link = {"order_key": okey("OLD-9")}
+    ful.memory.rows[store.ALIASES.key(number("OLD-9"))] = {
+        "_id": "y",
+        "v": 1,
+        "state": link,
+        "inbox": [],
+        "pending": [],
+    }
+    assert await store.find_timeline(ful.store, number("OLD-9")) == old
+    assert await store.find_timeline(ful.store, okey("OLD-9")) == old
 
 
 async def test_unknown_order_has_no_timeline(ful: Harness) -> None:
