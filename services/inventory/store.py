@@ -296,3 +296,24 @@ async def stock_levels(source: Store | Collection) -> list[dict[str, Any]]:
         for wh, on_hand in sorted(st.on_hand.items()):
             rows.append({"sku": st.sku, "warehouse": wh, "on_hand": on_hand, "reserved": st.reserved(wh)})
     return rows
+
+
+async def held_by_order(source: Store | Collection) -> dict[str, dict[tuple[str, str], int]]:
+    """Units each order holds per (SKU, warehouse), by order number (its reservation ids' prefix), for operators
+    and the invariant checks: the order documents' holds, unless a stock document's `recent` hold (newer)
+    replaces them."""
+    docs = source if isinstance(source, Store) else DocStore(source)
+    holds: dict[tuple[str, str], Hold] = {}
+    for key, state in (await docs.scan(ORDER)).items():
+        for sku, hold in (state or {}).get("holds", {}).items():
+            holds[(key.removeprefix(ORDER), sku)] = _hold(hold)
+    for key, state in (await docs.scan(STOCK)).items():
+        st = Stock.from_doc(key.removeprefix(STOCK), state)
+        holds.update({(order, st.sku): hold for order, hold in st.recent.items()})
+    held: dict[str, dict[tuple[str, str], int]] = {}
+    for (_, sku), hold in holds.items():
+        for r, where in hold["r"].items():
+            mine = held.setdefault(r.rsplit("#", 1)[0], {})
+            for wh, q in where.items():
+                mine[(sku, wh)] = mine.get((sku, wh), 0) + q
+    return held

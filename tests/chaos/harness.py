@@ -14,8 +14,7 @@ from pymongo.errors import PyMongoError
 
 from contracts import topics
 from orderflow import bus, lag, procs, sample
-from services.inventory.stock import Stock
-from services.inventory.store import STOCK, stock_levels
+from services.inventory.store import held_by_order, stock_levels
 from services.review.store import exposures as review_exposures
 from services.runtime.outbox import DocStore
 from tests.chaos import invariants as inv
@@ -155,11 +154,8 @@ async def store_reads(env: dict[str, str]) -> tuple[list[dict[str, Any]], list[d
                 inventory = DocStore(client[f"{db}_inventory"]["inventory"])
                 levels = await stock_levels(inventory)
                 held: Holdings = defaultdict(Counter)
-                for key, state in (await inventory.scan(STOCK)).items():
-                    sku = key.removeprefix(STOCK)
-                    for rid, where in Stock.from_doc(sku, state).reservations.items():
-                        for wh, qty in where.items():
-                            held[rid.rsplit("#", 1)[0]][(sku, wh)] += qty
+                for number, units in (await held_by_order(inventory)).items():
+                    held[number].update(units)
                 review = DocStore(client[f"{db}_review"]["review"])
                 docs = [  # the credit total as stored, the claims as their order documents hold them
                     {"_id": f"credit:{cust}", "total": total, "orders": claims}

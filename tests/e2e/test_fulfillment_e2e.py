@@ -17,8 +17,7 @@ from pymongo import AsyncMongoClient
 from contracts import topics
 from orderflow import bus, demo, sample, track
 from orderflow.simulator import Simulator
-from services.inventory.stock import Stock
-from services.inventory.store import stock_levels
+from services.inventory.store import held_by_order, stock_levels
 from tests.e2e.checks import statuses_until, transitions
 
 pytestmark = pytest.mark.e2e
@@ -238,10 +237,7 @@ async def test_200_orders_are_delivered_or_cancelled_with_stock_invoices_and_tim
         for k in cancelled:
             if k in number and not any(m["status"] == "delivery_exception" for m in seen[k]):
                 assert not by_order[number[k]], f"{k} was cancelled before dispatch but its stock left"
-        held = []
-        async for doc in inventory.find({"_id": {"$regex": "^stock:"}}):
-            st = Stock.from_doc(doc["_id"][len("stock:") :], doc.get("state"))
-            held += [r for r in st.reservations if r.split("#", 1)[0] in mine]
+        held = [n for n, units in (await held_by_order(inventory)).items() if n in mine and any(units.values())]
         assert not held, f"reservations left behind: {held[:5]}"
 
         # ---- the timeline: every status of every order, by key or by order number (orderflow track) ----
