@@ -19,7 +19,7 @@ from tests.e2e.checks import statuses_until
 pytestmark = pytest.mark.e2e
 LIMIT = Decimal("2000.00")
 OUTSTANDING = Decimal("500.00")
-SETTLED = ("approved", "rejected", "in_review")
+SETTLED: tuple[str, ...] = ("approved", "rejected", "in_review")
 
 
 async def test_exposure_never_passes_the_limit_with_three_replicas(system: dict[str, str]) -> None:
@@ -74,3 +74,37 @@ async def test_exposure_never_passes_the_limit_with_three_replicas(system: dict[
             assert total == approved[c["customer_id"]], (c["customer_id"], total, approved[c["customer_id"]])
     finally:
         await client.close()
+
+
+async def test_replicas_started_after_the_master_data_know_every_customer(system: dict[str, str]) -> None:
+    # masterdata.* is split over partitions: a replica started later is given only some of them by the group,
+    # and must still know every customer (it reads them all before its first review)
+    bootstrap = system["KAFKA_BOOTSTRAP_SERVERS"]
+    tag, rng, now = uuid.uuid4().hex[:6], random.Random(12), datetime.now(UTC)
+    customers = [{**sample.customers()[0], "customer_id": f"LATE-{tag}-{i:02d}"} for i in range(24)]
+    async with bus.producer(bootstrap) as p:
+        await bus.publish(p, topics.MASTERDATA_CUSTOMERS, [(c["customer_id"], c) for c in customers])
+    await demo.wait_drained(bootstrap, print, 60, groups=("review",))
+    for replica in (2, 3):
+        procs.start("review", replica, system)
+    try:
+        orders = [
+            sample.order(f"LATE-{tag}-{i:04d}", rng, now, customer=customers[i % 24]["customer_id"], lines=1)
+            for i in range(72)
+        ]
+        start = await bus.end_offsets(bootstrap, topics.ORDERS_STATUS)
+        async with bus.producer(bootstrap) as p:
+            await bus.publish(
+                p, topics.ORDERS_SUBMITTED, [(f"{o['channel']}:{o['channel_order_ref']}", o) for o in orders]
+            )
+        keys = [f"{o['channel']}:{o['channel_order_ref']}" for o in orders]
+        seen = await statuses_until(bootstrap, start, dict.fromkeys(keys, SETTLED), timeout=180)
+    finally:
+        for replica in (2, 3):
+            procs.stop("review", replica)
+    decided = {k: [m for m in seen.get(k, []) if m["status"] in SETTLED] for k in keys}
+    assert all(decided.values()), f"{sum(not v for v in decided.values())} of 72 orders were never decided"
+    unknown = [
+        k for k, msgs in decided.items() for m in msgs for r in m.get("reasons") or [] if "customer" in r["code"]
+    ]
+    assert not unknown, f"orders reviewed without their customer: {unknown[:3]}"
