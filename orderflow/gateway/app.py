@@ -270,6 +270,19 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def refused(request: Request, exc: Refusal) -> JSONResponse:
         return _problem_response(exc)
 
+    @app.exception_handler(PyMongoError)
+    async def store_down(request: Request, exc: PyMongoError) -> JSONResponse:
+        log.warning("store unavailable", error=type(exc).__name__)
+        return _problem_response(
+            Refusal(
+                503,
+                "store-unavailable",
+                "Not accepted: the gateway's store did not answer",
+                "the gateway could not reach its database; nothing was accepted, send it again",
+                Retry_After=str(gateway.settings.retry_after),
+            )
+        )
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]

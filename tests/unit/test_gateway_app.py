@@ -1,12 +1,17 @@
 """The gateway's OpenAPI document in docs/ is the one the code generates, with the contract's own schemas as
-request bodies; the per-key rate limit lets a burst through, then the rate."""
+request bodies; the per-key rate limit lets a burst through, then the rate; a store that does not answer is a
+503 problem, never a server error."""
 
 import json
 
+import httpx
+
 from contracts.public import OrderCancel, OrderSubmitted
+from orderflow.dev import stack
 from orderflow.gateway import openapi
-from orderflow.gateway.app import PROBLEM, RateLimiter
+from orderflow.gateway.app import PROBLEM, RateLimiter, create_app
 from orderflow.gateway.keys import ApiKey
+from orderflow.gateway.settings import GatewaySettings
 
 
 def test_the_checked_in_openapi_document_is_fresh() -> None:
@@ -36,3 +41,13 @@ def test_rate_limit_lets_a_burst_through_then_the_rate() -> None:
     assert limiter.take(key) == 0.0
     slow = ApiKey("k2", "web", 0.1, 1)
     assert limiter.take(slow) == 0.0 and limiter.take(slow) == 10.0
+
+
+async def test_an_unreachable_store_is_503_problem_json_not_a_server_error() -> None:
+    settings = GatewaySettings().model_copy(update={"mongodb_uri": f"mongodb://127.0.0.1:{stack.unused_port()}/"})
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        res = await http.get("/v1/orders/web/X", headers={"Authorization": "Bearer ofk_abc_def"})
+    assert res.status_code == 503 and res.headers["content-type"] == PROBLEM
+    assert res.json()["type"] == "/problems/store-unavailable" and res.headers["retry-after"] == "5"
