@@ -40,6 +40,7 @@ from services.runtime.service import mongo_client
 
 log = structlog.get_logger()
 MAX_BODY = registry.MAX_MESSAGE_BYTES
+STORE_RETRY_S = 2.0  # pause before the status reader retries a batch its store did not take
 MAX_WAIT = 30.0  # seconds: the longest long-poll of a status read (?wait=)
 PROBLEM = "application/problem+json"
 
@@ -166,7 +167,12 @@ class Gateway:
                     continue
                 if isinstance(status, OrderStatus):
                     statuses.append((record.partition, record.offset, status))
-            await views.apply(statuses)
+            try:
+                await views.apply(statuses)
+            except PyMongoError as exc:  # the batch is read again (not committed) after a pause
+                log.warning("read model write failed, retrying the batch", error=type(exc).__name__)
+                await asyncio.sleep(STORE_RETRY_S)
+                raise
 
     async def start(self) -> None:
         """Topics present, the submissions' index, the broker (producer and status reader) started."""
