@@ -15,7 +15,7 @@ from pymongo.errors import PyMongoError
 from contracts import topics
 from contracts.public import DeadLetter
 from contracts.registry import UnreadableMessage, parse
-from services.runtime import health, observe
+from services.runtime import faults, health, observe
 from services.runtime.ids import derive_id
 from services.runtime.messages import Incoming, Outgoing
 from services.runtime.outbox import ConflictError, Doc, Marker, Store, staged
@@ -235,7 +235,8 @@ class Processor:
         try:
             with batch.isolated() as undo:
                 try:
-                    outcome = await handler(batch, msg, rec)
+                    with faults.message(rec.origin):  # chaos scenario 10 only (off unless ORDERFLOW_FAULT_RATE)
+                        outcome = await handler(batch, msg, rec)
                 except TRANSIENT:
                     raise  # the whole batch is retried: nothing of it is written
                 except Exception as exc:  # a bug or an impossible message: dead-letter it, never loop on it

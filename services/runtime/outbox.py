@@ -26,6 +26,7 @@ from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
+from services.runtime import faults
 from services.runtime.messages import Outgoing
 
 INBOX_LIMIT = 256
@@ -285,3 +286,4 @@ def record(doc: Doc, input_id: str | None, state: dict[str, Any] | None, outputs
         doc.inbox = [*doc.inbox, input_id][-INBOX_LIMIT:]
     doc.pending = [*doc.pending, *(o.to_doc() for o in outputs)]
     doc.dirty = True
+    faults.recorded()  # chaos scenario 10 may fail the handler here, after it recorded something
