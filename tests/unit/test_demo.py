@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from orderflow import bus, demo
+from orderflow import bus, demo, reach
 from orderflow.cli import app
 
 
@@ -103,7 +103,12 @@ def test_the_command_fails_when_orders_did_not_settle(
     async def run(*_args: Any) -> dict[str, Any]:
         return {"orders": 200, "unsettled": unsettled}
 
+    async def reachable() -> None:
+        return None
+
     monkeypatch.setattr(demo, "run", run)
+    monkeypatch.setattr(reach, "check_kafka", reachable)  # the fake bus needs no servers
+    monkeypatch.setattr(reach, "check_store", reachable)
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "fake:9092")
     result = CliRunner().invoke(app, ["demo", "--orders", "200"])
     assert result.exit_code == code
