@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from orderflow import procs
+from orderflow import procs, reach
 from orderflow.console.cli import app as console_app
 from orderflow.dashboard_state import STUCK
 from orderflow.dev import stack
@@ -177,6 +177,8 @@ def _command(ref: str, kind: str, by: str, wait: float, **fields: Any) -> None:
     from orderflow import commands
 
     async def go() -> dict[str, object] | None:
+        commands.build(kind, "web:-", by, **fields)  # the fields are checked before any server is asked
+        await reach.check(KAFKA, STORE)
         key = await commands.order_key(ref)
         cmd = commands.build(kind, key, by, **fields)
         typer.echo(f"sent {kind} {cmd.command_id} for {key}")
@@ -195,7 +197,7 @@ def _command(ref: str, kind: str, by: str, wait: float, **fields: Any) -> None:
 
 
 @order_app.command("cancel")
-@needs(KAFKA, STORE)
+@needs(KAFKA, STORE, first=False)
 def order_cancel(
     ref: OrderRef,
     reason: Annotated[str, typer.Option(help="why (recorded on the order)")] = "customer asked",
@@ -207,7 +209,7 @@ def order_cancel(
 
 
 @order_app.command("review")
-@needs(KAFKA, STORE)
+@needs(KAFKA, STORE, first=False)
 def order_review(
     ref: OrderRef,
     decision: Annotated[str, typer.Argument(help="approve | reject")],
@@ -220,7 +222,7 @@ def order_review(
 
 
 @order_app.command("shortage")
-@needs(KAFKA, STORE)
+@needs(KAFKA, STORE, first=False)
 def order_shortage(
     ref: OrderRef,
     choice: Annotated[str, typer.Argument(help="ship_partial | wait | substitute | cancel")],
@@ -236,7 +238,7 @@ def order_shortage(
 
 
 @order_app.command("priority")
-@needs(KAFKA, STORE)
+@needs(KAFKA, STORE, first=False)
 def order_priority(
     ref: OrderRef,
     decision: Annotated[str, typer.Argument(help="approve | deny")],

@@ -132,17 +132,24 @@ def _unreachable_from(exc: BaseException, servers: tuple[str, ...]) -> Unreachab
     return None
 
 
-def needs(*servers: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Check the servers before the command runs; report an unreachable one as one line and exit 2."""
+async def check(*servers: str) -> None:
+    """Check each of the servers (Kafka first), raising Unreachable for the first that does not answer."""
+    if KAFKA in servers:
+        await check_kafka()
+    if STORE in servers:
+        await check_store()
+
+
+def needs(*servers: str, first: bool = True) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Check the servers before the command runs (`first=False`: the command calls `check` itself once its
+    arguments are read); report an unreachable one as one line and exit 2."""
 
     def decorate(command: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(command)
         def run(*args: P.args, **kwargs: P.kwargs) -> R:
             try:
-                if KAFKA in servers:
-                    asyncio.run(check_kafka())
-                if STORE in servers:
-                    asyncio.run(check_store())
+                if first:
+                    asyncio.run(check(*servers))
                 return command(*args, **kwargs)
             except Exception as exc:
                 problem = _unreachable_from(exc, servers)
