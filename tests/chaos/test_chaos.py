@@ -36,16 +36,21 @@ DOWN_FOR = 3.0
 ORDERS = int(os.environ.get("CHAOS_ORDERS", "2000"))
 
 
+async def kill_and_restart(ctx: FaultContext, service: str, at: float, down: float) -> None:
+    """SIGKILL `service` (replica 1) `at` seconds into the stream and start it again `down` seconds later."""
+    await asyncio.sleep(max(0.0, ctx.started + at - time.monotonic()))
+    await asyncio.to_thread(procs.kill, service)
+    ctx.note(f"SIGKILL {service}")
+    await asyncio.sleep(down)
+    await asyncio.to_thread(procs.start, service, 1, ctx.env)
+
+
 def sigkill_in_turn(*services: str, every: float = 6.0) -> harness.Fault:
     """SIGKILL each service in turn mid-stream and restart it 3 s later (one every `every` seconds)."""
 
     async def fault(ctx: FaultContext) -> None:
         for i, s in enumerate(services):
-            await asyncio.sleep(max(0.0, ctx.started + FAULT_AT + i * every - time.monotonic()))
-            await asyncio.to_thread(procs.kill, s)
-            ctx.note(f"SIGKILL {s}")
-            await asyncio.sleep(DOWN_FOR)
-            await asyncio.to_thread(procs.start, s, 1, ctx.env)
+            await kill_and_restart(ctx, s, FAULT_AT + i * every, DOWN_FOR)
             ctx.note(f"start {s}")
 
     return fault
@@ -116,11 +121,7 @@ def sigkill_repeatedly(service: str, at: tuple[float, ...], down: float = 2.0) -
 
     async def fault(ctx: FaultContext) -> None:
         for t in at:
-            await asyncio.sleep(max(0.0, ctx.started + t - time.monotonic()))
-            await asyncio.to_thread(procs.kill, service)
-            ctx.note(f"SIGKILL {service}")
-            await asyncio.sleep(down)
-            await asyncio.to_thread(procs.start, service, 1, ctx.env)
+            await kill_and_restart(ctx, service, t, down)
         ctx.note(f"{service} killed {len(at)}x, each restarted {down:.0f}s later")
 
     return fault
