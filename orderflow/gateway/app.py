@@ -316,7 +316,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return key
 
     Key = Annotated[ApiKey, Depends(api_key)]
-    submitted_body = {"requestBody": _contract_body("order.submitted")}
 
     async def accept(key: ApiKey, order: OrderSubmitted, body: bytes) -> JSONResponse:
         ref = _order_ref(order)
@@ -345,14 +344,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         log.info("order accepted", key_id=key.key_id, order_key=okey, revision=order.revision, replayed=answer.replayed)
         return JSONResponse(answer.model_dump(exclude_none=True), status_code=202, headers={"Location": url})
 
-    @app.post(
-        "/v1/orders",
-        status_code=202,
-        response_model=Accepted,
-        responses=_problems(401, 403, 409, 413, 415, 422, 429, 503),
-        openapi_extra=submitted_body,
-        summary="Submit an order (order.submitted)",
-    )
+    submission: dict[str, Any] = {
+        "status_code": 202,
+        "response_model": Accepted,
+        "responses": _problems(401, 403, 409, 413, 415, 422, 429, 503),
+        "openapi_extra": {"requestBody": _contract_body("order.submitted")},
+    }
+
+    @app.post("/v1/orders", summary="Submit an order (order.submitted)", **submission)
     async def submit(request: Request, key: Key) -> JSONResponse:
         """202 once Kafka has acknowledged the order; the same body again is answered alike (intake numbers it once)."""
         body = await _body(request)
@@ -366,11 +365,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.post(
         "/v1/orders/{channel}/{ref}/revisions",
-        status_code=202,
-        response_model=Accepted,
-        responses=_problems(401, 403, 409, 413, 415, 422, 429, 503),
-        openapi_extra=submitted_body,
         summary="Submit a corrected revision of an order (order.submitted, revision 2 or later)",
+        **submission,
     )
     async def revise(channel: str, ref: str, request: Request, key: Key) -> JSONResponse:
         """A correction: the body names the same channel and reference as the path, and a revision of 2 or more."""
