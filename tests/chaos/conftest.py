@@ -12,12 +12,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from pymongo import MongoClient
 
-from orderflow import procs
 from orderflow.dev import stack
-from tests.chaos.harness import Report, table
-from tests.isolation import broker_lock, isolated_env, start_system
+from tests.chaos.harness import Report, fresh_system, table
+from tests.isolation import broker_lock
 
 
 @pytest.fixture(scope="session")
@@ -44,27 +42,8 @@ def chaos(servers: dict[str, str]) -> Iterator[Report]:
             print(f"(also in {path})")
 
 
-def _stop_all() -> None:
-    for service in procs.SERVICES:
-        for replica in procs.replicas(service):
-            procs.stop(service, replica)
-    for service, replica in procs.crashed():
-        procs.stop(service, replica)  # only drops the pid file
-
-
 @pytest.fixture
 def system(chaos: Report) -> Iterator[dict[str, str]]:
-    """A fresh system for one scenario: the four services (one replica each) on new databases and consumer
-    groups, with master data and stock loaded; stopped afterwards (databases dropped unless it failed)."""
-    env = isolated_env(chaos.servers, "chaos")
-    print(f"\n[chaos] databases {env['MONGODB_DATABASE']}_*, service logs in {env['ORDERFLOW_PROCS_DIR']}/logs")
-    rows = len(chaos.rows)
-    try:
-        start_system(env, lambda _: None)
+    """A fresh system for one scenario (harness.fresh_system) on the suite's servers."""
+    with fresh_system(chaos, chaos.servers) as env:
         yield env
-    finally:
-        _stop_all()
-        if len(chaos.rows) > rows and not chaos.rows[-1].total:
-            with MongoClient(env["MONGODB_URI"], serverSelectionTimeoutMS=10_000) as client:
-                for service in procs.SERVICES:
-                    client.drop_database(f"{env['MONGODB_DATABASE']}_{service}")

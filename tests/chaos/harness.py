@@ -1,15 +1,17 @@
 """Runs one chaos scenario: publish the workload while a fault is injected, drain, collect, check invariants."""
 
 import asyncio
+import contextlib
+import os
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.errors import KafkaError
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, MongoClient
 from pymongo.errors import PyMongoError
 
 from contracts import topics
@@ -19,6 +21,7 @@ from services.review.store import exposures as review_exposures
 from services.runtime.outbox import DocStore
 from tests.chaos import invariants as inv
 from tests.chaos.workload import Workload, build, publish
+from tests.isolation import isolated_env, start_system
 
 DRAIN_TIMEOUT = 420.0  # under 600 s pytest timeout; FerretDB slows down as collections grow
 CHECKS = (
@@ -86,6 +89,41 @@ class FaultContext:
 
 
 Fault = Callable[[FaultContext], Awaitable[None]]
+
+
+def stop_all() -> None:
+    """Stop every replica of every service (and drop the pid files of those that died)."""
+    for service in procs.SERVICES:
+        for replica in procs.replicas(service):
+            procs.stop(service, replica)
+    for service, replica in procs.crashed():
+        procs.stop(service, replica)  # only drops the pid file
+
+
+@contextlib.contextmanager
+def fresh_system(
+    report: Report, servers: dict[str, str], extra: dict[str, str] | None = None
+) -> Iterator[dict[str, str]]:
+    """A fresh system for one scenario: the four services (one replica each) on new databases and consumer
+    groups, with master data and stock loaded, on `servers` with `extra` settings (e.g. the topic layout,
+    which start_system's topic creation reads from the process environment); stopped afterwards, databases
+    dropped unless the scenario failed, the process environment as it was."""
+    saved = dict(os.environ)
+    env = {**isolated_env(servers, "chaos"), **(extra or {})}
+    os.environ.update(extra or {})
+    print(f"\n[chaos] databases {env['MONGODB_DATABASE']}_*, service logs in {env['ORDERFLOW_PROCS_DIR']}/logs")
+    rows = len(report.rows)
+    try:
+        start_system(env, lambda _: None)
+        yield env
+    finally:
+        stop_all()
+        if len(report.rows) > rows and not report.rows[-1].total:
+            with MongoClient(env["MONGODB_URI"], serverSelectionTimeoutMS=10_000) as client:
+                for service in procs.SERVICES:
+                    client.drop_database(f"{env['MONGODB_DATABASE']}_{service}")
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def say(line: str) -> None:

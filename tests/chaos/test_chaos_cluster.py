@@ -18,15 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from pymongo import MongoClient
 
-from orderflow import procs
 from orderflow.dev import stack
 from orderflow.dev.cluster import KafkaCluster
 from tests.chaos import harness
-from tests.chaos.harness import FaultContext, Report
+from tests.chaos.harness import FaultContext, Report, fresh_system
 from tests.chaos.proxy import DelayProxy, delayed
-from tests.isolation import isolated_env, start_system
 
 pytestmark = pytest.mark.chaos
 
@@ -69,27 +66,10 @@ def cluster(chaos: Report) -> Iterator[Cluster]:
 
 @pytest.fixture
 def clustered(chaos: Report, cluster: Cluster) -> Iterator[dict[str, str]]:
-    """A fresh system (databases, groups, the four services) on the cluster; the process environment the
-    chaos session had is restored afterwards (isolated_env writes into it)."""
-    saved = dict(os.environ)
+    """A fresh system on the cluster, its topics replicated 3 times with 2 in sync (harness.fresh_system)."""
     servers = {"KAFKA_BOOTSTRAP_SERVERS": cluster.kafka.bootstrap, "MONGODB_URI": chaos.servers["MONGODB_URI"]}
-    env = {**isolated_env(servers, "chaos"), **LAYOUT}
-    os.environ.update(LAYOUT)  # start_system creates the topics with the layout of the environment
-    print(f"\n[chaos] on the cluster: databases {env['MONGODB_DATABASE']}_*, logs in {env['ORDERFLOW_PROCS_DIR']}")
-    rows = len(chaos.rows)
-    try:
-        start_system(env, lambda _: None)
+    with fresh_system(chaos, servers, LAYOUT) as env:
         yield env
-    finally:
-        procs.down()
-        for service, replica in procs.crashed():
-            procs.stop(service, replica)
-        if len(chaos.rows) > rows and not chaos.rows[-1].total:
-            with MongoClient(env["MONGODB_URI"], serverSelectionTimeoutMS=10_000) as client:
-                for service in procs.SERVICES:
-                    client.drop_database(f"{env['MONGODB_DATABASE']}_{service}")
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def slowed(cluster: Cluster) -> harness.Fault:
