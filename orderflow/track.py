@@ -1,7 +1,8 @@
 """`orderflow track`: every step of one order, for customer service, from fulfillment's read model.
 
 Reads only fulfillment's own database (`<MONGODB_DATABASE>_fulfillment`, collection `fulfillment`),
-by `_id`: the order-number alias, then the timeline document. No other service's data is read.
+by `_id`: the order-number alias, then the order document, which holds the timeline. No other service's data
+is read.
 """
 
 import io

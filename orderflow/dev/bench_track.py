@@ -1,8 +1,8 @@
 """`orderflow bench --track-orders N`: how fast `orderflow track` answers with N orders in fulfillment's read model.
 
-Fills a scratch fulfillment database with N realistic timelines (built by the service's own
-`timeline.append` from six statuses each) and their order-number aliases, then times lookups by order
-number and by channel reference, cold and warm, through the same `track.fetch` the command uses.
+Fills a scratch fulfillment database with N realistic order documents holding their timelines (built by the
+service's own `timeline.append` from five statuses each) and their order-number aliases, then times lookups by
+order number and by channel reference through the same `track.fetch` the command uses.
 """
 
 import asyncio
@@ -17,7 +17,7 @@ from typing import Any
 from contracts.public import OrderStatus
 from orderflow import track
 from services.fulfillment import store, timeline
-from services.fulfillment.store import Timeline
+from services.fulfillment.store import Order, Timeline
 
 STEPS = ("received", "approved", "reserved", "shipped", "delivered")
 CHUNK = 2000
@@ -41,7 +41,8 @@ def _timeline_docs(i: int, start: datetime) -> list[dict[str, Any]]:
         )
         state = timeline.append(state or timeline.start(key, msg), msg) or state
     assert state is not None
-    return [{"_id": k, "v": 1, "state": doc, "inbox": [], "pending": []} for k, doc in store.timeline_rows(state)]
+    order = Order(key, channel, ref, timeline=state)
+    return [{"_id": k, "v": 1, "state": doc, "inbox": [], "pending": []} for k, doc in store.timeline_rows(order)]
 
 
 async def run(uri: str, orders: int, say: Callable[[str], None], lookups: int = 200) -> dict[str, Any]:

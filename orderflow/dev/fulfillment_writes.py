@@ -19,9 +19,9 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import bson
 from pymongo import AsyncMongoClient
@@ -39,9 +39,10 @@ from services.runtime.outbox import Doc, DocStore, Store
 CHUNK = 50
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 Msg = tuple[str, str, bytes]  # topic, key, value
+AnyStore = TypeVar("AnyStore", bound=Store)
 
 
-def counting(base: type[Store]) -> type[Store]:
+def counting(base: type[AnyStore]) -> type[AnyStore]:
     """`base` with its document writes counted (documents, BSON bytes, round trips)."""
 
     class Counting(base):  # type: ignore[valid-type,misc]
@@ -80,7 +81,7 @@ def _status(i: int, status: str, by: str, details: dict[str, Any], minute: int) 
         channel_order_ref=ref,
         revision=1,
         order_number=f"SO-FW-{i:06d}",
-        status=status,  # type: ignore[arg-type]
+        status=status,
         details=details,
         occurred_at=NOW + timedelta(minutes=minute),
         decided_by=by,
