@@ -15,6 +15,7 @@ from contracts.public import InvoiceRequested
 from services.review import store
 from services.review.app import CONSUMES, NAME, build_for
 from services.review.config import ReviewSettings
+from services.runtime.memory import MemoryDocStore
 from services.runtime.outbox import Doc
 from tests.factories import NOW, command, customer, product
 from tests.handlers.events import accepted, cancelled, number, okey, wire
@@ -191,6 +192,17 @@ async def test_an_approval_interrupted_before_its_order_write_is_claimed_once_wh
     await send_accepted(review, "R-X")  # and a duplicate after it
     assert await exposure(review) == (2 * 11000, {number("R-0"): 11000, number("R-X"): 11000})
     assert review.statuses().count("approved") == 2
+
+
+async def test_another_replica_replaying_an_interrupted_approval_claims_once(review: Harness) -> None:
+    await send_interrupted(review, topics.ORDERS_ACCEPTED, wire(accepted("R-R")), okey("R-R"))
+    async with Harness(NAME, CONSUMES, build_for(ReviewSettings())) as other:  # the partition moved to it
+        other.store = other.processor.store = MemoryDocStore(review.memory.rows, review.memory.markers)
+        await other.send(topics.MASTERDATA_CUSTOMERS, customer("C-1001"), "C-1001")  # its memory, not the store
+        await other.send(topics.MASTERDATA_PRODUCTS, product("SKU-0001"), "SKU-0001")
+        await other.send(topics.ORDERS_ACCEPTED, wire(accepted("R-R")), okey("R-R"))
+        assert other.statuses() == ["approved"]
+    assert await exposure(review) == (11000, {number("R-R"): 11000})
 
 
 async def test_a_cancel_interrupted_before_its_order_write_releases_once_when_replayed(review: Harness) -> None:
