@@ -34,6 +34,7 @@ from services.intake.checks import (
     CheckedOrder,
     check_submission,
 )
+from tests.examples import examples
 
 # ---- helpers ----------------------------------------------------------------------------------
 
@@ -692,7 +693,7 @@ def valid_orders(draw: st.DrawFn) -> dict[str, Any]:
     return doc
 
 
-_FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_FAST = settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @_FAST
@@ -706,7 +707,7 @@ def test_random_valid_orders_pass(doc: dict[str, Any]) -> None:
     assert order.requested_date >= order.submitted_at.date()
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_orders(), st.sampled_from(CORRUPTIONS), st.data())
 def test_a_single_field_corruption_is_reported_on_exactly_that_path(
     doc: dict[str, Any], corruption: Corruption, data: st.DataObject

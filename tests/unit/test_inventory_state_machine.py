@@ -29,6 +29,7 @@ from contracts.public import (
 from services.inventory import domain
 from services.inventory.stock import Stock
 from services.inventory.store import OrderState, View
+from tests.examples import examples
 
 SKUS = ("A", "B")
 WAREHOUSES = ("E", "W")
@@ -423,5 +424,5 @@ class InventoryMachine(RuleBasedStateMachine):
 
 TestInventoryMachine = InventoryMachine.TestCase
 TestInventoryMachine.settings = settings(
-    max_examples=400, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=examples(400), stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
