@@ -1,0 +1,71 @@
+"""What the per-service cost scripts (orderflow/dev/*_cost.py) share: a DocStore that counts its round trips and
+writes, a publisher that only counts, consumed records, and the CPU the store's servers have used."""
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import psutil
+
+from services.runtime.messages import Incoming, Outgoing
+from services.runtime.outbox import Doc, DocStore, Marker
+
+
+class Counting(DocStore):
+    """DocStore that counts its round trips and the documents it writes."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.calls: Counter[str] = Counter()
+
+    async def load_many(self, keys: Iterable[str]) -> dict[str, Doc]:
+        """Counted load."""
+        self.calls["load"] += 1
+        return await super().load_many(keys)
+
+    async def save_many(self, docs: Iterable[Doc]) -> list[Doc]:
+        """Counted save (one call is an insert_many and/or a bulk_write)."""
+        written = await super().save_many(docs)
+        self.calls["save"] += 1 if written else 0
+        self.calls["written"] += len(written)
+        return written
+
+    async def mark(self, marker: Marker) -> None:
+        """Counted relay marker insert."""
+        self.calls["marker"] += 1
+        await super().mark(marker)
+
+    async def unmark(self, marker_id: str, due: float) -> None:
+        """Counted relay marker delete."""
+        self.calls["marker"] += 1
+        await super().unmark(marker_id, due)
+
+
+class Sink:
+    """A publisher that counts what it is given."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def send_all(self, messages: list[Outgoing]) -> None:
+        """Count the messages."""
+        self.sent += len(messages)
+
+
+def record(topic: str, offset: int, key: str, value: bytes) -> Incoming:
+    """A consumed record of partition 0."""
+    return Incoming(topic, 0, offset, key, value)
+
+
+def server_cpu() -> float:
+    """CPU seconds used so far by every FerretDB and PostgreSQL process on the machine."""
+    total = 0.0
+    for p in psutil.process_iter(["name", "cmdline"]):
+        try:
+            name = (p.info["name"] or "") + " ".join(p.info["cmdline"] or [])[:80]
+            if "ferretdb" in name or "postgres" in name:
+                t = p.cpu_times()
+                total += t.user + t.system
+        except psutil.Error:
+            continue
+    return total
