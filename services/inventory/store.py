@@ -267,16 +267,23 @@ class Repository:
                 save(self.batch, loaded, cause, Decision(with_holds(new, key, current), events.get(key, ())))
 
     async def _settled(self, sku: str, st: Stock) -> Stock:
-        """The stock with its `recent` holds that order documents already carry dropped, once there are more than
-        RECENT_MAX: those of orders not attached in this batch are checked against their documents (one load)."""
-        if len(st.recent) + len(st.changed_holds()) <= RECENT_MAX:
-            return st
-        check = [k for k in st.recent if k not in st.attached]
-        docs = await self.orders(check)
-        done = {k for k in check if (o := docs[k]) is not None and o.holds.get(sku, empty_hold()) == st.recent[k]}
-        done |= {k for k in check if docs[k] is None and not st.recent[k]["r"] and not st.recent[k]["o"]}
+        """The stock as it is written: the holds this batch changed go into `recent` and become the attached
+        orders' baseline (a later message of the batch sees only its own changes); once `recent` is longer than
+        RECENT_MAX, the holds of orders not attached in this batch are checked against their order documents
+        (one load) and those the documents already carry are dropped."""
         settled = st.copy()
-        settled.recent = {k: h for k, h in st.recent.items() if k not in done}
+        settled.recent = {**st.recent, **st.changed_holds()}
+        settled.attached = st.current_holds()
+        if len(settled.recent) <= RECENT_MAX:
+            return settled
+        check = [k for k in settled.recent if k not in settled.attached]
+        docs = await self.orders(check)
+        done = set()
+        for k in check:
+            order = docs[k]
+            if (order.holds.get(sku, empty_hold()) if order is not None else empty_hold()) == settled.recent[k]:
+                done.add(k)
+        settled.recent = {k: h for k, h in settled.recent.items() if k not in done}
         return settled
 
 

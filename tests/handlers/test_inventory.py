@@ -834,3 +834,17 @@ async def test_an_old_stock_document_with_inline_reservations_is_read_and_its_ho
     after = await put(inv, topics.ORDERS_CANCELLED, cancelled("L-1"), okey("L-1"))
     assert after[("SKU-0001", EAST)] == (10, 4) and "reservations" not in stock_row(inv)
     assert hold_of(inv, "L-1") == {} and okey("L-2") in stock_row(inv)["recent"]
+
+
+async def test_one_batch_of_many_orders_on_one_sku_records_each_orders_hold(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 20)
+    refs = [f"M-{i}" for i in range(5)]
+    records = [
+        Incoming(topics.ORDERS_APPROVED, 0, i, okey(ref), wire(approved(ref, [("SKU-0001", 3, "11.00")])))
+        for i, ref in enumerate(refs)
+    ]
+    records.append(Incoming(topics.ORDERS_CANCELLED, 0, 9, okey("M-1"), wire(cancelled("M-1"))))
+    await inv.processor.process(records)
+    assert (await levels(inv))[("SKU-0001", EAST)] == (20, 12)
+    assert [hold_of(inv, ref) for ref in refs] == [{EAST: 3}, {}, {EAST: 3}, {EAST: 3}, {EAST: 3}]
+    assert set(stock_row(inv)["recent"]) == {okey(ref) for ref in refs}

@@ -1,0 +1,201 @@
+"""Inventory's cost per reservation on the real store: `python -m orderflow.dev.inventory_cost [--levels ...]`.
+
+Drives inventory's own processor (services.inventory.app) against FerretDB in a scratch database, with a
+publisher that only counts, so the figures are inventory's alone: for one SKU with N open reservations (seeded
+through the processor, in batches of SEED_BATCH approvals of one unit each), PROBES single-order batches are
+timed, each the approval of one more order of that SKU. Per reservation it prints the median wall time and
+inventory process CPU, the mean FerretDB + PostgreSQL CPU over the probes (every such process on the machine,
+which is shared: noisy), the store round trips and documents written, and the size of the SKU's stock document;
+then the ratio of the largest to the smallest median. Run it from another tree's `services` (PYTHONPATH) to
+compare designs.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import bson
+import psutil
+from pymongo import AsyncMongoClient
+
+from contracts import topics
+from contracts.internal import ApprovedLine, OrderApproved
+from services.inventory.app import build_for
+from services.inventory.config import InventorySettings
+from services.runtime.logging import configure
+from services.runtime.messages import Incoming, Outgoing
+from services.runtime.outbox import Doc, DocStore, Marker
+
+SKU = "SKU-0001"
+WARM = "SKU-0002"  # the warm-up orders' SKU
+PROBES = 15
+SEED_BATCH = 500
+
+
+class Counting(DocStore):
+    """DocStore that counts its round trips and the documents it writes."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.calls: Counter[str] = Counter()
+
+    async def load_many(self, keys: Iterable[str]) -> dict[str, Doc]:
+        """Counted load."""
+        self.calls["load"] += 1
+        return await super().load_many(keys)
+
+    async def save_many(self, docs: Iterable[Doc]) -> list[Doc]:
+        """Counted save (one call is an insert_many and/or a bulk_write)."""
+        written = await super().save_many(docs)
+        self.calls["save"] += 1 if written else 0
+        self.calls["written"] += len(written)
+        return written
+
+    async def mark(self, marker: Marker) -> None:
+        """Counted relay marker insert."""
+        self.calls["marker"] += 1
+        await super().mark(marker)
+
+    async def unmark(self, marker_id: str, due: float) -> None:
+        """Counted relay marker delete."""
+        self.calls["marker"] += 1
+        await super().unmark(marker_id, due)
+
+
+class Sink:
+    """A publisher that counts what it is given."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def send_all(self, messages: list[Outgoing]) -> None:
+        """Count the messages."""
+        self.sent += len(messages)
+
+
+def approval(ref: str, sku: str = SKU) -> tuple[str, bytes]:
+    """The approval of web order `ref` for one unit of `sku`, as (key, value)."""
+    line = ApprovedLine(line_no=1, sku=sku, quantity=1, unit_price=Decimal(11))
+    msg = OrderApproved(
+        event_id=f"approved-{ref}",
+        order_key=f"web:{ref}",
+        order_number=f"SO-{ref}",
+        channel="web",
+        channel_order_ref=ref,
+        revision=1,
+        customer_id="C-1001",
+        requested_date=date.today() + timedelta(days=10),
+        currency="CNY",
+        lines=[line],
+        total_amount=Decimal(11),
+    )
+    return msg.order_key, msg.model_dump_json().encode()
+
+
+def server_cpu() -> float:
+    """CPU seconds used so far by every FerretDB and PostgreSQL process on the machine."""
+    total = 0.0
+    for p in psutil.process_iter(["name", "cmdline"]):
+        try:
+            name = (p.info["name"] or "") + " ".join(p.info["cmdline"] or [])[:80]
+            if "ferretdb" in name or "postgres" in name:
+                t = p.cpu_times()
+                total += t.user + t.system
+        except psutil.Error:
+            continue
+    return total
+
+
+async def run(uri: str, levels: list[int]) -> None:
+    """Seed and probe each level; print the table."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, tz_aware=True)
+    db = f"inventory_cost_{os.getpid()}"
+    try:
+        store = Counting(client[db]["inventory"])
+        processor = build_for(InventorySettings())(store, Sink())
+        offset = 0
+
+        async def process(topic: str, items: list[tuple[str, bytes]]) -> None:
+            nonlocal offset
+            records = [Incoming(topic, 0, offset + i, k, v) for i, (k, v) in enumerate(items)]
+            await processor.process(records)
+            offset += len(items)
+
+        wh = InventorySettings().warehouse_preference[0]
+        for sku in (SKU, WARM):
+            count = {"type": "stock.counted", "version": 1, "event_id": f"count-{sku}", "sku": sku, "warehouse": wh}
+            await process(topics.INVENTORY_MOVEMENTS, [(sku, json.dumps({**count, "on_hand": 10**9}).encode())])
+        for i in range(50):  # a new collection's first writes are slower: not part of any level
+            await process(topics.ORDERS_APPROVED, [approval(f"warm-{i}", WARM)])
+        seeded, rows = 0, []
+        for level in levels:
+            while seeded < level:
+                n = min(SEED_BATCH, level - seeded)
+                await process(topics.ORDERS_APPROVED, [approval(f"seed-{seeded + i}") for i in range(n)])
+                seeded += n
+            wall, cpu = [], []
+            store.calls.clear()
+            s0 = server_cpu()
+            for p in range(PROBES):
+                c0, w0 = time.process_time(), time.perf_counter()
+                await process(topics.ORDERS_APPROVED, [approval(f"probe{level}-{p}")])
+                wall.append(time.perf_counter() - w0)
+                cpu.append(time.process_time() - c0)
+            srv = (server_cpu() - s0) / PROBES
+            seeded += PROBES
+            raw = await client[db]["inventory"].find_one({"_id": f"stock:{SKU}"})
+            row = {
+                "open": level,
+                "wall_ms": statistics.median(wall) * 1000,
+                "wall_min_ms": min(wall) * 1000,
+                "cpu_ms": statistics.median(cpu) * 1000,
+                "server_cpu_ms": srv * 1000,
+                "loads": store.calls["load"] / PROBES,
+                "saves": store.calls["save"] / PROBES,
+                "written": store.calls["written"] / PROBES,
+                "markers": store.calls["marker"] / PROBES,
+                "stock_bytes": len(bson.encode(raw)) if raw else 0,
+            }
+            rows.append(row)
+            print(
+                f"open {level:>6}: reservation {row['wall_ms']:6.2f} ms wall (min {row['wall_min_ms']:5.2f}), "
+                f"inventory CPU {row['cpu_ms']:5.2f} ms, FerretDB+PG CPU {row['server_cpu_ms']:5.2f} ms; "
+                f"per order: {row['loads']:.1f} loads, {row['saves']:.1f} saves, {row['written']:.1f} documents "
+                f"written, {row['markers']:.1f} marker ops; stock document {row['stock_bytes']} bytes",
+                flush=True,
+            )
+        for name in ("wall_ms", "wall_min_ms", "cpu_ms"):
+            values = [float(r[name]) for r in rows]
+            print(f"ratio largest/smallest {name}: {max(values) / min(values):.2f}")
+    finally:
+        await client.drop_database(db)
+        await client.close()
+
+
+def main() -> None:
+    """Parse arguments and run."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--uri", default=os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/"))
+    parser.add_argument("--levels", default="10,1000,10000", help="open reservations of the SKU, increasing")
+    args = parser.parse_args()
+    try:
+        levels = [int(x) for x in args.levels.split(",")]
+    except ValueError:
+        sys.exit(f"--levels must be comma-separated integers, got {args.levels!r}")
+    if levels != sorted(levels) or levels[0] < 1:
+        sys.exit(f"--levels must be increasing positive counts, got {levels}")
+    configure("inventory", level="WARNING")  # per-message INFO lines would be most of the CPU measured
+    asyncio.run(run(args.uri, levels))
+
+
+if __name__ == "__main__":
+    main()
