@@ -9,17 +9,18 @@ from contracts import topics
 from orderflow import security
 
 SERVICES_DIR = Path(__file__).resolve().parents[2] / "services"
+STATUS_BUILDERS = {"status", "order_status", "unknown_order"}  # services.runtime.status: each builds orders.status
 
 
 def _emitted(path: Path) -> set[str]:
-    """Topics a module passes to `Outgoing.of(...)` / `Outgoing(...)`, and orders.status when it imports the
-    shared status builder."""
+    """Topics a module passes to `Outgoing.of(...)` / `Outgoing(...)`, and orders.status when it imports one of
+    the shared status builders."""
     out: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if (
             isinstance(node, ast.ImportFrom)
             and node.module == "services.runtime.status"
-            and any(alias.name == "status" for alias in node.names)
+            and any(alias.name in STATUS_BUILDERS for alias in node.names)
         ):
             out.add(topics.ORDERS_STATUS)
         if not isinstance(node, ast.Call) or not node.args:
