@@ -29,7 +29,7 @@ from pymongo import AsyncMongoClient
 from contracts import topics
 from contracts.internal import Allocation, AllocationReserved, OrderShipping
 from contracts.public import OrderStatus, ShipmentLine, ShipTo
-from orderflow.dev.review_cost import server_cpu
+from orderflow.dev.store_cost import server_cpu
 from services.fulfillment.app import build
 from services.runtime.logging import configure
 from services.runtime.memory import MemoryDocStore
