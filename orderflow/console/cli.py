@@ -17,7 +17,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from orderflow import reach
 from orderflow.console.auth import ROLES, Accounts, UserError
+from orderflow.reach import KAFKA, STORE, needs
 
 app = typer.Typer(help="The browser console: order entry, work queues, decisions, order pages.")
 user_app = typer.Typer(help="Console users and their roles.", no_args_is_help=True)
@@ -45,18 +47,23 @@ def console(
     stuck: Annotated[str, typer.Option(help="status=age pairs past which an order is stuck (s, m, h, d)")] = "",
 ) -> None:
     """Serve the console (users: `orderflow console user add NAME --role ROLE`)."""
-    if ctx.invoked_subcommand is not None:
-        return
+    if ctx.invoked_subcommand is None:
+        _serve(port, host, stuck)
+
+
+@needs(KAFKA, STORE, first=False)
+def _serve(port: int, host: str, stuck: str) -> None:
     from orderflow.console.queues import STUCK
-    from orderflow.console.serve import serve
+    from orderflow.console.serve import ConsoleSettings, serve
     from orderflow.dashboard_state import parse_stuck
     from services.runtime.logging import configure
 
-    conf = settings()
     try:
-        thresholds = parse_stuck(stuck or conf.console_stuck or STUCK)
+        thresholds = parse_stuck(stuck or ConsoleSettings().console_stuck or STUCK)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--stuck") from exc
+    asyncio.run(reach.check(KAFKA, STORE))  # after --stuck is read, before the stack's defaults enter the env
+    conf = settings()
     configure("console", conf.log_format, conf.log_level)
     typer.echo(f"console on http://{host}:{port}/  (users: orderflow console user list)")
     serve(conf, thresholds, host, port)
@@ -93,6 +100,7 @@ FromStdin = Annotated[bool, typer.Option("--password-stdin", help="read the pass
 
 
 @user_app.command("add")
+@needs(STORE)
 def user_add(
     name: Name,
     role: Annotated[str, typer.Option(help=" | ".join(ROLES))],
@@ -105,6 +113,7 @@ def user_add(
 
 
 @user_app.command("passwd")
+@needs(STORE)
 def user_passwd(
     name: Name,
     role: Annotated[str | None, typer.Option(help="also change the role")] = None,
@@ -117,6 +126,7 @@ def user_passwd(
 
 
 @user_app.command("disable")
+@needs(STORE)
 def user_disable(name: Name) -> None:
     """Disable a user and end the user's sessions."""
     _accounts_run(lambda a: a.disable(name))
@@ -124,6 +134,7 @@ def user_disable(name: Name) -> None:
 
 
 @user_app.command("list")
+@needs(STORE)
 def user_list() -> None:
     """The users, their roles and whether they are disabled."""
     for u in _accounts_run(lambda a: a.list()):
@@ -162,6 +173,7 @@ def _running() -> int | None:
 
 
 @app.command("up")
+@needs(KAFKA, STORE)
 def console_up(
     port: Annotated[int, typer.Option(help="HTTP port")] = 8910,
     demo_users: Annotated[

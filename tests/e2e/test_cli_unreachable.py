@@ -28,6 +28,12 @@ COMMANDS: list[tuple[list[str], tuple[str, ...]]] = [
     (["gateway", "key", "add", "--channel", "web"], (S,)),
     (["gateway", "key", "revoke", "abc"], (S,)),
     (["gateway", "key", "list"], (S,)),
+    (["console", "--port", "0"], (K, S)),
+    (["console", "up", "--port", "0"], (K, S)),
+    (["console", "user", "add", "nobody", "--role", "clerk", "--password-stdin"], (S,)),
+    (["console", "user", "passwd", "nobody", "--password-stdin"], (S,)),
+    (["console", "user", "disable", "nobody"], (S,)),
+    (["console", "user", "list"], (S,)),
 ]
 CASES = [(args, down) for args, needs in COMMANDS for down in needs]
 TIMEOUT = 1.0
