@@ -142,7 +142,7 @@ def profile() -> Profile:
 
 def state_dir() -> Path:
     """Return the directory for data, pid files and logs (``$ORDERFLOW_HOME``, default <repo>/<profile's home>)."""
-    return Path(os.environ.get("ORDERFLOW_HOME", str(REPO_ROOT / profile().home))).expanduser()
+    return Path(os.environ.get("ORDERFLOW_HOME", str(REPO_ROOT / profile().home))).expanduser().absolute()
 
 
 def data_dir(component: Component) -> Path:
@@ -741,6 +741,18 @@ def _read_pid(component: Component) -> int | None:
         return None
 
 
+def _write_pid(component: Component, pid: int) -> None:
+    """Record a component's pid (under its `_lock`), atomically: a reader without the lock sees the old or the new."""
+    path = pid_file(component)
+    partial = path.with_name(f"{path.name}.partial")
+    partial.write_text(f"{pid}\n")
+    partial.replace(path)
+
+
+def _same_dir(given: str, ours: Path) -> bool:
+    return os.path.realpath(given) == os.path.realpath(ours)
+
+
 def _alive(component: Component, pid: int) -> bool:
     """Whether pid is a live (non-zombie) process of this component (guards against pid reuse)."""
     try:
@@ -755,15 +767,27 @@ def _alive(component: Component, pid: int) -> bool:
     if component == "kafka":
         return "kafka.Kafka" in argv
     if component == "postgres":  # the postmaster keeps its argv; backends retitle themselves "postgres: ..."
-        return Path(argv[0]).name == "postgres" and str(data_dir("postgres")) in argv
+        given = argv[argv.index("-D") + 1] if "-D" in argv[:-1] else None
+        return Path(argv[0]).name == "postgres" and given is not None and _same_dir(given, data_dir("postgres"))
     return Path(argv[0]).name == "ferretdb"
 
 
+def _postmaster_pid() -> int | None:
+    """The postmaster of our data directory as its own postmaster.pid names it, when that one is alive."""
+    try:
+        pid = int((data_dir("postgres") / "postmaster.pid").read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if _alive("postgres", pid) else None
+
+
 def _running_pid(component: Component) -> int | None:
+    """The live server of this component: the one its pid file names, else (postgres) the postmaster of our data
+    directory, whose pid file a start or stop racing another one may have lost."""
     pid = _read_pid(component)
     if pid is not None and _alive(component, pid):
         return pid
-    return None
+    return _postmaster_pid() if component == "postgres" else None
 
 
 def _port_open(port: int, timeout: float = 1.0) -> bool:
@@ -922,11 +946,12 @@ def _kafka_ready() -> bool:
     return True
 
 
-def _wait_healthy(component: Component, proc: subprocess.Popen[bytes], timeout: float) -> None:
+def _wait_healthy(component: Component, pid: int, exit_code: Callable[[], int | None], timeout: float) -> None:
+    """Wait until the server answers; StackError when it exits first or the timeout passes."""
     deadline = time.monotonic() + timeout
     port = _port(component)
     while time.monotonic() < deadline:
-        code = proc.poll()
+        code = exit_code()
         if code is not None:
             pid_file(component).unlink(missing_ok=True)
             raise StackError(
@@ -942,7 +967,7 @@ def _wait_healthy(component: Component, proc: subprocess.Popen[bytes], timeout: 
         time.sleep(0.5)
     raise StackError(
         f"{component} did not become healthy on {address(component)} within {timeout:.0f}s "
-        f"(pid {proc.pid} left running; `stop` it); see {log_file(component)}\n" + _log_tail(component)
+        f"(pid {pid} left running; `stop` it); see {log_file(component)}\n" + _log_tail(component)
     )
 
 
@@ -964,6 +989,10 @@ def start(component: str, *, timeout: float = START_TIMEOUT, progress: Progress 
         start("postgres", timeout=timeout, progress=progress)
     with _lock(name):
         pid = _running_pid(name)
+        if pid is not None and _read_pid(name) != pid:
+            _write_pid(name, pid)
+            say(f"[{name}] already running (pid {pid}, its pid file was lost: adopted); waiting for {address(name)}")
+            _wait_healthy(name, pid, lambda: None if _alive(name, pid) else -1, timeout)
         if pid is not None:
             say(f"[{name}] already running (pid {pid}) on {address(name)}")
             return
@@ -996,9 +1025,9 @@ def start(component: str, *, timeout: float = START_TIMEOUT, progress: Progress 
                 start_new_session=True,
                 **_user_kwargs(run_as),
             )
-        pid_file(name).write_text(f"{proc.pid}\n")
+        _write_pid(name, proc.pid)
         say(f"[{name}] started (pid {proc.pid}); waiting for {address(name)} (log: {log_file(name)})")
-        _wait_healthy(name, proc, timeout)
+        _wait_healthy(name, proc.pid, proc.poll, timeout)
         if name == "postgres":
             _ensure_pg_database(say)
         say(f"[{name}] healthy on {address(name)} after {time.monotonic() - started:.1f}s")
