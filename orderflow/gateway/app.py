@@ -35,6 +35,7 @@ from contracts.public import OrderCancel, OrderStatus, OrderSubmitted, Status
 from orderflow.gateway.keys import ApiKey, KeyStore
 from orderflow.gateway.settings import NAME, GatewaySettings
 from orderflow.gateway.views import Views, order_key
+from services.runtime import tracing
 from services.runtime.kafka import ensure_topics, make_broker, raw_bodies, to_incoming
 from services.runtime.service import mongo_client
 
@@ -143,6 +144,8 @@ class Gateway:
         self.views = Views(db["orders"], db["submissions"])
         self.limiter = RateLimiter(settings.rate, settings.burst)
         self.broker = make_broker(settings.kafka_bootstrap_servers, NAME, settings.linger_ms, auth=settings)
+        if tracing.enabled():  # each submission starts the trace the services continue
+            self.broker.add_middleware(tracing.middleware())
         self._read_statuses()
 
     def _read_statuses(self) -> None:
@@ -184,6 +187,7 @@ class Gateway:
         """Stop reading and publishing, close the store."""
         await self.broker.stop()
         await self.client.close()
+        tracing.shutdown()
 
     async def publish(self, topic: str, key: str, body: bytes) -> bool:
         """Publish and wait for Kafka's acknowledgement; False when it does not come within ack_timeout."""

@@ -38,9 +38,11 @@ def _serve(port: int | None, host: str | None) -> None:
     from orderflow.gateway.app import create_app
     from orderflow.gateway.settings import GatewaySettings
     from services.runtime import logging as runtime_logging
+    from services.runtime import tracing
 
     given = {k: v for k, v in (("port", port), ("host", host)) if v is not None}
     settings = GatewaySettings().model_copy(update=given)
+    tracing.configure("gateway")  # OTLP traces only when the OTEL_* variables ask for them
     runtime_logging.configure("gateway", settings.log_format, settings.log_level)
     typer.echo(f"gateway on http://{settings.host}:{settings.port}/  (OpenAPI /openapi.json, docs /docs)")
     uvicorn.run(

@@ -15,7 +15,7 @@ from pymongo.errors import PyMongoError
 from contracts import topics
 from contracts.public import DeadLetter
 from contracts.registry import UnreadableMessage, parse
-from services.runtime import faults, health, observe
+from services.runtime import faults, health, observe, tracing
 from services.runtime.ids import derive_id
 from services.runtime.messages import Incoming, Outgoing
 from services.runtime.outbox import ConflictError, Doc, Marker, Store, staged
@@ -74,7 +74,7 @@ class Batch:
 
     def emit(self, message: Outgoing) -> None:
         """An output not tied to a document (dead letters): sent with the batch, before the commit."""
-        self.loose.append(message)
+        self.loose.append(message.traced())
 
     def dead_letter(self, rec: Incoming, reason: str) -> None:
         """Send a record that cannot be processed to the dead-letter topic with the reason and origin."""
@@ -228,6 +228,11 @@ class Processor:
         handler = self.handlers.get(type(msg))
         if handler is None:
             return  # a message of a shared topic meant for another service
+        kind = str(getattr(msg, "type", type(msg).__name__))
+        with tracing.handling(self.service, kind, rec.origin, rec.key, rec.trace):  # no-op unless tracing is on
+            await self._run(batch, rec, msg, handler, kind)
+
+    async def _run(self, batch: Batch, rec: Incoming, msg: BaseModel, handler: Handler, kind: str) -> None:
         started = time.perf_counter()
         structlog.contextvars.bind_contextvars(
             topic=rec.topic, partition=rec.partition, offset=rec.offset, event_id=rec.origin, key=rec.key
@@ -247,7 +252,6 @@ class Processor:
         finally:
             structlog.contextvars.unbind_contextvars("topic", "partition", "offset", "event_id", "key")
         elapsed = time.perf_counter() - started
-        kind = str(getattr(msg, "type", type(msg).__name__))
         health.HANDLED.labels(self.service, kind, health.outcome_label(outcome)).inc()
         health.LATENCY.labels(self.service, kind).observe(elapsed)
         log.info(

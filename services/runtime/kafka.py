@@ -23,6 +23,7 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 from pydantic import ValidationError
 
 from contracts import topics
+from services.runtime import tracing
 from services.runtime.batch import TRANSIENT, Processor
 from services.runtime.logging import BrokerLog, scrub
 from services.runtime.messages import Incoming, Outgoing
@@ -247,7 +248,8 @@ class BrokerPublisher:
         for wave in (first, rest):
             pending: list[Any] = []
             for m in wave:
-                sent = await self.broker.publish(m.value, m.topic, key=m.key.encode(), no_confirm=True)
+                with tracing.within(m.trace):  # the telemetry middleware continues the trace that caused it
+                    sent = await self.broker.publish(m.value, m.topic, key=m.key.encode(), no_confirm=True)
                 if inspect.isawaitable(sent):
                     pending.append(sent)
             if pending:
@@ -258,6 +260,7 @@ def to_incoming(msg: KafkaMessage) -> list[Incoming]:
     """The consumed records of a FastStream batch message."""
     raw = msg.raw_message
     records = list(raw) if isinstance(raw, list | tuple) else [raw]
+    traced = tracing.enabled()
     return [
         Incoming(
             topic=r.topic,
@@ -266,6 +269,7 @@ def to_incoming(msg: KafkaMessage) -> list[Incoming]:
             key=r.key.decode("utf-8", errors="replace") if isinstance(r.key, bytes) else r.key,
             value=r.value,
             timestamp_ms=r.timestamp or 0,
+            trace=tracing.traceparent_of(r.headers) if traced else None,
         )
         for r in records
     ]

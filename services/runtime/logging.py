@@ -19,6 +19,8 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
+from services.runtime import tracing
+
 # Keys whose values are customer contact data or addresses: dropped from every log line.
 PII_KEYS = frozenset(
     {"name", "contact_name", "phone", "email", "ship_to", "address", "recipient", "customer", "signed_by"}
@@ -147,6 +149,7 @@ def configure(service: str, fmt: str = "json", level: str = "INFO") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _drop_pii,
         _safe_exc_info,
+        *([tracing.log_ids] if tracing.enabled() else []),  # off: not even a context lookup per line
     ]
     root = logging.getLogger()
     root.handlers = [h for h in root.handlers if not isinstance(h, _LibraryLines)]

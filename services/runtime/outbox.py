@@ -284,6 +284,6 @@ def record(doc: Doc, input_id: str | None, state: dict[str, Any] | None, outputs
     doc.state, doc.view = state, None
     if input_id is not None:
         doc.inbox = [*doc.inbox, input_id][-INBOX_LIMIT:]
-    doc.pending = [*doc.pending, *(o.to_doc() for o in outputs)]
+    doc.pending = [*doc.pending, *(o.traced().to_doc() for o in outputs)]
     doc.dirty = True
     faults.recorded()  # chaos scenario 10 may fail the handler here, after it recorded something

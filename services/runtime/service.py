@@ -11,7 +11,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
 from services.runtime import logging as runtime_logging
-from services.runtime import observe
+from services.runtime import observe, tracing
 from services.runtime.batch import Processor, Publisher
 from services.runtime.health import HealthServer
 from services.runtime.kafka import BrokerPublisher, TopicMismatch, ensure_topics, make_broker, subscribe
@@ -43,6 +43,8 @@ def wire(
     on the service's collection, or a MemoryDocStore in tests)."""
     broker = make_broker(settings.kafka_bootstrap_servers, name, settings.linger_ms, auth=settings)
     broker.add_middleware(observe.prometheus_middleware(name))
+    if tracing.enabled():
+        broker.add_middleware(tracing.middleware())
     processor = build(store, BrokerPublisher(broker))
     subscribe(broker, settings.group_prefix + name, consumes, processor, settings.max_batch)
     return broker, processor
@@ -57,6 +59,7 @@ async def run(
     name: str, settings: ServiceSettings, consumes: Sequence[str], build: BuildProcessor, setup: Setup
 ) -> None:
     """Run the service until SIGTERM/SIGINT; in-flight batches finish and commit before it stops."""
+    tracing.configure(name)  # before logging: log lines then carry trace_id and span_id
     runtime_logging.configure(name, settings.log_format, settings.log_level)
     log = structlog.get_logger()
     client = mongo_client(settings)
@@ -90,6 +93,7 @@ async def run(
     finally:
         await probes.stop()
         await client.close()
+        tracing.shutdown()
         log.info("stopped")
 
 

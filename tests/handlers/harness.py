@@ -30,6 +30,7 @@ class Harness:
         self.broker, self.processor = wire(name, ServiceSettings(), self.store, consumes, build)
         self.relay = Relay(name, self.store, self.processor.publisher)  # tests call `relay.run_once()`
         self.out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.headers: dict[str, list[dict[str, str]]] = defaultdict(list)  # each captured message's Kafka headers
         for topic in (t for t in OUTPUTS if t not in consumes):
             self._capture(topic)
         self._test = TestKafkaBroker(self.broker)
@@ -42,6 +43,7 @@ class Harness:
                 value = json.loads(r.value)
                 value["_key"] = r.key.decode() if isinstance(r.key, bytes) else r.key
                 self.out[topic].append(value)
+                self.headers[topic].append({k: v.decode() for k, v in r.headers or ()})
 
     @property
     def collection(self) -> Collection:
@@ -64,10 +66,12 @@ class Harness:
     async def __aexit__(self, *exc: Any) -> None:
         await self._test.__aexit__(*exc)
 
-    async def send(self, topic: str, value: dict[str, Any] | bytes, key: str = "k") -> None:
-        """Publish one message as an outside system would (JSON bytes)."""
+    async def send(
+        self, topic: str, value: dict[str, Any] | bytes, key: str = "k", headers: dict[str, str] | None = None
+    ) -> None:
+        """Publish one message as an outside system would (JSON bytes, with `headers` if given)."""
         raw = value if isinstance(value, bytes) else json.dumps(value).encode()
-        await self.broker.publish(raw, topic, key=key.encode())
+        await self.broker.publish(raw, topic, key=key.encode(), headers=headers)
 
     def statuses(self) -> list[str]:
         """The `status` of every captured order.status, in order."""
@@ -76,3 +80,4 @@ class Harness:
     def clear(self) -> None:
         """Forget the captured messages."""
         self.out.clear()
+        self.headers.clear()
