@@ -529,20 +529,6 @@ def status_seen(order: Order | None, msg: OrderStatus, now: datetime) -> tuple[D
     return Decision(replace(base, timeline=for_timeline.new_state), for_order.events, outcome), acted
 
 
-def with_own_statuses(decision: Decision[Order]) -> Decision[Order]:
-    """The decision with the statuses it publishes about its order already on the order's timeline, so that
-    they change nothing (no write) when they come back on `orders.status`. Only a timeline that exists is
-    extended (one is started by the statuses as they arrive)."""
-    new = decision.new_state
-    if new is None or new.timeline is None:
-        return decision
-    timeline: Timeline | None = new.timeline
-    for out in decision.events:
-        if out.topic == topics.ORDERS_STATUS and out.key == new.order_key and timeline is not None:
-            timeline = tl.append(timeline, OrderStatus.model_validate_json(out.value)) or timeline
-    return replace(decision, new_state=replace(new, timeline=timeline))
-
-
 def on_status(
     order: Order | None, timeline: Timeline | None, msg: OrderStatus, now: datetime
 ) -> tuple[Decision[Order], Decision[Timeline]]:

@@ -117,8 +117,7 @@ async def on_purchase_order(batch: Batch, msg: PurchaseOrderUpdated, rec: Incomi
 async def on_status(batch: Batch, msg: OrderStatus, rec: Incoming) -> str:
     """Append the status to the order's timeline (the read model behind `orderflow track`, kept in the order
     document: one write for both); apply a cancel that came before the order; restate `cancelled` after a late
-    step of an order cancelled here. A status already there (republished, or one fulfillment published and
-    recorded itself) writes nothing."""
+    step of an order cancelled here. A status already there (republished) writes nothing."""
     key = order_key(msg.channel, msg.channel_order_ref)
     order = await store.order(batch, key)
     timeline = _timeline(order.state)
@@ -143,7 +142,7 @@ async def on_shipment_event(batch: Batch, msg: domain.ShipmentEvent, rec: Incomi
     if order.seen(cause):
         return DUPLICATE
     try:
-        return save(batch, order, cause, domain.with_own_statuses(domain.track(order.state, msg, cause, batch.now)))
+        return save(batch, order, cause, domain.track(order.state, msg, cause, batch.now))
     except domain.Refused as exc:
         batch.dead_letter(rec, str(exc))
         return "refused"

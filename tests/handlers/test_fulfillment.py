@@ -520,23 +520,6 @@ async def test_the_timeline_is_kept_in_the_order_document_in_publish_order(ful: 
     assert (await state(ful, "W-1")).timeline == store.Timeline.from_doc(tl)
 
 
-async def test_a_status_fulfillment_published_writes_nothing_when_it_comes_back(ful: Harness) -> None:
-    for out in life_statuses("W-2"):
-        await publish_status(ful, out)
-    [sid] = await open_order(ful, "W-2")
-    opened = ful.memory.rows[store.ORDERS.key(okey("W-2"))]["v"]
-    await ship(ful, "W-2", sid)  # the harness hands `shipped` back to fulfillment, as the topic would
-    row = ful.memory.rows[store.ORDERS.key(okey("W-2"))]
-    version, timeline = row["v"], row["state"]["timeline"]
-    assert version == opened + 3  # picked, packed, dispatched: none for `shipped` coming back
-    assert [e["status"] for e in timeline["entries"]][-1] == "shipped"  # recorded with the dispatch
-    [shipped] = [m for m in ful.out[topics.ORDERS_STATUS] if m["status"] == "shipped"]
-    del shipped["_key"]
-    await ful.send(topics.ORDERS_STATUS, shipped, okey("W-2"))  # its copy again (a redelivery)
-    row = ful.memory.rows[store.ORDERS.key(okey("W-2"))]
-    assert row["v"] == version and row["state"]["timeline"] == timeline
-
-
 async def test_a_status_and_the_reservation_in_one_batch_are_one_write(ful: Harness) -> None:
     received, approved, reserved_status = life_statuses("W-3")
     for out in (received, approved):
