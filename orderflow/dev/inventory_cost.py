@@ -6,7 +6,8 @@ through the processor, in batches of SEED_BATCH approvals of one unit each), PRO
 timed, each the approval of one more order of that SKU. Per reservation it prints the median wall time and
 inventory process CPU, the mean FerretDB + PostgreSQL CPU over the probes (every such process on the machine,
 which is shared: noisy), the store round trips and documents written, and the size of the SKU's stock document;
-then the ratio of the largest to the smallest median. Run it from another tree's `services` (PYTHONPATH) to
+then the ratio of the largest to the smallest median. Per level it also times the query a priority order's
+approval makes for the orders holding the SKU. Run it from another tree's `services` (PYTHONPATH) to
 compare designs.
 """
 
@@ -17,70 +18,24 @@ import os
 import statistics
 import sys
 import time
-from collections import Counter
-from collections.abc import Iterable
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 import bson
-import psutil
 from pymongo import AsyncMongoClient
 
 from contracts import topics
 from contracts.internal import ApprovedLine, OrderApproved
+from orderflow.dev.store_cost import Counting, Sink, record, server_cpu
 from services.inventory.app import build_for
 from services.inventory.config import InventorySettings
 from services.runtime.logging import configure
-from services.runtime.messages import Incoming, Outgoing
-from services.runtime.outbox import Doc, DocStore, Marker
 
 SKU = "SKU-0001"
 WARM = "SKU-0002"  # the warm-up orders' SKU
 PROBES = 15
 SEED_BATCH = 500
-
-
-class Counting(DocStore):
-    """DocStore that counts its round trips and the documents it writes."""
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.calls: Counter[str] = Counter()
-
-    async def load_many(self, keys: Iterable[str]) -> dict[str, Doc]:
-        """Counted load (an empty one makes no round trip)."""
-        wanted = list(keys)
-        self.calls["load"] += 1 if wanted else 0
-        return await super().load_many(wanted)
-
-    async def save_many(self, docs: Iterable[Doc]) -> list[Doc]:
-        """Counted save (one call is an insert_many and/or a bulk_write)."""
-        written = await super().save_many(docs)
-        self.calls["save"] += 1 if written else 0
-        self.calls["written"] += len(written)
-        return written
-
-    async def mark(self, marker: Marker) -> None:
-        """Counted relay marker insert."""
-        self.calls["marker"] += 1
-        await super().mark(marker)
-
-    async def unmark(self, marker_id: str, due: float) -> None:
-        """Counted relay marker delete."""
-        self.calls["marker"] += 1
-        await super().unmark(marker_id, due)
-
-
-class Sink:
-    """A publisher that counts what it is given."""
-
-    def __init__(self) -> None:
-        self.sent = 0
-
-    async def send_all(self, messages: list[Outgoing]) -> None:
-        """Count the messages."""
-        self.sent += len(messages)
 
 
 def approval(ref: str, sku: str = SKU) -> tuple[str, bytes]:
@@ -102,20 +57,6 @@ def approval(ref: str, sku: str = SKU) -> tuple[str, bytes]:
     return msg.order_key, msg.model_dump_json().encode()
 
 
-def server_cpu() -> float:
-    """CPU seconds used so far by every FerretDB and PostgreSQL process on the machine."""
-    total = 0.0
-    for p in psutil.process_iter(["name", "cmdline"]):
-        try:
-            name = (p.info["name"] or "") + " ".join(p.info["cmdline"] or [])[:80]
-            if "ferretdb" in name or "postgres" in name:
-                t = p.cpu_times()
-                total += t.user + t.system
-        except psutil.Error:
-            continue
-    return total
-
-
 async def run(uri: str, levels: list[int]) -> None:
     """Seed and probe each level; print the table."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, tz_aware=True)
@@ -127,8 +68,7 @@ async def run(uri: str, levels: list[int]) -> None:
 
         async def process(topic: str, items: list[tuple[str, bytes]]) -> None:
             nonlocal offset
-            records = [Incoming(topic, 0, offset + i, k, v) for i, (k, v) in enumerate(items)]
-            await processor.process(records)
+            await processor.process([record(topic, offset + i, k, v) for i, (k, v) in enumerate(items)])
             offset += len(items)
 
         wh = InventorySettings().warehouse_preference[0]
@@ -154,6 +94,9 @@ async def run(uri: str, levels: list[int]) -> None:
             srv = (server_cpu() - s0) / PROBES
             seeded += PROBES
             raw = await client[db]["inventory"].find_one({"_id": f"stock:{SKU}"})
+            q0 = time.perf_counter()  # what a priority order's approval queries for its candidate victims
+            found = [d async for d in client[db]["inventory"].find({"state.held_skus": {"$in": [SKU]}}, {"_id": 1})]
+            query_ms = (time.perf_counter() - q0) * 1000
             row = {
                 "open": level,
                 "wall_ms": statistics.median(wall) * 1000,
@@ -165,13 +108,16 @@ async def run(uri: str, levels: list[int]) -> None:
                 "written": store.calls["written"] / PROBES,
                 "markers": store.calls["marker"] / PROBES,
                 "stock_bytes": len(bson.encode(raw)) if raw else 0,
+                "holders_ms": query_ms,
+                "holders": len(found),
             }
             rows.append(row)
             print(
                 f"open {level:>6}: reservation {row['wall_ms']:6.2f} ms wall (min {row['wall_min_ms']:5.2f}), "
                 f"inventory CPU {row['cpu_ms']:5.2f} ms, FerretDB+PG CPU {row['server_cpu_ms']:5.2f} ms; "
                 f"per order: {row['loads']:.1f} loads, {row['saves']:.1f} saves, {row['written']:.1f} documents "
-                f"written, {row['markers']:.1f} marker ops; stock document {row['stock_bytes']} bytes",
+                f"written, {row['markers']:.1f} marker ops; stock document {row['stock_bytes']} bytes; "
+                f"query for the SKU's holders {row['holders_ms']:.1f} ms ({row['holders']} found)",
                 flush=True,
             )
         for name in ("wall_ms", "wall_min_ms", "cpu_ms", "server_cpu_ms"):
