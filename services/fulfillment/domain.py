@@ -515,22 +515,40 @@ def _about_no_order(msg: OrderStatus) -> bool:
     return repeats_view(msg.details) and any(r.code == UNKNOWN_ORDER for r in msg.reasons)
 
 
-def status_seen(order: Order | None, msg: OrderStatus, now: datetime) -> tuple[Decision[Order], bool]:
+def status_seen(order: Order | None, msg: OrderStatus, at: int, now: datetime) -> tuple[Decision[Order], bool]:
     """`on_status` for the order document, which holds the timeline: one decision (one write) for both, the
-    order created, holding only its timeline, by its first status; and whether the order itself changed or
-    spoke (then its inbox keeps the status id; the timeline alone dedupes by event id)."""
+    order created, holding only its timeline, by its first status, and the statuses the decision publishes
+    recorded with it; and whether the order itself changed or spoke (then its inbox keeps the status id; the
+    timeline alone dedupes by event id). `at`: the status's offset on `orders.status`."""
     key = f"{msg.channel}:{msg.channel_order_ref}"
-    for_order, for_timeline = on_status(order, order.timeline if order else None, msg, now)
+    for_order, for_timeline = on_status(order, order.timeline if order else None, msg, now, at)
     acted = for_order.new_state is not None or bool(for_order.events)
     outcome = "; ".join(o for o in (for_order.outcome, for_timeline.outcome) if o)
     if for_timeline.new_state is None:
-        return Decision(for_order.new_state, for_order.events, outcome), acted
+        return with_own_statuses(order, Decision(for_order.new_state, for_order.events, outcome)), acted
     base = for_order.new_state or order or Order(key, msg.channel, msg.channel_order_ref)
-    return Decision(replace(base, timeline=for_timeline.new_state), for_order.events, outcome), acted
+    decision = Decision(replace(base, timeline=for_timeline.new_state), for_order.events, outcome)
+    return with_own_statuses(order, decision), acted
+
+
+def with_own_statuses(order: Order | None, decision: Decision[Order]) -> Decision[Order]:
+    """The decision with the statuses it publishes about the order already on the order's timeline (without
+    an offset until their copy comes back, see `timeline.settle`), so that their copies coming back on
+    `orders.status` write nothing. Only a timeline that exists is extended (the statuses start one)."""
+    base = decision.new_state or order
+    if base is None or base.timeline is None:
+        return decision
+    timeline = base.timeline
+    for out in decision.events:
+        if out.topic == topics.ORDERS_STATUS and out.key == base.order_key:
+            timeline = tl.append(timeline, OrderStatus.model_validate_json(out.value)) or timeline
+    if timeline is base.timeline:
+        return decision
+    return replace(decision, new_state=replace(base, timeline=timeline))
 
 
 def on_status(
-    order: Order | None, timeline: Timeline | None, msg: OrderStatus, now: datetime
+    order: Order | None, timeline: Timeline | None, msg: OrderStatus, now: datetime, at: int | None = None
 ) -> tuple[Decision[Order], Decision[Timeline]]:
     """Append the status to the order's timeline; a refusal about an order nothing is known of starts none
     (it is kept with a pending cancel, and joins the timeline only if the order arrives in time). The order's
@@ -542,11 +560,12 @@ def on_status(
     if timeline is None and _about_no_order(msg):
         if order is None or live is None or order.known or any(e.event_id == msg.event_id for e in live.entries):
             return unchanged, Decision(None, (), "not recorded: no such order")
-        kept = replace(live, entries=(*live.entries, tl.entry(msg)))
+        kept = replace(live, entries=(*live.entries, tl.entry(msg, at)))
         return Decision(replace(order, pending_cancel=kept)), Decision(None, (), "kept with the pending cancel")
-    appended = tl.append(timeline or tl.start(key, msg, live.entries if live else ()), msg)
+    appended = tl.append(timeline or tl.start(key, msg, live.entries if live else ()), msg, at)
     if appended is None:
-        return unchanged, Decision(None, (), "duplicate")
+        settled = tl.settle(timeline, msg.event_id, at) if timeline is not None and at is not None else None
+        return unchanged, Decision(settled, (), "duplicate" if settled is None else f"timeline {key} reordered")
     added = Decision(appended, (), f"timeline {key} +{msg.status}")
     if order is None or guard is None or not enters_state(msg.details):
         restated = restate_cancelled(order, msg, now)

@@ -86,7 +86,7 @@ async def _slip(
     decision = domain.slip(order.state, last, request_ids, expected, source, cause, batch.now)
     if decision.new_state is None:
         return decision.outcome
-    return f"{key}: {save(batch, order, cause, decision)}"
+    return f"{key}: {save(batch, order, cause, domain.with_own_statuses(order.state, decision))}"
 
 
 async def on_production(batch: Batch, msg: ProductionUpdated, rec: Incoming) -> str:
@@ -117,12 +117,13 @@ async def on_purchase_order(batch: Batch, msg: PurchaseOrderUpdated, rec: Incomi
 async def on_status(batch: Batch, msg: OrderStatus, rec: Incoming) -> str:
     """Append the status to the order's timeline (the read model behind `orderflow track`, kept in the order
     document: one write for both); apply a cancel that came before the order; restate `cancelled` after a late
-    step of an order cancelled here. A status already there (republished) writes nothing."""
+    step of an order cancelled here. A status already there (republished, or one fulfillment recorded with the
+    decision that published it) writes nothing, unless statuses published before it were recorded after it."""
     key = order_key(msg.channel, msg.channel_order_ref)
     order = await store.order(batch, key)
     timeline = _timeline(order.state)
     first_number = None if timeline and timeline.order_number else msg.order_number
-    decision, acted = domain.status_seen(order.state, msg, batch.now)
+    decision, acted = domain.status_seen(order.state, msg, rec.offset, batch.now)
     outcome = _changed(batch, order, msg.event_id if acted else None, decision)
     appended = decision.new_state is not None and _timeline(decision.new_state) is not timeline
     if first_number and appended:  # never overrides the reservation's alias
@@ -142,7 +143,8 @@ async def on_shipment_event(batch: Batch, msg: domain.ShipmentEvent, rec: Incomi
     if order.seen(cause):
         return DUPLICATE
     try:
-        return save(batch, order, cause, domain.track(order.state, msg, cause, batch.now))
+        decision = domain.with_own_statuses(order.state, domain.track(order.state, msg, cause, batch.now))
+        return save(batch, order, cause, decision)
     except domain.Refused as exc:
         batch.dead_letter(rec, str(exc))
         return "refused"
@@ -158,4 +160,4 @@ async def on_cancel(batch: Batch, msg: OrderCancel, rec: Incoming) -> str:
     decision = domain.cancel(order.state, _timeline(order.state), msg, batch.now)
     if decision.new_state is not None:
         await _stop_waiting(batch, order.state, key, msg.command_id)
-    return save(batch, order, msg.command_id, decision)
+    return save(batch, order, msg.command_id, domain.with_own_statuses(order.state, decision))

@@ -190,6 +190,9 @@ class Entry:
     promise_date: date | None
     details: str
     decided_by: str | None
+    # the `orders.status` offset it was consumed at (all statuses of an order share a partition); None for a
+    # status fulfillment recorded with the decision that published it, until its copy comes back
+    at: int | None = field(default=None, compare=False)
     # an entry never changes once made: the form it was read from is written back as is (a timeline is
     # rewritten with every status, and rebuilding each entry's JSON would be most of that cost)
     stored: Json | None = field(default=None, compare=False, repr=False)
@@ -207,6 +210,7 @@ class Entry:
             _day(d.get("promise_date")),
             d.get("details") or "",
             d.get("decided_by"),
+            d.get("at"),
             d,
         )
 
@@ -214,7 +218,7 @@ class Entry:
         """The stored form (every key present: `orderflow track` reads it as is)."""
         if self.stored is not None:
             return self.stored
-        return {
+        stored = {
             "event_id": self.event_id,
             "status": self.status,
             "occurred_at": self.occurred_at.isoformat(),
@@ -225,6 +229,7 @@ class Entry:
             "details": self.details,
             "decided_by": self.decided_by,
         }
+        return stored if self.at is None else stored | {"at": self.at}
 
 
 @dataclass(frozen=True, slots=True)
@@ -497,7 +502,8 @@ async def find_timeline(docs: Store, ref: str) -> Json | None:
     state = loaded[order_key].state
     if state and state.get("timeline"):
         timeline: Json = state["timeline"]
-        return _identity(state) | timeline
+        entries = [{k: v for k, v in e.items() if k != "at"} for e in timeline["entries"]]
+        return _identity(state) | timeline | {"entries": entries}
     old = loaded[old_key].state
     return dict(old) if old else None
 

@@ -95,8 +95,9 @@ def summarize(details: dict[str, Any]) -> str:
     return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1] + "…"
 
 
-def entry(msg: OrderStatus) -> Entry:
-    """One step of the timeline."""
+def entry(msg: OrderStatus, at: int | None = None) -> Entry:
+    """One step of the timeline; `at`: the `orders.status` offset it was consumed at (None: recorded by
+    fulfillment with the decision that publishes it)."""
     return Entry(
         msg.event_id,
         msg.status,
@@ -107,6 +108,7 @@ def entry(msg: OrderStatus) -> Entry:
         msg.promise_date,
         summarize(msg.details),
         msg.decided_by,
+        at,
     )
 
 
@@ -116,17 +118,33 @@ def start(order_key: str, msg: OrderStatus, earlier: tuple[Entry, ...] = ()) -> 
     return Timeline(order_key, msg.channel, msg.channel_order_ref, entries=earlier)
 
 
-def append(state: Timeline, msg: OrderStatus) -> Timeline | None:
+def append(state: Timeline, msg: OrderStatus, at: int | None = None) -> Timeline | None:
     """The timeline with `msg` appended, or None when it is already there (a republished status)."""
     if any(e.event_id == msg.event_id for e in state.entries):
         return None
-    entries = (*state.entries, entry(msg))
+    entries = (*state.entries, entry(msg, at))
     return replace(
         state,
         order_number=state.order_number or msg.order_number,
         entries=entries[-ENTRY_LIMIT:],
         dropped=state.dropped + max(0, len(entries) - ENTRY_LIMIT),
     )
+
+
+def settle(state: Timeline, event_id: str, at: int) -> Timeline | None:
+    """The copy of a status fulfillment recorded with its decision came back at offset `at`: the entries
+    recorded after it that were published before it (consumed at a lower offset: another service's status on
+    its way while fulfillment decided) move before it, so the timeline keeps topic order. None when nothing
+    moves (the usual case: no write)."""
+    index = next((i for i, e in enumerate(state.entries) if e.event_id == event_id), None)
+    if index is None or state.entries[index].at is not None:
+        return None
+    later = state.entries[index + 1 :]
+    earlier = tuple(e for e in later if e.at is not None and e.at < at)
+    if not earlier:
+        return None
+    rest = tuple(e for e in later if not (e.at is not None and e.at < at))
+    return replace(state, entries=(*state.entries[:index], *earlier, state.entries[index], *rest))
 
 
 def last_status(state: Timeline | None) -> str | None:

@@ -520,6 +520,50 @@ async def test_the_timeline_is_kept_in_the_order_document_in_publish_order(ful: 
     assert (await state(ful, "W-1")).timeline == store.Timeline.from_doc(tl)
 
 
+async def test_a_status_fulfillment_published_writes_nothing_when_it_comes_back(ful: Harness) -> None:
+    for out in life_statuses("W-2"):
+        await publish_status(ful, out)
+    [sid] = await open_order(ful, "W-2")
+    opened = ful.memory.rows[store.ORDERS.key(okey("W-2"))]["v"]
+    await ship(ful, "W-2", sid)  # the harness hands `shipped` back to fulfillment, as the topic would
+    row = ful.memory.rows[store.ORDERS.key(okey("W-2"))]
+    version, timeline = row["v"], row["state"]["timeline"]
+    assert version == opened + 3  # picked, packed, dispatched: none for `shipped` coming back
+    assert [e["status"] for e in timeline["entries"]][-1] == "shipped"  # recorded with the dispatch
+    [shipped] = [m for m in ful.out[topics.ORDERS_STATUS] if m["status"] == "shipped"]
+    del shipped["_key"]
+    await ful.send(topics.ORDERS_STATUS, shipped, okey("W-2"))  # its copy again (a redelivery)
+    row = ful.memory.rows[store.ORDERS.key(okey("W-2"))]
+    assert row["v"] == version and row["state"]["timeline"] == timeline
+
+
+async def statuses_of(h: Harness, ref: str) -> list[str]:
+    return [e["status"] for e in (await timeline_of(h, okey(ref)))["entries"]]
+
+
+async def test_a_status_published_before_fulfillments_own_is_listed_before_it(ful: Harness) -> None:
+    received, approved, reserved_status = life_statuses("W-4")
+    for offset, out in enumerate((received, approved, reserved_status), start=10):
+        await ful.processor.process([Incoming(topics.ORDERS_STATUS, 0, offset, okey("W-4"), out.value)])
+    [sid] = await open_order(ful, "W-4")
+    await event(ful, "picked", "W-4", sid)
+    await event(ful, "packed", "W-4", sid)
+    ful.clear()
+    await dispatch(ful, "W-4", sid, "SF4")  # `shipped` is recorded with the dispatch
+    [shipped] = [m for m in ful.out[topics.ORDERS_STATUS] if m["status"] == "shipped"]
+    del shipped["_key"]
+    # another service's status, published (offset 20) before fulfillment's `shipped` (offset 21) but consumed
+    # after fulfillment recorded `shipped` (the in-memory broker hands a copy back at once, at offset 0)
+    other = upstream_status("W-4", "partially_shipped", "other-1", decided_by="someone/1")
+    await ful.processor.process([Incoming(topics.ORDERS_STATUS, 0, 20, okey("W-4"), other.value)])
+    assert await statuses_of(ful, "W-4") == ["received", "approved", "reserved", "shipped", "partially_shipped"]
+    copy = json.dumps(shipped).encode()
+    await ful.processor.process([Incoming(topics.ORDERS_STATUS, 0, 21, okey("W-4"), copy)])
+    assert await statuses_of(ful, "W-4") == ["received", "approved", "reserved", "partially_shipped", "shipped"]
+    tl = await timeline_of(ful, okey("W-4"))
+    assert all("at" not in e for e in tl["entries"])
+
+
 async def test_a_status_and_the_reservation_in_one_batch_are_one_write(ful: Harness) -> None:
     received, approved, reserved_status = life_statuses("W-3")
     for out in (received, approved):

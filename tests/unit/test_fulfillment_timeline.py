@@ -42,6 +42,33 @@ def test_append_keeps_order_and_drops_republished_statuses() -> None:
     assert Timeline.from_doc(st.to_doc()) == st
 
 
+def at(st: Timeline, m: OrderStatus, offset: int | None) -> Timeline:
+    new = timeline.append(st, m, offset)
+    assert new is not None
+    return new
+
+
+def test_a_status_recorded_with_its_decision_settles_into_topic_order_when_it_comes_back() -> None:
+    st = at(timeline.start("web:WEB-1", msg("r")), msg("r", "received"), 10)
+    st = at(st, msg("own", "shipped"), None)  # fulfillment's, recorded when it decided
+    st = at(st, msg("x", "reserved"), 12)  # another service's, published before fulfillment's
+    st = at(st, msg("own2", "delivered"), None)  # fulfillment's next one
+    settled = timeline.settle(st, "own", 13)
+    assert settled is not None
+    assert [e.event_id for e in settled.entries] == ["r", "x", "own", "own2"]
+    assert [e.at for e in settled.entries] == [10, 12, None, None]
+    assert timeline.settle(settled, "own", 13) is None  # settled: a redelivery moves nothing
+    assert timeline.settle(settled, "own2", 14) is None  # nothing published before it was recorded after it
+    assert timeline.settle(settled, "r", 10) is None  # consumed, not recorded by a decision
+    assert timeline.settle(st, "own", 11) is None  # `x` was published after it: it stays where it is
+
+
+def test_the_offset_is_stored_but_track_never_shows_it() -> None:
+    st = at(timeline.start("web:WEB-1", msg("r")), msg("r", "received"), 10)
+    assert st.to_doc()["entries"][0]["at"] == 10 and Timeline.from_doc(st.to_doc()).entries[0].at == 10
+    assert "at" not in at(st, msg("own", "shipped"), None).to_doc()["entries"][1]
+
+
 def test_a_runaway_timeline_keeps_its_latest_entries() -> None:
     st: Timeline | None = None
     for i in range(timeline.ENTRY_LIMIT + 7):
