@@ -749,7 +749,7 @@ def _write_pid(component: Component, pid: int) -> None:
     partial.replace(path)
 
 
-def _same_dir(given: str, ours: Path) -> bool:
+def _same_path(given: str, ours: Path) -> bool:
     return os.path.realpath(given) == os.path.realpath(ours)
 
 
@@ -768,7 +768,7 @@ def _alive(component: Component, pid: int) -> bool:
         return "kafka.Kafka" in argv
     if component == "postgres":  # the postmaster keeps its argv; backends retitle themselves "postgres: ..."
         given = argv[argv.index("-D") + 1] if "-D" in argv[:-1] else None
-        return Path(argv[0]).name == "postgres" and given is not None and _same_dir(given, data_dir("postgres"))
+        return Path(argv[0]).name == "postgres" and given is not None and _same_path(given, data_dir("postgres"))
     return Path(argv[0]).name == "ferretdb"
 
 
@@ -781,13 +781,34 @@ def _postmaster_pid() -> int | None:
     return pid if _alive("postgres", pid) else None
 
 
+def _started_here(component: Component, argv: list[str]) -> bool:
+    """Whether a Kafka or FerretDB command line is the one this state directory runs (our Kafka's properties file;
+    FerretDB on our address with our backend)."""
+    if component == "kafka":
+        ours = state_dir() / "run" / "kafka.properties"
+        return any(_same_path(arg, ours) for arg in argv if arg.endswith("kafka.properties"))
+    sqlite = f"file:{data_dir('ferretdb')}/?_txlock=immediate"
+    return address("ferretdb") in argv and (sqlite if ferretdb_backend() == "sqlite" else postgres_url()) in argv
+
+
+def _own_pid(component: Component) -> int | None:
+    """Our live server of this component found without its pid file: postgres by its data directory's
+    postmaster.pid, Kafka and FerretDB by their command lines."""
+    if component == "postgres":
+        return _postmaster_pid()
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if _started_here(component, proc.info["cmdline"] or []) and _alive(component, proc.info["pid"]):
+            return int(proc.info["pid"])
+    return None
+
+
 def _running_pid(component: Component) -> int | None:
-    """The live server of this component: the one its pid file names, else (postgres) the postmaster of our data
-    directory, whose pid file a start or stop racing another one may have lost."""
+    """The live server of this component: the one its pid file names, else the one found by `_own_pid` (a start
+    or stop racing another one, or one interrupted, may have lost its pid file)."""
     pid = _read_pid(component)
     if pid is not None and _alive(component, pid):
         return pid
-    return _postmaster_pid() if component == "postgres" else None
+    return _own_pid(component)
 
 
 def _port_open(port: int, timeout: float = 1.0) -> bool:
@@ -991,8 +1012,10 @@ def start(component: str, *, timeout: float = START_TIMEOUT, progress: Progress 
         pid = _running_pid(name)
         if pid is not None and _read_pid(name) != pid:
             _write_pid(name, pid)
-            say(f"[{name}] already running (pid {pid}, its pid file was lost: adopted); waiting for {address(name)}")
+            say(f"[{name}] already running (pid {pid}) but its pid file was lost: adopted; waiting for {address(name)}")
             _wait_healthy(name, pid, lambda: None if _alive(name, pid) else -1, timeout)
+            say(f"[{name}] healthy on {address(name)}")
+            return
         if pid is not None:
             say(f"[{name}] already running (pid {pid}) on {address(name)}")
             return

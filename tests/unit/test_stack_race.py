@@ -18,7 +18,7 @@ from orderflow.dev import stack
 LISTEN = (
     "import socket, sys, time\n"
     "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-    "s.bind(('127.0.0.1', int(sys.argv[3]))); s.listen()\n"
+    "s.bind(('127.0.0.1', int(sys.argv[-1]))); s.listen()\n"
     "time.sleep(120)\n"
 )
 
@@ -26,14 +26,21 @@ LISTEN = (
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ORDERFLOW_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("ORDERFLOW_PG_PORT", str(stack.unused_port()))
-    monkeypatch.setattr(stack, "_postgres_ready", lambda: True)  # the stand-in answers TCP, not the protocol
-    (tmp_path / "home" / "data" / "postgres").mkdir(parents=True)
+    port = stack.unused_port(span=4)  # Kafka's controller takes the port after Kafka's
+    for variable, offset in (("ORDERFLOW_PG_PORT", 0), ("ORDERFLOW_KAFKA_PORT", 1), ("ORDERFLOW_MONGO_PORT", 3)):
+        monkeypatch.setenv(variable, str(port + offset))
+    monkeypatch.delenv("ORDERFLOW_FERRETDB_BACKEND", raising=False)
+    monkeypatch.delenv("ORDERFLOW_SECURE", raising=False)
+    # the stand-ins answer TCP, not the servers' protocols
+    monkeypatch.setattr(stack, "_postgres_ready", lambda: True)
+    monkeypatch.setattr(stack, "_kafka_ready", lambda: True)
+    for sub in ("data/postgres", "run"):
+        (tmp_path / "home" / sub).mkdir(parents=True)
     return tmp_path / "home"
 
 
 @pytest.fixture
-def postmasters() -> Iterator[list[subprocess.Popen[bytes]]]:
+def standins() -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
     yield started
     for proc in started:
@@ -41,27 +48,35 @@ def postmasters() -> Iterator[list[subprocess.Popen[bytes]]]:
         proc.wait()
 
 
-def postmaster(data: Path, started: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
-    """A process that looks like our postmaster of `data` (argv `postgres -D data`) and holds the postgres port,
-    with its pid in data/postmaster.pid as PostgreSQL writes it."""
+def standin(argv: list[str], started: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """A process whose command line is `argv` (ending in the port it listens on), in its own session like the
+    servers `stack.start` runs."""
     proc = subprocess.Popen(
-        ["postgres", "-c", LISTEN, "-D", str(data), str(stack.postgres_port())],
+        [argv[0], "-c", LISTEN, *argv[1:]],
         executable=sys.executable,
         env={**os.environ, "PYTHONHOME": sys.base_prefix},  # argv[0] no longer leads Python to its library
+        start_new_session=True,
     )
     started.append(proc)
-    (data / "postmaster.pid").write_text(f"{proc.pid}\n{data}\n0\n{stack.postgres_port()}\n")
     deadline = time.monotonic() + 10
-    while not stack._port_open(stack.postgres_port(), timeout=0.2):
-        assert time.monotonic() < deadline, "the stand-in postmaster never listened"
+    while not stack._port_open(int(argv[-1]), timeout=0.2):
+        assert proc.poll() is None and time.monotonic() < deadline, "the stand-in never listened"
         time.sleep(0.05)
     return proc
 
 
+def postmaster(data: Path, started: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """A stand-in for our postmaster of `data` holding the postgres port, with its pid in data/postmaster.pid as
+    PostgreSQL writes it."""
+    proc = standin(["postgres", "-D", str(data), str(stack.postgres_port())], started)
+    (data / "postmaster.pid").write_text(f"{proc.pid}\n{data}\n0\n{stack.postgres_port()}\n")
+    return proc
+
+
 def test_a_running_postgres_whose_pid_file_was_lost_is_adopted_then_stopped(
-    home: Path, postmasters: list[subprocess.Popen[bytes]]
+    home: Path, standins: list[subprocess.Popen[bytes]]
 ) -> None:
-    proc = postmaster(home / "data" / "postgres", postmasters)
+    proc = postmaster(home / "data" / "postgres", standins)
     assert not stack.pid_file("postgres").exists()
     assert stack.status()["postgres"]["pid"] == proc.pid
     errors: list[BaseException] = []
@@ -86,9 +101,9 @@ def test_a_running_postgres_whose_pid_file_was_lost_is_adopted_then_stopped(
 
 
 def test_the_pid_file_survives_a_start_that_finds_it_spelled_another_way(
-    home: Path, postmasters: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    home: Path, standins: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    proc = postmaster(home / "data" / "postgres", postmasters)
+    proc = postmaster(home / "data" / "postgres", standins)
     (tmp_path / "link").symlink_to(home)
     monkeypatch.setenv("ORDERFLOW_HOME", str(tmp_path / "link"))
     stack.start("postgres", timeout=10, progress=lambda _: None)
@@ -98,14 +113,44 @@ def test_the_pid_file_survives_a_start_that_finds_it_spelled_another_way(
 
 
 def test_a_postgres_of_another_data_dir_on_the_port_is_not_ours(
-    home: Path, postmasters: list[subprocess.Popen[bytes]], tmp_path: Path
+    home: Path, standins: list[subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
     other = tmp_path / "other" / "data" / "postgres"
     other.mkdir(parents=True)
-    proc = postmaster(other, postmasters)
+    proc = postmaster(other, standins)
     (home / "data" / "postgres" / "postmaster.pid").write_text(f"{proc.pid}\n{other}\n")
     with pytest.raises(stack.StackError, match=f"port {stack.postgres_port()} is already in use"):
         stack.start("postgres", timeout=10, progress=lambda _: None)
     stack.stop("postgres", timeout=10, progress=lambda _: None)
     assert proc.poll() is None
     assert not stack.pid_file("postgres").exists()
+
+
+def own_command(component: str) -> list[str]:
+    if component == "kafka":
+        return ["java", "-cp", "libs/*", "kafka.Kafka", str(stack.state_dir() / "run" / "kafka.properties")]
+    return ["ferretdb", "-listen-addr", stack.address("ferretdb"), "-postgresql-url", stack.postgres_url()]
+
+
+@pytest.mark.parametrize("component", ["kafka", "ferretdb"])
+def test_kafka_and_ferretdb_whose_pid_file_was_lost_are_found_by_their_command_line(
+    home: Path, standins: list[subprocess.Popen[bytes]], component: str
+) -> None:
+    postmaster(home / "data" / "postgres", standins)  # FerretDB's start needs postgres running
+    proc = standin([*own_command(component), str(stack._port(component))], standins)
+    stack.start(component, timeout=10, progress=lambda _: None)
+    assert stack.pid_file(component).read_text() == f"{proc.pid}\n"
+    stack.stop(component, timeout=10, progress=lambda _: None)
+    assert proc.wait(timeout=10) is not None
+    assert stack.status()[component]["running"] is False
+
+
+def test_a_kafka_of_another_state_dir_on_the_port_is_not_ours(
+    home: Path, standins: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    proc = standin(
+        ["java", "kafka.Kafka", str(tmp_path / "other" / "run" / "kafka.properties"), str(stack.kafka_port())], standins
+    )
+    with pytest.raises(stack.StackError, match=f"port {stack.kafka_port()} is already in use"):
+        stack.start("kafka", timeout=10, progress=lambda _: None)
+    assert proc.poll() is None
