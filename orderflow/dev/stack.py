@@ -811,6 +811,15 @@ def _running_pid(component: Component) -> int | None:
     return _own_pid(component)
 
 
+def _holder(port: int) -> str:
+    """The process listening on a port, as shown in the error saying it is taken ('' when it cannot be seen)."""
+    with contextlib.suppress(psutil.Error, OSError):
+        for conn in psutil.net_connections("tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+                return f" (pid {conn.pid}: {' '.join(psutil.Process(conn.pid).cmdline())[:200]})"
+    return ""
+
+
 def _port_open(port: int, timeout: float = 1.0) -> bool:
     try:
         with socket.create_connection((HOST, port), timeout=timeout):
@@ -1022,8 +1031,8 @@ def start(component: str, *, timeout: float = START_TIMEOUT, progress: Progress 
         pid_file(name).unlink(missing_ok=True)
         if _port_open(_port(name), timeout=0.5):
             raise StackError(
-                f"{name}: port {_port(name)} is already in use by a process this tool did not start; "
-                f"stop it or set {_PORT_ENV[name]}"
+                f"{name}: port {_port(name)} is already in use by a process this tool did not start"
+                f"{_holder(_port(name))}; stop it or set {_PORT_ENV[name]}"
             )
         for sub in ("logs", "run"):
             (state_dir() / sub).mkdir(parents=True, exist_ok=True)

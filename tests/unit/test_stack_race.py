@@ -126,7 +126,7 @@ def test_a_postgres_of_another_data_dir_on_the_port_is_not_ours(
     assert not stack.pid_file("postgres").exists()
 
 
-def own_command(component: str) -> list[str]:
+def own_command(component: stack.Component) -> list[str]:
     if component == "kafka":
         return ["java", "-cp", "libs/*", "kafka.Kafka", str(stack.state_dir() / "run" / "kafka.properties")]
     return ["ferretdb", "-listen-addr", stack.address("ferretdb"), "-postgresql-url", stack.postgres_url()]
@@ -134,7 +134,7 @@ def own_command(component: str) -> list[str]:
 
 @pytest.mark.parametrize("component", ["kafka", "ferretdb"])
 def test_kafka_and_ferretdb_whose_pid_file_was_lost_are_found_by_their_command_line(
-    home: Path, standins: list[subprocess.Popen[bytes]], component: str
+    home: Path, standins: list[subprocess.Popen[bytes]], component: stack.Component
 ) -> None:
     postmaster(home / "data" / "postgres", standins)  # FerretDB's start needs postgres running
     proc = standin([*own_command(component), str(stack._port(component))], standins)
@@ -151,6 +151,6 @@ def test_a_kafka_of_another_state_dir_on_the_port_is_not_ours(
     proc = standin(
         ["java", "kafka.Kafka", str(tmp_path / "other" / "run" / "kafka.properties"), str(stack.kafka_port())], standins
     )
-    with pytest.raises(stack.StackError, match=f"port {stack.kafka_port()} is already in use"):
+    with pytest.raises(stack.StackError, match=f"port {stack.kafka_port()} is already in use .*pid {proc.pid}: java"):
         stack.start("kafka", timeout=10, progress=lambda _: None)
     assert proc.poll() is None
