@@ -836,7 +836,7 @@ def _decide_priority(
         if v is not None and v.approved is not None and v.status in HOLDING and not v.dispatched and not v.sent
     }
     takes = reallocation(order, w, allowed=set(pool))
-    if takes is None and _short(order, w):
+    if takes is None and is_short(order, w):
         why = Reason(
             code="priority_reallocation_unavailable",
             message="the stock the approval was asked for is no longer held by normal, unshipped orders",
@@ -874,7 +874,7 @@ def _decide_priority(
     return out
 
 
-def _short(order: OrderApproved, w: Mapping[str, Stock]) -> bool:
+def is_short(order: OrderApproved, w: Mapping[str, Stock]) -> bool:
     """Whether the order's stocked lines need more than is free."""
     need: dict[str, int] = {}
     for l in order.lines:

@@ -61,7 +61,7 @@ async def on_approved(batch: Batch, msg: OrderApproved, rec: Incoming, prefs: tu
     if await repo.seen(msg.event_id, [msg.order_key]):
         return DUPLICATE
     view = await repo.view([msg.order_key], domain.skus_of(msg))
-    if domain.is_priority(msg):  # the orders it may ask to take stock from, attached to the stocks it needs
+    if domain.is_priority(msg) and domain.is_short(msg, view.stocks):  # the orders it may take stock from
         others = [k for k in await repo.holders(domain.skus_of(msg)) if k != msg.order_key]
         orders = {**view.orders, **await repo.orders(others)}
         view = View(orders, attach(view.stocks, orders))
