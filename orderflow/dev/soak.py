@@ -16,7 +16,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import psutil
 from aiokafka.errors import KafkaError
@@ -29,6 +29,7 @@ from orderflow.dev.bench import Bench, Tracker, e2e_lock, make_plan, offer, slop
 SUSTAINED = 25.0  # orders/s held with p99 under 1 s (docs/performance.md, full benchmark)
 RATE = SUSTAINED / 2
 SAMPLE_S = 10.0
+CUSTOMERS, SKUS = 200, 500  # master data loaded in seconds; every order still touches several stock documents
 MB = 1024 * 1024
 RSS_TOLERANCE, RSS_FLOOR_MB = 0.20, 20.0
 LAG_TOLERANCE_S = 30.0
@@ -104,7 +105,8 @@ def rss_now() -> dict[str, int]:
 
 async def soak(bootstrap: str, uri: str, minutes: float, rate: float, say: Say) -> bool:
     """Run the soak; True when nothing grew without bound."""
-    bench = Bench(bootstrap, uri, make_plan(quick=True, shipping=True), say)
+    plan = replace(make_plan(quick=True, shipping=True), customers=CUSTOMERS, skus=SKUS)
+    bench = Bench(bootstrap, uri, plan, say)
     os.environ.update(bench.env())
     duration = minutes * 60
     series: dict[str, Series] = {}
