@@ -19,7 +19,7 @@ def msg(event_id: str, name: str = "received", **kw: Any) -> OrderStatus:
         event_id=event_id,
         channel="web",
         channel_order_ref="WEB-1",
-        status=name,  # type: ignore[arg-type]
+        status=name,
         occurred_at=NOW,
         **kw,
     )
