@@ -109,3 +109,17 @@ def test_log_lines_carry_the_active_spans_ids_when_tracing_is_on() -> None:
     assert inside["trace_id"] == "0af7651916cd43dd8448eb211c80319c" and len(str(inside["span_id"])) == 16
     assert "trace_id" not in outside and "span_id" not in outside
 
+
+async def test_the_gateways_broker_starts_the_trace_when_tracing_is_on() -> None:
+    from orderflow.gateway.app import Gateway
+    from orderflow.gateway.settings import GatewaySettings
+
+    off = Gateway(GatewaySettings())
+    tracing.install(TracerProvider())
+    on = Gateway(GatewaySettings())
+    try:
+        assert not any(isinstance(m, KafkaTelemetryMiddleware) for m in off.broker.middlewares)
+        assert any(isinstance(m, KafkaTelemetryMiddleware) for m in on.broker.middlewares)
+    finally:
+        for g in (off, on):
+            await g.client.close()
