@@ -6,9 +6,9 @@ through the processor, in batches of SEED_BATCH approvals of one unit each), PRO
 timed, each the approval of one more order of that SKU. Per reservation it prints the median wall time and
 inventory process CPU, the mean FerretDB + PostgreSQL CPU over the probes (every such process on the machine,
 which is shared: noisy), the store round trips and documents written, and the size of the SKU's stock document;
-then the ratio of the largest to the smallest median. Per level it also times the query a priority order's
-approval makes for the orders holding the SKU. Run it from another tree's `services` (PYTHONPATH) to
-compare designs.
+then the ratio of the largest level's median to the smallest's. Per level it also times the query a priority
+order would need for the orders holding the SKU if the stock document did not list its candidates. Run it
+from another tree's `services` (PYTHONPATH first, that tree as the working directory) to compare designs.
 """
 
 import argparse
@@ -94,8 +94,9 @@ async def run(uri: str, levels: list[int]) -> None:
             srv = (server_cpu() - s0) / PROBES
             seeded += PROBES
             raw = await client[db]["inventory"].find_one({"_id": f"stock:{SKU}"})
-            q0 = time.perf_counter()  # what a priority order's approval queries for its candidate victims
-            found = [d async for d in client[db]["inventory"].find({"state.held_skus": {"$in": [SKU]}}, {"_id": 1})]
+            q0 = time.perf_counter()  # the query a priority order's candidates would need without `candidates`
+            held = {f"state.holds.{SKU}": {"$exists": True}}
+            found = [d async for d in client[db]["inventory"].find(held, {"_id": 1})]
             query_ms = (time.perf_counter() - q0) * 1000
             row = {
                 "open": level,

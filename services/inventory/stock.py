@@ -92,6 +92,7 @@ class Stock:
     elsewhere: dict[str, int] = field(default_factory=dict)  # warehouse -> units reserved by orders not attached
     recent: dict[str, Hold] = field(default_factory=dict)  # order key -> hold written here, maybe not on the order
     attached: dict[str, Hold] = field(default_factory=dict)  # order key -> its hold when attached (memory only)
+    candidates: dict[str, int] = field(default_factory=dict)  # order key -> units it holds movably (bounded)
 
     def reserved(self, warehouse: str) -> int:
         """Quantity reserved in `warehouse`: the orders not attached plus the attached reservations."""
@@ -124,6 +125,20 @@ class Stock:
                 if r in self.reservations:
                     hold["r"][r] = dict(self.reservations[r])
         return now
+
+    def noted(self, holds: Mapping[str, Hold], most: int) -> dict[str, int]:
+        """The `candidates` a priority order may take stock from after `holds` changed: an order holding movable
+        units is listed (while fewer than `most` are), one that holds none any more is taken off."""
+        out = dict(self.candidates)
+        for key, hold in holds.items():
+            units = sum(
+                sum(where.values()) for r, where in hold["r"].items() if r in hold["o"] and _movable(hold["o"][r])
+            )
+            if units and (key in out or len(out) < most):
+                out[key] = units
+            elif not units:
+                out.pop(key, None)
+        return out
 
     def changed_holds(self) -> dict[str, Hold]:
         """The attached orders whose holds differ from when they were attached: what their documents must get."""
@@ -180,13 +195,7 @@ class Stock:
         """Whether a priority order may take reservation `rid`: a live reservation of a known normal-priority,
         non-VIP order, none of which has been dispatched yet (inventory's stand-in for "not yet picked")."""
         owner = self.owners.get(rid)
-        return (
-            rid in self.reservations
-            and owner is not None
-            and owner.get("priority", "normal") == "normal"
-            and not owner.get("vip", False)
-            and not owner.get("consumed", False)
-        )
+        return rid in self.reservations and owner is not None and _movable(owner)
 
     def release(self, rid: str) -> int:
         """Drop a reservation, its promises and its place in the waiting queues; returns units released."""
@@ -270,6 +279,7 @@ class Stock:
             "on_hand": self.on_hand,
             "reserved": {w: n for w in sorted({*self.on_hand, *self.elsewhere}) if (n := self.reserved(w))},
             "recent": recent,
+            "candidates": self.candidates,
             "incoming": {
                 n: {
                     "warehouse": p.warehouse,
@@ -315,6 +325,7 @@ class Stock:
             cast(dict[str, Deciding], {k: dict(v) for k, v in doc.get("deciding", {}).items()}),
             elsewhere,
             recent,
+            candidates={k: int(n) for k, n in doc.get("candidates", {}).items()},
         )
 
     def copy(self) -> "Stock":
@@ -334,7 +345,13 @@ class Stock:
             dict(self.elsewhere),
             dict(self.recent),
             dict(self.attached),
+            dict(self.candidates),
         )
+
+
+def _movable(owner: Owner) -> bool:
+    """A normal-priority, non-VIP owner none of whose stock is in fulfillment's hands."""
+    return owner.get("priority", "normal") == "normal" and not owner.get("vip", False) and not owner.get("consumed")
 
 
 def _hold(doc: Mapping[str, Any]) -> Hold:

@@ -24,6 +24,7 @@ Collection = AsyncCollection[dict[str, Any]]
 ORDER = "order:"
 STOCK = "stock:"
 RECENT_MAX = 32  # `recent` holds a stock document keeps before the writer checks which order documents have them
+CANDIDATES_MAX = 64  # orders holding movable stock a stock document lists for priority orders
 WRITE_FIRST = (STOCK,)  # stock documents are written before the order documents that rely on them
 T = TypeVar("T")
 
@@ -111,7 +112,6 @@ class OrderState:
             doc["sent"] = {k: dict(v) for k, v in self.sent.items()}
         if self.holds:
             doc["holds"] = {s: h for s, h in sorted(self.holds.items())}
-            doc["held_skus"] = sorted(s for s, h in self.holds.items() if h["r"])  # queried for priority victims
         return doc
 
     @classmethod
@@ -226,19 +226,10 @@ class Repository:
         return View(orders, attach(await self.stocks(more), orders))
 
     async def holders(self, skus: Iterable[str]) -> list[str]:
-        """The orders holding reservations of `skus` (the candidates a priority order may take stock from): those
-        whose order documents say so (an indexed query) and those a stock's `recent` holds name."""
-        wanted = sorted(set(skus))
-        store, keys = self.batch.store, set()
-        if isinstance(store, DocStore):
-            found = store.collection.find({"state.held_skus": {"$in": wanted}}, {"_id": 1})
-            keys = {str(d["_id"]) async for d in found}
-        else:
-            rows = await store.scan(ORDER)  # a store without queries (tests): every order document
-            keys = {k for k, st in rows.items() if st and set(st.get("held_skus", ())) & set(wanted)}
-        named = {k.removeprefix(ORDER) for k in keys if k.startswith(ORDER)}
-        recent = {k for st in (await self.stocks(wanted)).values() for k, h in st.recent.items() if h["r"]}
-        return sorted(named | recent)
+        """The orders a priority order may take stock of `skus` from: each stock's `candidates` (at most
+        CANDIDATES_MAX orders holding it movably) and the orders its `recent` holds name."""
+        stocks = (await self.stocks(skus)).values()
+        return sorted({k for st in stocks for k in st.candidates} | {k for st in stocks for k in st.recent})
 
     async def record(
         self,
@@ -271,9 +262,10 @@ class Repository:
         orders' baseline (a later message of the batch sees only its own changes); once `recent` is longer than
         RECENT_MAX, the holds of orders not attached in this batch are checked against their order documents
         (one load) and those the documents already carry are dropped."""
-        settled = st.copy()
-        settled.recent = {**st.recent, **st.changed_holds()}
+        settled, changed = st.copy(), st.changed_holds()
+        settled.recent = {**st.recent, **changed}
         settled.attached = st.current_holds()
+        settled.candidates = st.noted(changed, CANDIDATES_MAX)
         if len(settled.recent) <= RECENT_MAX:
             return settled
         check = [k for k in settled.recent if k not in settled.attached]
@@ -290,7 +282,6 @@ class Repository:
 async def setup(collection: Collection) -> None:
     """Indexes inventory relies on."""
     await collection.create_index("state.order_number", sparse=True)
-    await collection.create_index("state.held_skus", sparse=True)
 
 
 async def stock_levels(source: Store | Collection) -> list[dict[str, Any]]:

@@ -824,8 +824,6 @@ async def test_an_old_stock_document_with_inline_reservations_is_read_and_its_ho
     await approve(inv, "L-2", [("SKU-0001", 4, "11.00")])
     rows = inv.memory.rows
     holds = {ref: rows[store.ORDERS.key(okey(ref))]["state"].pop("holds")["SKU-0001"] for ref in ("L-1", "L-2")}
-    for ref in ("L-1", "L-2"):
-        rows[store.ORDERS.key(okey(ref))]["state"].pop("held_skus")
     old = stock_row(inv)
     old.pop("reserved"), old.pop("recent")
     old["reservations"] = {r: w for h in holds.values() for r, w in h["r"].items()}
@@ -848,3 +846,19 @@ async def test_one_batch_of_many_orders_on_one_sku_records_each_orders_hold(inv:
     assert (await levels(inv))[("SKU-0001", EAST)] == (20, 12)
     assert [hold_of(inv, ref) for ref in refs] == [{EAST: 3}, {}, {EAST: 3}, {EAST: 3}, {EAST: 3}]
     assert set(stock_row(inv)["recent"]) == {okey(ref) for ref in refs}
+
+
+async def test_the_stock_lists_a_bounded_set_of_candidates_that_a_priority_order_finds(inv: Harness) -> None:
+    n = store.CANDIDATES_MAX + 6
+    await count(inv, "SKU-0001", EAST, 2 * n)
+    for i in range(n):
+        await approve(inv, f"V-{i}", [("SKU-0001", 2, "11.00")])
+    candidates = stock_row(inv)["candidates"]
+    assert len(candidates) == store.CANDIDATES_MAX and set(candidates.values()) == {2}
+    await put(inv, topics.ORDERS_CANCELLED, cancelled("V-0"), okey("V-0"))
+    assert okey("V-0") not in stock_row(inv)["candidates"]
+    await approve_priority(inv, "P-9", qty=3)  # 2 free (V-0's), 1 to take from a listed order
+    [ask] = status_of(inv, "P-9")
+    assert ask["status"] == "awaiting_priority_approval" and len(ask["details"]["reallocation"]) == 1
+    victim = okey(ask["details"]["reallocation"][0]["order_number"].removeprefix("SO-T-"))
+    assert victim in {*stock_row(inv)["candidates"], *stock_row(inv)["recent"]}  # all the stock names
