@@ -299,7 +299,7 @@ class Stock:
         """Rebuild from document form (an unknown SKU has no stock)."""
         if not doc:
             return cls(sku)
-        recent = {k: _hold(h) for k, h in doc.get("recent", {}).items()}
+        recent = {k: read_hold(h) for k, h in doc.get("recent", {}).items()}
         elsewhere = {w: int(n) for w, n in doc.get("reserved", {}).items()}
         if "reservations" in doc:  # the unbounded form of old: its reservations become holds to attach
             recent = {**_legacy_holds(doc["reservations"], doc.get("owners", {})), **recent}
@@ -354,7 +354,7 @@ def _movable(owner: Owner) -> bool:
     return owner.get("priority", "normal") == "normal" and not owner.get("vip", False) and not owner.get("consumed")
 
 
-def _hold(doc: Mapping[str, Any]) -> Hold:
+def read_hold(doc: Mapping[str, Any]) -> Hold:
     """A hold from its document form."""
     return Hold(
         r={r: dict(where) for r, where in doc.get("r", {}).items()},

@@ -14,7 +14,7 @@ from typing import Any, TypedDict, TypeVar, cast
 from pymongo.asynchronous.collection import AsyncCollection
 
 from contracts.internal import OrderApproved
-from services.inventory.stock import Hold, Stock, empty_hold
+from services.inventory.stock import Hold, Stock, empty_hold, read_hold
 from services.runtime.batch import Batch
 from services.runtime.messages import Outgoing
 from services.runtime.outbox import DocStore, Store
@@ -131,7 +131,7 @@ class OrderState:
             reallocation=tuple(Take(**t) for t in doc.get("reallocation", [])),
             dispatched=tuple(doc.get("dispatched", [])),
             sent={k: dict(v) for k, v in doc["sent"].items()} if "sent" in doc else None,
-            holds={s: _hold(h) for s, h in doc.get("holds", {}).items()},
+            holds={s: read_hold(h) for s, h in doc.get("holds", {}).items()},
         )
 
 
@@ -141,10 +141,6 @@ class View:
 
     orders: Mapping[str, OrderState | None] = field(default_factory=dict)
     stocks: Mapping[str, Stock] = field(default_factory=dict)
-
-
-def _hold(doc: Mapping[str, Any]) -> Hold:
-    return cast(Hold, {"r": {r: dict(w) for r, w in doc["r"].items()}, "o": {r: dict(o) for r, o in doc["o"].items()}})
 
 
 def attach(stocks: Mapping[str, Stock], orders: Mapping[str, OrderState | None]) -> dict[str, Stock]:
@@ -304,7 +300,7 @@ async def held_by_order(source: Store | Collection) -> dict[str, dict[tuple[str,
     holds: dict[tuple[str, str], Hold] = {}
     for key, state in (await docs.scan(ORDER)).items():
         for sku, hold in (state or {}).get("holds", {}).items():
-            holds[(key.removeprefix(ORDER), sku)] = _hold(hold)
+            holds[(key.removeprefix(ORDER), sku)] = read_hold(hold)
     for key, state in (await docs.scan(STOCK)).items():
         st = Stock.from_doc(key.removeprefix(STOCK), state)
         holds.update({(order, st.sku): hold for order, hold in st.recent.items()})
