@@ -32,7 +32,7 @@ promtool:
 
 stack: install
 	@echo "==> starting Kafka (KRaft) and FerretDB (first run downloads jars and builds FerretDB: ~3 min)"
-	@$(OF) stack up
+	@$(OF) stack up $(if $(TRACING),--tracing)
 
 # the test suites' own servers (profile `test`: .orderflow-test/, ports 19092, 27027, 5434), never the demo's
 test-stack: install
@@ -46,6 +46,7 @@ services: stack
 demo: services
 	@echo "==> running the demo"
 	@$(OF) demo --orders 200
+	@$(BIN)/python -m orderflow.dev.jaeger
 	@echo "==> starting the console with a demo user per role"
 	@$(OF) console up --demo-users
 	@echo "Services and servers keep running: 'make down' stops them; '$(OF) lag' shows consumer lag."

@@ -10,7 +10,7 @@ import typer
 from orderflow import procs, reach
 from orderflow.console.cli import app as console_app
 from orderflow.dashboard_state import STUCK
-from orderflow.dev import stack
+from orderflow.dev import jaeger, stack
 from orderflow.gateway.cli import app as gateway_app
 from orderflow.reach import KAFKA, STORE, needs, set_options
 
@@ -48,6 +48,9 @@ def stack_up(
     secure: Annotated[
         bool, typer.Option("--secure", help="SASL_SSL + per-service ACLs on Kafka, TLS + credentials on FerretDB")
     ] = False,
+    tracing: Annotated[
+        bool, typer.Option("--tracing", help="also a local Jaeger (built once from the Go proxy); services trace to it")
+    ] = False,
 ) -> None:
     """Build/download if needed, start Kafka and FerretDB, create the topics; prints the addresses."""
     from services.runtime.kafka import ensure_topics
@@ -59,11 +62,15 @@ def stack_up(
         asyncio.run(ensure_topics(env["KAFKA_BOOTSTRAP_SERVERS"]))
     for k, v in env.items():
         typer.echo(f"{k}={v}")
+    if tracing:
+        typer.echo(f"JAEGER_UI={jaeger.start(progress=typer.echo)}")
+        typer.echo(f"OTEL_EXPORTER_OTLP_ENDPOINT={jaeger.otlp_url()}  (`services up` sets it while Jaeger runs)")
 
 
 @stack_app.command("down")
 def stack_down() -> None:
-    """Stop Kafka and FerretDB (data is kept)."""
+    """Stop Kafka and FerretDB (data is kept), and Jaeger if `--tracing` started it."""
+    jaeger.stop(progress=typer.echo)
     stack.down(progress=typer.echo)
 
 
@@ -78,6 +85,8 @@ def stack_status() -> None:
     """Whether each server runs, with its pid and address."""
     for name, st in stack.status().items():
         typer.echo(f"{name:<10} {'running' if st['running'] else 'stopped':<8} pid={st['pid']} {st['address']}")
+    if (pid := jaeger.running_pid()) is not None:
+        typer.echo(f"{'jaeger':<10} {'running':<8} pid={pid} {jaeger.ui_url()}")
 
 
 @services_app.command("up")

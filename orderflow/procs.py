@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from orderflow.dev import stack
+from orderflow.dev import jaeger, stack
 
 SERVICES: tuple[str, ...] = ("intake", "review", "inventory", "fulfillment")
 
@@ -99,7 +99,14 @@ def start(service: str, replica: int = 1, env: dict[str, str] | None = None) -> 
         proc = subprocess.Popen(
             [sys.executable, "-m", f"services.{service}.app"],
             cwd=stack.REPO_ROOT,
-            env={**os.environ, **stack.env(), **(env or {}), variable: str(port), **stack.service_env(service)},
+            env={
+                **os.environ,
+                **stack.env(),
+                **(env or {}),
+                variable: str(port),
+                **stack.service_env(service),
+                **jaeger.service_env(service),  # OTLP to the local Jaeger while `stack up --tracing` runs it
+            },
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
