@@ -3,8 +3,10 @@ off meaning nothing added; log lines carry the active span's ids when it is on."
 
 import io
 import json
+import os
 from collections.abc import Iterator
 from contextlib import redirect_stderr
+from pathlib import Path
 
 import pytest
 import structlog
@@ -123,3 +125,21 @@ async def test_the_gateways_broker_starts_the_trace_when_tracing_is_on() -> None
     finally:
         for g in (off, on):
             await g.client.close()
+
+
+def test_services_trace_to_the_local_jaeger_only_while_it_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orderflow.dev import jaeger
+
+    monkeypatch.setenv("ORDERFLOW_HOME", str(tmp_path))
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    assert jaeger.running_pid() is None and jaeger.service_env("intake") == {}
+    jaeger.pid_file().parent.mkdir(parents=True)
+    jaeger.pid_file().write_text(f"{os.getpid()}\n")  # a live process, but not Jaeger (a reused pid)
+    assert jaeger.running_pid() is None and jaeger.service_env("intake") == {}
+    monkeypatch.setattr(jaeger, "running_pid", lambda: 4242)
+    assert jaeger.service_env("review") == {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": jaeger.otlp_url(),
+        "OTEL_SERVICE_NAME": "review",
+    }
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")  # the caller's own choice wins
+    assert jaeger.service_env("review") == {}
