@@ -219,10 +219,14 @@ def parse(topic: str, value: bytes | None) -> BaseModel:
     kind = raw.get("type")
     model = models.get(kind) if isinstance(kind, str) else None
     if model is None:
-        raise UnreadableMessage(f"unknown type {_shown(kind)} on {topic}; expected one of {sorted(models)}", raw, "type")
+        raise UnreadableMessage(
+            f"unknown type {_shown(kind)} on {topic}; expected one of {sorted(models)}", raw, "type"
+        )
     version = raw.get("version")
     if type(version) is not int or version != 1:
-        raise UnreadableMessage(f"unsupported version {_shown(version)} of {kind}; expected the integer 1", raw, "version")
+        raise UnreadableMessage(
+            f"unsupported version {_shown(version)} of {kind}; expected the integer 1", raw, "version"
+        )
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
