@@ -1,10 +1,11 @@
 """`python -m orderflow.dev.bench_console [--orders 100000]`: how fast the console's queues answer with N orders
 in its read model.
 
-Fills a scratch console database with N orders in a realistic mix of statuses (ages up to a week, every channel,
-50 customers) with their queue rows, loads the in-memory queue index as the console does at start, then times
-each queue's first page, 20 pages deep by the keyset cursor, the filters, the stuck queue, the counts the home page shows and a search, and prints the
-time to read 50 documents by `_id` (what each page reads). Not a test: run it by hand on a quiet machine.
+Fills a scratch console database with N orders in a realistic mix of statuses (ages up to a week, every channel, 50
+customers) with their queue rows, loads the in-memory queue index as the console does at start, then times each
+queue's first page, 20 pages deep by the keyset cursor, the filters, the stuck queue, the counts the home page
+shows and a search, and prints the time to read 50 documents by `_id` (what each page reads). Not a test: run it by
+hand on a quiet machine.
 """
 
 import argparse
