@@ -1,6 +1,7 @@
 """Consumer lag per group, topic and partition: committed offset, log start and end, lag (no commit = from
 log start) and the age of the oldest unconsumed message."""
 
+import asyncio
 import os
 import time
 from dataclasses import asdict, dataclass, replace
@@ -161,6 +162,18 @@ async def total(bootstrap: str, groups: dict[str, tuple[str, ...]] = GROUPS) -> 
     return out
 
 
+async def _known_partitions(
+    consumer: AIOKafkaConsumer, names: tuple[str, ...], wait: float = 10.0
+) -> list[TopicPartition]:
+    """The partitions of `names`, waiting up to `wait` seconds for topics just created to reach the metadata."""
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        found = {t: await bus.partitions(consumer, t) for t in names}
+        if all(found.values()) or asyncio.get_running_loop().time() > deadline:
+            return [TopicPartition(t, p) for t, parts in found.items() for p in parts]
+        await asyncio.sleep(0.5)
+
+
 async def start_at_end(bootstrap: str, groups: dict[str, tuple[str, ...]] = GROUPS) -> None:
     """Commit every group's offsets at the current end of its topics (new groups then skip the history)."""
     for group, names in groups.items():
@@ -169,7 +182,9 @@ async def start_at_end(bootstrap: str, groups: dict[str, tuple[str, ...]] = GROU
         )
         await consumer.start()
         try:
-            tps = [TopicPartition(t, p) for t in names for p in await bus.partitions(consumer, t)]
+            tps = await _known_partitions(consumer, names)
+            if not tps:
+                continue  # none of the topics exists yet: the group has no history to skip
             consumer.assign(tps)
             ends = await consumer.end_offsets(tps)
             await consumer.commit({tp: off for tp, off in ends.items()})
