@@ -2,6 +2,7 @@
 
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -46,6 +47,8 @@ class Batch:
         self.loose: list[Outgoing] = []
         self.dead: list[str] = []  # the source topic of each dead letter among `loose` (counted once published)
         self.scratch: dict[str, Any] = {}  # per-batch working state a service's handlers share
+        self.outcomes: Counter[str] = Counter()  # handled records per outcome label (the batch's INFO line)
+        self.inputs: frozenset[str] = frozenset()  # keys its records name (key_of): a redelivery loads them again
 
     async def prefetch(self, keys: Iterable[str]) -> None:
         """Load in one round trip the documents the batch will touch."""
@@ -94,13 +97,14 @@ class Batch:
         self.dead.append(rec.topic)
 
     async def commit(self, publisher: Publisher, write_first: tuple[str, ...] = ()) -> int:
-        """Note for the relay which documents will hold events, write dirty documents (shared ones, e.g. stock,
-        first), publish every pending output, remember them as published (clearing inherited ones) and drop the
-        note; returns the number of messages sent. A crash or a failed publish leaves the note: the relay then
-        publishes the events within seconds, whether or not a later message touches those documents."""
+        """Note for the relay which documents outside the records' own keys will hold events, write dirty
+        documents (shared ones, e.g. stock, first), publish every pending output, remember them as published
+        (clearing inherited ones) and drop the note; returns the number of messages sent. After a crash or a
+        failed publish the offsets stay uncommitted: the redelivered records load their own documents again and
+        publish what they hold; the note covers the others (the relay publishes them within seconds)."""
         started = time.perf_counter()
         with_pending = [d for d in self.docs.values() if d.pending]
-        marker = relay_marker(with_pending)
+        marker = relay_marker([d for d in with_pending if d.key not in self.inputs])
         if marker is not None:
             await self.store.mark(marker)
         if write_first:
@@ -209,19 +213,25 @@ class Processor:
                 batch.dead_letter(rec, exc.reason)
                 if self.on_unreadable is not None:
                     self.on_unreadable(batch, rec, exc)
-        await batch.prefetch(k for rec, msg in readable for k in self.key_of(msg, rec))
+        batch.inputs = frozenset(k for rec, msg in readable for k in self.key_of(msg, rec))
+        await batch.prefetch(batch.inputs)
         loaded = time.perf_counter()
         for rec, msg in readable:
             await self._handle(batch, rec, msg)
         handled = time.perf_counter()
-        await batch.commit(self.publisher, self.write_first)
-        health.BATCHES.labels(self.service).observe(time.perf_counter() - started)
-        log.debug(
-            "batch_processed",
+        sent = await batch.commit(self.publisher, self.write_first)
+        elapsed = time.perf_counter() - started
+        health.BATCHES.labels(self.service).observe(elapsed)
+        log.info(
+            "batch",
             records=len(records),
+            sent=sent,
+            outcomes=dict(batch.outcomes),
+            first=records[0].origin if records else None,
+            last=records[-1].origin if records else None,
             load_ms=round((loaded - started) * 1000, 1),
             handle_ms=round((handled - loaded) * 1000, 1),
-            total_ms=round((time.perf_counter() - started) * 1000, 1),
+            ms=round(elapsed * 1000, 1),
         )
 
     async def _handle(self, batch: Batch, rec: Incoming, msg: BaseModel) -> None:
@@ -252,9 +262,11 @@ class Processor:
         finally:
             structlog.contextvars.unbind_contextvars("topic", "partition", "offset", "event_id", "key")
         elapsed = time.perf_counter() - started
-        health.HANDLED.labels(self.service, kind, health.outcome_label(outcome)).inc()
+        label = health.outcome_label(outcome)
+        batch.outcomes[label] += 1
+        health.HANDLED.labels(self.service, kind, label).inc()
         health.LATENCY.labels(self.service, kind).observe(elapsed)
-        log.info(
+        log.debug(
             "handled",
             type=getattr(msg, "type", type(msg).__name__),
             topic=rec.topic,

@@ -117,7 +117,7 @@ class _LibraryLines(logging.Handler):
 
 
 class BrokerLog:
-    """FastStream's logger: its per-batch access lines are dropped (each message gets a `handled` line),
+    """FastStream's logger: its per-batch access lines are dropped (each batch gets our `batch` line),
     warnings and errors become structlog lines with a safe traceback."""
 
     def log(self, level: int, msg: Any, /, *, exc_info: Any = None, extra: Any = None) -> None:

@@ -15,6 +15,7 @@ from contracts import topics
 from contracts.public import ShipTo
 from services.intake import domain
 from services.intake.app import CONSUMES, NAME, build
+from services.runtime import batch as batch_module
 from services.runtime import logging as runtime_logging
 from tests.factories import key, submitted
 from tests.handlers.harness import Harness
@@ -190,3 +191,26 @@ def test_an_unknown_log_format_is_refused() -> None:
 def test_pii_keys_are_redacted() -> None:
     event = runtime_logging._drop_pii(None, "info", {"event": "x", "phone": "123", "email": "a@b.c", "ok": 1})
     assert event == {"event": "x", "phone": "[redacted]", "email": "[redacted]", "ok": 1}
+
+
+async def test_at_info_one_line_per_batch_and_the_per_message_lines_only_at_debug(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime_logging.configure("intake", "json", "INFO")
+    monkeypatch.setattr(batch_module, "log", structlog.get_logger())  # not the one cached at an earlier level
+    try:
+        async with Harness(NAME, CONSUMES, build) as h:
+            orders = [submitted(f"WEB-LOG-B{n}") for n in range(3)]
+            for order in orders:
+                await h.send(topics.ORDERS_SUBMITTED, order, key(order))
+        err = capsys.readouterr().err
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+    logged = lines(err)
+    assert not [line for line in logged if line["event"] == "handled"]
+    batches = [line for line in logged if line["event"] == "batch"]
+    assert len(batches) == len(orders)  # the in-memory broker delivers one record per batch
+    for line in batches:
+        assert line["service"] == "intake" and line["records"] == 1 and line["outcomes"] == {"received": 1}
+        assert line["first"].startswith(f"{topics.ORDERS_SUBMITTED}:") and line["first"] == line["last"]

@@ -1,6 +1,6 @@
 """OpenTelemetry through the pipeline (issue 14): one order is ONE trace across intake, review, inventory and
 fulfillment, on the in-memory broker with the services' own wiring (FastStream's Kafka telemetry middleware plus
-the per-record handler spans), also when a hop's events were stranded in the outbox and the relay republished
+the per-record handler spans), also when a hop's events were stranded in the outbox and a redelivery republished
 them. The spans are read from an in-memory exporter."""
 
 import random
@@ -24,7 +24,7 @@ from services.review import app as review
 from services.review.config import ReviewSettings
 from services.runtime import tracing
 from services.runtime.batch import RELAY_GRACE
-from services.runtime.messages import Outgoing
+from services.runtime.messages import Incoming, Outgoing
 from tests.factories import NOW, customer, product
 from tests.handlers.harness import Harness
 
@@ -82,29 +82,39 @@ async def forward(src: Harness, topic: str, dst: Harness) -> None:
         await dst.send(topic, value, ORDER)
 
 
-async def strand_then_relay(h: Harness, send: Any) -> None:
+async def strand_then_redeliver(h: Harness, send: Any) -> None:
     """Run `send` while the service's broker refuses every publish (the batch's events stay pending in the outbox
-    with the relay's marker), then let the relay republish them once the grace is over."""
-    publisher = h.processor.publisher
-    real = publisher.send_all
+    of the record's own documents, with no relay marker), then deliver the same records again as Kafka would
+    (same bytes, headers and offsets: the offsets were not committed): the redelivery publishes the pending
+    events in their original trace."""
+    publisher, processor = h.processor.publisher, h.processor
+    real_send, real_process = publisher.send_all, processor.process
+    failed: list[list[Incoming]] = []
 
     async def refuse(messages: list[Outgoing]) -> None:
         raise KafkaConnectionError("broker unreachable")
 
+    async def capture(records: list[Incoming]) -> None:
+        failed.append(records)
+        await real_process(records)
+
     publisher.send_all = refuse  # type: ignore[method-assign]
+    processor.process = capture  # type: ignore[method-assign]
     try:
         with pytest.raises(KafkaConnectionError):
             await send()
     finally:
-        publisher.send_all = real  # type: ignore[method-assign]
+        publisher.send_all = real_send  # type: ignore[method-assign]
+        processor.process = real_process  # type: ignore[method-assign]
     assert not h.out, "nothing may be published while the broker refuses"
     h.relay.clock = lambda: time.time() + RELAY_GRACE + 0.1
-    assert await h.relay.run_once() == 1
+    assert await h.relay.run_once() == 0  # events on the record's own documents: no marker
+    await processor.process(failed[-1])
 
 
 async def run_order(p: dict[str, Harness], stranded: str | None) -> None:
     """Submit one order and chain it through the four services; the `stranded` service's batch fails to publish
-    and its events reach the next service only through the relay."""
+    and its events reach the next service only through the redelivery."""
     order = sample.order(REF, random.Random(REF), NOW, channel="web", customer="C-1001", skus=["SKU-0001"], lines=1)
     hops: list[tuple[str, Any]] = [
         ("intake", lambda: p["intake"].send(topics.ORDERS_SUBMITTED, order, ORDER)),
@@ -113,7 +123,7 @@ async def run_order(p: dict[str, Harness], stranded: str | None) -> None:
     ]
     for name, send in hops:
         if name == stranded:
-            await strand_then_relay(p[name], send)
+            await strand_then_redeliver(p[name], send)
         else:
             await send()
     await forward(p["intake"], topics.ORDERS_SHIPPING, p["fulfillment"])
@@ -145,7 +155,13 @@ async def test_one_order_is_one_trace_across_the_four_services(
     roots = [s for s in in_trace if s.parent is None]
     assert len(roots) == 1 and roots[0].name.startswith(topics.ORDERS_SUBMITTED)
     assert all(s.parent is not None for s in handled)
-    # each output is published as a child of the span of the record that caused it, not of the batch's span
-    for h in (s for s in handled if s.attributes and s.attributes["orderflow.service"] != "fulfillment"):
+    # each output is published as a child of the span of the record that caused it, not of the batch's span; a
+    # stranded hop's redelivery (a duplicate) sends the pending events under the first attempt's span
+    first: dict[str, ReadableSpan] = {}
+    for h in sorted(handled, key=lambda s: s.start_time or 0):
+        first.setdefault(str(h.attributes["orderflow.service"]) if h.attributes else "", h)
+    if stranded:
+        assert sum(1 for s in handled if s.attributes and s.attributes["orderflow.service"] == stranded) == 2
+    for h in (s for name, s in first.items() if name != "fulfillment"):
         children = [s for s in in_trace if s.parent and h.context and s.parent.span_id == h.context.span_id]
         assert children, f"nothing was published under {h.name}'s span"
