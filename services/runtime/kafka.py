@@ -281,7 +281,14 @@ async def raw_bodies(msg: KafkaMessage) -> Any:
     return msg.body
 
 
-def subscribe(broker: KafkaBroker, group: str, names: Sequence[str], processor: Processor, max_records: int) -> None:
+def subscribe(
+    broker: KafkaBroker,
+    group: str,
+    names: Sequence[str],
+    processor: Processor,
+    max_records: int,
+    fetch: tuple[int, int] = (1, 500),
+) -> None:
     """Consume `names` in batches as consumer group `group`; offsets are committed only after the batch's
     effects are stored and its outputs acknowledged. A batch that fails outside its handlers (a transient error:
     store or broker unreachable, a lost race; or a fault: parsing, prefetch, save) is rewound (NACK_ON_ERROR)
@@ -293,6 +300,8 @@ def subscribe(broker: KafkaBroker, group: str, names: Sequence[str], processor: 
         group_id=group,
         batch=True,
         max_records=max_records,
+        fetch_min_bytes=fetch[0],
+        fetch_max_wait_ms=fetch[1],
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
         decoder=raw_bodies,

@@ -46,7 +46,14 @@ def wire(
     if tracing.enabled():
         broker.add_middleware(tracing.middleware())
     processor = build(store, BrokerPublisher(broker))
-    subscribe(broker, settings.group_prefix + name, consumes, processor, settings.max_batch)
+    subscribe(
+        broker,
+        settings.group_prefix + name,
+        consumes,
+        processor,
+        settings.max_batch,
+        fetch=(settings.fetch_min_bytes, settings.fetch_max_wait_ms),
+    )
     return broker, processor
 
 

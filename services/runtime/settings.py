@@ -78,6 +78,10 @@ class ServiceSettings(KafkaClientSettings, TopicSettings):
     log_format: str = Field("json", validation_alias=AliasChoices("LOG_FORMAT", "log_format"))
     log_level: str = Field("INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
     max_batch: int = 200
+    # The broker answers a fetch once it has this many bytes for the consumer, or after the wait: under load
+    # batches fill (fewer fetches, store round trips and commits per order), at rest a record waits at most this.
+    fetch_min_bytes: int = 1
+    fetch_max_wait_ms: int = 500
     health_port: int = 0  # /health/live, /health/ready and /metrics; 0 = off (set per service, e.g. 8080)
     linger_ms: int = 5
 
