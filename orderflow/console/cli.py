@@ -89,10 +89,14 @@ def _accounts_run(action: Callable[[Accounts], Awaitable[T]]) -> T:
         raise typer.Exit(2) from None
 
 
-def _password(from_stdin: bool) -> str:
+def _with_password(from_stdin: bool, action: Callable[[Accounts, str], Awaitable[None]], done: str) -> None:
+    """Read a password (from stdin, or hidden from the terminal, typed twice), apply `action` with it, say `done`."""
     if from_stdin:
-        return sys.stdin.readline().rstrip("\n")
-    return str(typer.prompt("password", hide_input=True, confirmation_prompt=True))
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = str(typer.prompt("password", hide_input=True, confirmation_prompt=True))
+    _accounts_run(lambda a: action(a, password))
+    typer.echo(done)
 
 
 Name = Annotated[str, typer.Argument(help="user name (a-z, 0-9, . _ -)")]
@@ -107,9 +111,7 @@ def user_add(
     password_stdin: FromStdin = False,
 ) -> None:
     """Create a user with a role; the password is stored as an argon2id hash."""
-    password = _password(password_stdin)
-    _accounts_run(lambda a: a.add(name, role, password))
-    typer.echo(f"user {name} ({role}) added")
+    _with_password(password_stdin, lambda a, password: a.add(name, role, password), f"user {name} ({role}) added")
 
 
 @user_app.command("passwd")
@@ -120,9 +122,7 @@ def user_passwd(
     password_stdin: FromStdin = False,
 ) -> None:
     """Set a user's password (enables a disabled user; ends the user's sessions)."""
-    password = _password(password_stdin)
-    _accounts_run(lambda a: a.passwd(name, password, role))
-    typer.echo(f"password of {name} set")
+    _with_password(password_stdin, lambda a, password: a.passwd(name, password, role), f"password of {name} set")
 
 
 @user_app.command("disable")

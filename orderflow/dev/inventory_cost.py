@@ -11,12 +11,9 @@ order would need for the orders holding the SKU if the stock document did not li
 from another tree's `services` (PYTHONPATH first, that tree as the working directory) to compare designs.
 """
 
-import argparse
-import asyncio
 import json
 import os
 import statistics
-import sys
 import time
 from datetime import date, timedelta
 from decimal import Decimal
@@ -27,10 +24,9 @@ from pymongo import AsyncMongoClient
 
 from contracts import topics
 from contracts.internal import ApprovedLine, OrderApproved
-from orderflow.dev.store_cost import Counting, Sink, record, server_cpu
+from orderflow.dev.store_cost import Counting, Sink, record, run_at_levels, server_cpu
 from services.inventory.app import build_for
 from services.inventory.config import InventorySettings
-from services.runtime.logging import configure
 
 SKU = "SKU-0001"
 WARM = "SKU-0002"  # the warm-up orders' SKU
@@ -132,18 +128,7 @@ async def run(uri: str, levels: list[int]) -> None:
 
 def main() -> None:
     """Parse arguments and run."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--uri", default=os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/"))
-    parser.add_argument("--levels", default="10,1000,10000", help="open reservations of the SKU, increasing")
-    args = parser.parse_args()
-    try:
-        levels = [int(x) for x in args.levels.split(",")]
-    except ValueError:
-        sys.exit(f"--levels must be comma-separated integers, got {args.levels!r}")
-    if levels != sorted(levels) or levels[0] < 1:
-        sys.exit(f"--levels must be increasing positive counts, got {levels}")
-    configure("inventory", level="WARNING")  # per-message INFO lines would be most of the CPU measured
-    asyncio.run(run(args.uri, levels))
+    run_at_levels(__doc__, "inventory", "open reservations of the SKU, increasing", run)
 
 
 if __name__ == "__main__":

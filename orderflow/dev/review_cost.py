@@ -11,12 +11,9 @@ and without the master data documents (customer, products) that review reads for
 approvals of another customer warm the new collection up first.
 """
 
-import argparse
-import asyncio
 import json
 import os
 import statistics
-import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -28,10 +25,9 @@ from pymongo import AsyncMongoClient
 from contracts import topics
 from contracts.internal import OrderAccepted, OrderLine
 from orderflow import sample
-from orderflow.dev.store_cost import Counting, Sink, record, server_cpu
+from orderflow.dev.store_cost import Counting, Sink, record, run_at_levels, server_cpu
 from services.review.app import build_for
 from services.review.config import ReviewSettings
-from services.runtime.logging import configure
 
 CUSTOMER = "C-1001"
 PROBES = 40
@@ -155,18 +151,7 @@ async def prefetch_cost(store: Counting, reps: int = 300) -> None:
 
 def main() -> None:
     """Parse arguments and run."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--uri", default=os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/"))
-    parser.add_argument("--levels", default="10,1000,10000", help="open orders of the customer, increasing")
-    args = parser.parse_args()
-    try:
-        levels = [int(x) for x in args.levels.split(",")]
-    except ValueError:
-        sys.exit(f"--levels must be comma-separated integers, got {args.levels!r}")
-    if levels != sorted(levels) or levels[0] < 1:
-        sys.exit(f"--levels must be increasing positive counts, got {levels}")
-    configure("review", level="WARNING")  # per-message INFO lines would be most of the CPU measured
-    asyncio.run(run(args.uri, levels))
+    run_at_levels(__doc__, "review", "open orders of the customer, increasing", run)
 
 
 if __name__ == "__main__":

@@ -464,9 +464,21 @@ def apply_ferretdb_patches(module_dir: Path, patched_dir: Path) -> int:
     return len(patches)
 
 
+def _go(go: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `go args` in FerretDB's source directory in module mode, its output captured (the caller checks it)."""
+    return subprocess.run(
+        [go, *args],
+        cwd=FERRETDB_SRC,
+        env={**os.environ, "GOFLAGS": "-mod=mod"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def _ferretdb_patched_modfile(go: str, workdir: Path, progress: Progress) -> Path:
     """Copy FerretDB's module, apply the patch files, and return a go.mod that `replace`s it with the copy."""
-    env = {**os.environ, "GOFLAGS": "-mod=mod"}
     _run_streaming(
         [go, "mod", "download", FERRETDB_MODULE],
         label="ferretdb",
@@ -474,15 +486,7 @@ def _ferretdb_patched_modfile(go: str, workdir: Path, progress: Progress) -> Pat
         cwd=FERRETDB_SRC,
         extra_env={"GOFLAGS": "-mod=mod"},
     )
-    listed = subprocess.run(
-        [go, "list", "-m", "-f", "{{.Dir}}", FERRETDB_MODULE],
-        cwd=FERRETDB_SRC,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    listed = _go(go, "list", "-m", "-f", "{{.Dir}}", FERRETDB_MODULE)
     module_dir = Path(listed.stdout.strip())
     if listed.returncode != 0 or not listed.stdout.strip() or not module_dir.is_dir():
         raise StackError(f"ferretdb: cannot locate {FERRETDB_MODULE} sources: {listed.stderr.strip()}")
@@ -493,15 +497,7 @@ def _ferretdb_patched_modfile(go: str, workdir: Path, progress: Progress) -> Pat
     shutil.copyfile(FERRETDB_SRC / "go.mod", modfile)
     if (FERRETDB_SRC / "go.sum").is_file():
         shutil.copyfile(FERRETDB_SRC / "go.sum", workdir / "go.sum")
-    edit = subprocess.run(
-        [go, "mod", "edit", f"-modfile={modfile}", f"-replace={FERRETDB_MODULE}={patched_dir}"],
-        cwd=FERRETDB_SRC,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    edit = _go(go, "mod", "edit", f"-modfile={modfile}", f"-replace={FERRETDB_MODULE}={patched_dir}")
     if edit.returncode != 0:
         raise StackError(f"ferretdb: `go mod edit -replace` failed: {edit.stderr.strip()}")
     return modfile

@@ -1,14 +1,39 @@
-"""What the per-service cost scripts (orderflow/dev/*_cost.py) share: a DocStore that counts its round trips and
-writes, a publisher that only counts, consumed records, and the CPU the store's servers have used."""
+"""What the per-service cost scripts (orderflow/dev/*_cost.py) share: their arguments, a DocStore that counts
+its round trips and writes, a publisher that only counts, consumed records, and the CPU the store's servers
+have used."""
 
+import argparse
+import asyncio
+import os
+import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 import psutil
 
+from services.runtime.logging import configure
 from services.runtime.messages import Incoming, Outgoing
 from services.runtime.outbox import Doc, DocStore, Marker
+
+
+def run_at_levels(
+    doc: str | None, service: str, levels_help: str, run: Callable[[str, list[int]], Coroutine[Any, Any, None]]
+) -> None:
+    """Run a cost script: `run(uri, levels)` with --uri (MONGODB_URI by default) and --levels (increasing positive
+    counts, 10,1000,10000 by default; anything else exits naming it), logging only the service's warnings."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    parser.add_argument("--uri", default=os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/"))
+    parser.add_argument("--levels", default="10,1000,10000", help=levels_help)
+    args = parser.parse_args()
+    try:
+        levels = [int(x) for x in args.levels.split(",")]
+    except ValueError:
+        sys.exit(f"--levels must be comma-separated integers, got {args.levels!r}")
+    if levels != sorted(levels) or levels[0] < 1:
+        sys.exit(f"--levels must be increasing positive counts, got {levels}")
+    configure(service, level="WARNING")  # per-message INFO lines would be most of the CPU measured
+    asyncio.run(run(args.uri, levels))
 
 
 class Counting(DocStore):

@@ -1,7 +1,7 @@
 """Review's subscribers: load the typed state, let services.review.domain decide, record (the batch writes it).
 
-An order's claim on its customer's credit is moved by `_save`: the credit documents (written first) get the
-change once per input, the order document its new state and the input in its inbox; a numbered order that
+`store.record` records a decision: the credit documents (written first) get the change of the order's claim once
+per input (`domain.settle`), the order document its new state and the input in its inbox; a numbered order that
 claims gets its `number:` document (inserted once) for the invoice that will release the claim."""
 
 from dataclasses import dataclass, field
@@ -16,7 +16,7 @@ from services.review.store import Credit, ReviewOrder
 from services.runtime.batch import Batch
 from services.runtime.messages import Incoming
 from services.runtime.status import order_key
-from services.runtime.steps import DUPLICATE, Decision, Loaded, load, save, step
+from services.runtime.steps import DUPLICATE, Decision, Loaded, load, step
 
 
 @dataclass
@@ -59,13 +59,13 @@ async def on_accepted(
     if order.seen(msg.event_id):
         return DUPLICATE
     credit = await load(batch, store.CREDITS, msg.customer_id)
-    held = _held(order.state, msg.customer_id)
+    held = store.held_on(order.state, msg.customer_id)
     others = (credit.state or Credit()).total - domain.counted(credit.state or Credit(), msg.event_id, held)
     customer = memory.customers.get(msg.customer_id)
     known = {line.sku: memory.products[line.sku] for line in msg.lines if line.sku in memory.products}
     decision = domain.review(order.state, msg, customer, known, others, batch.now, policy)
     number = msg.order_number or msg.order_key
-    return await _save(batch, msg.event_id, at, number, order, decision, also=msg.customer_id)
+    return await _record(batch, msg.event_id, at, number, order, decision, also=msg.customer_id)
 
 
 async def on_decision(batch: Batch, msg: ReviewDecision, rec: Incoming, *, progress: Progress) -> str:
@@ -77,7 +77,7 @@ async def on_decision(batch: Batch, msg: ReviewDecision, rec: Incoming, *, progr
         return DUPLICATE
     decision = domain.decide_manual(order.state, msg, batch.now)
     number = order.state.order_number or key if order.state else key
-    return await _save(batch, msg.command_id, at, number, order, decision)
+    return await _record(batch, msg.command_id, at, number, order, decision)
 
 
 async def on_cancelled(batch: Batch, msg: OrderCancelled, rec: Incoming, *, progress: Progress) -> str:
@@ -87,7 +87,7 @@ async def on_cancelled(batch: Batch, msg: OrderCancelled, rec: Incoming, *, prog
     if order.seen(msg.event_id):
         return DUPLICATE
     number = (order.state.order_number if order.state else None) or msg.order_key
-    return await _save(batch, msg.event_id, at, number, order, domain.on_cancelled(order.state, msg))
+    return await _record(batch, msg.event_id, at, number, order, domain.on_cancelled(order.state, msg))
 
 
 async def on_invoiced(batch: Batch, msg: InvoiceRequested, rec: Incoming, *, progress: Progress) -> str:
@@ -102,15 +102,10 @@ async def on_invoiced(batch: Batch, msg: InvoiceRequested, rec: Incoming, *, pro
         return DUPLICATE
     if order.state is None:
         return f"ignored: no order {msg.order_number}"
-    return await _save(batch, msg.event_id, at, msg.order_number, order, domain.on_invoiced(order.state, msg))
+    return await _record(batch, msg.event_id, at, msg.order_number, order, domain.on_invoiced(order.state, msg))
 
 
-def _held(state: ReviewOrder | None, customer_id: str | None) -> int:
-    """The cents the order's document says it holds on `customer_id`'s credit."""
-    return state.claim if state is not None and state.customer_id == customer_id else 0
-
-
-async def _save(
+async def _record(
     batch: Batch,
     cause: str,
     at: Source,
@@ -119,22 +114,7 @@ async def _save(
     decision: Decision[ReviewOrder],
     also: str | None = None,
 ) -> str:
-    """Move the order's claim on each credit it touches (the one it held, the one it holds now, and `also`,
-    where an interrupted attempt may have left a change) from what it held to what it holds, once per input;
-    then record the order's new state with the events. The credits are written before the order."""
-    before, after = order.state, decision.new_state or order.state
-    customers = {c for c in (before and before.customer_id, after and after.customer_id) if c}
-    for cid in sorted(customers | ({also} if also else set())):
-        held, target = _held(before, cid), _held(after, cid)
-        if cid != also and held == target == 0:
-            continue  # nothing held or claimed, so no earlier attempt of this input changed this credit
-        credit = await load(batch, store.CREDITS, cid)
-        current = credit.state or Credit()
-        settled = domain.settle(current, cause, number, held, target, at)
-        if settled is not None and settled != current:
-            save(batch, credit, None, Decision(settled))
-    if after is not None and after.claim and after.order_number:
-        numbered = await load(batch, store.NUMBERS, after.order_number)
-        if numbered.state is None:
-            save(batch, numbered, None, Decision(order.key.removeprefix(store.ORDERS.prefix)))
-    return save(batch, order, cause, decision)
+    """Record the decision (store.record), each credit's claim moved once per input as domain.settle says."""
+    return await store.record(
+        batch, order, cause, decision, lambda c, held, target: domain.settle(c, cause, number, held, target, at), also
+    )

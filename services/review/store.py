@@ -12,7 +12,7 @@ before any approval is stored, and a batch interrupted between the two writes fi
 first attempt applied (`Credit.ops`), so `total` stays equal to the sum of the open approved orders' claims.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -25,10 +25,11 @@ from contracts.common import Reason
 from contracts.internal import OrderAccepted, OrderApproved, OrderCancelled
 from contracts.public import CustomerUpserted, InvoiceRequested, ProductUpserted, ReviewDecision
 from services.review.rules import PreviousRevision, RuleOutcome, RuleResult
+from services.runtime.batch import Batch
 from services.runtime.messages import Incoming
 from services.runtime.outbox import Store
 from services.runtime.status import order_key
-from services.runtime.steps import Kind
+from services.runtime.steps import Decision, Kind, Loaded, load, save
 
 Collection = AsyncCollection[dict[str, Any]]
 # The key scheme: a document's key is its kind's prefix and the identity (ORDERS.key("web:W-1") = "order:web:W-1").
@@ -239,6 +240,47 @@ def keys(msg: BaseModel, rec: Incoming | None = None) -> list[str]:
     if isinstance(msg, ReviewDecision):
         return [ORDERS.key(order_key(msg.channel, msg.channel_order_ref))]
     return []
+
+
+# ---- recording a decision ----
+# (credit, held, target): the credit once an order's claim on it goes from `held` to `target` cents (None: unchanged)
+Settle = Callable[[Credit, int, int], Credit | None]
+
+
+def held_on(state: ReviewOrder | None, customer_id: str | None) -> int:
+    """The cents the order's document says it holds on `customer_id`'s credit (0: none)."""
+    return state.claim if state is not None and state.customer_id == customer_id else 0
+
+
+async def record(
+    batch: Batch,
+    order: Loaded[ReviewOrder],
+    cause: str,
+    decision: Decision[ReviewOrder],
+    settle: Settle,
+    also: str | None = None,
+) -> str:
+    """Record a decision on an order for the input `cause`: move its claim on each credit it touches (the one it
+    held, the one it holds now, and `also`, where an interrupted attempt may have left a change) from what it
+    held to what it holds, as `settle` says (once per input); give a numbered order that claims its `number:`
+    document (inserted once); then record the order's new state with the events and `cause` in its inbox. The
+    credits are written before the order. Returns the decision's outcome."""
+    before, after = order.state, decision.new_state or order.state
+    customers = {c for c in (before and before.customer_id, after and after.customer_id) if c}
+    for cid in sorted(customers | ({also} if also else set())):
+        held, target = held_on(before, cid), held_on(after, cid)
+        if cid != also and held == target == 0:
+            continue  # nothing held or claimed, so no earlier attempt of this input changed this credit
+        credit = await load(batch, CREDITS, cid)
+        current = credit.state or Credit()
+        settled = settle(current, held, target)
+        if settled is not None and settled != current:
+            save(batch, credit, None, Decision(settled))
+    if after is not None and after.claim and after.order_number:
+        numbered = await load(batch, NUMBERS, after.order_number)
+        if numbered.state is None:
+            save(batch, numbered, None, Decision(order.key.removeprefix(ORDER)))
+    return save(batch, order, cause, decision)
 
 
 # ---- the collection and read helpers ----

@@ -3,6 +3,7 @@
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,8 +16,11 @@ from contracts.public import InvoiceRequested
 from services.review import store
 from services.review.app import CONSUMES, NAME, build_for
 from services.review.config import ReviewSettings
+from services.runtime.batch import Batch
 from services.runtime.memory import MemoryDocStore
+from services.runtime.messages import Outgoing
 from services.runtime.outbox import Doc
+from services.runtime.steps import Decision, load
 from tests.factories import NOW, command, customer, product
 from tests.handlers.events import accepted, cancelled, number, okey, wire
 from tests.handlers.harness import Harness
@@ -385,3 +389,47 @@ async def test_duplicate_invoice_request_releases_once(review: Harness) -> None:
         await review.send(topics.FINANCE_INVOICE_REQUESTS, invoice("R-25"), number("R-25"))
     assert await exposure(review) == (11000, {number("R-26"): 11000})
     assert review.statuses() == ["approved", "approved"]
+
+
+# ---- store.record on its own: which credits it settles, the number document, the order last ----
+class Unsent:
+    async def send_all(self, messages: list[Outgoing]) -> None:
+        assert messages == []
+
+
+class Settles:
+    """A `store.Settle` that adds the change to the total and remembers what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[int, int, int]] = []
+
+    def __call__(self, credit: store.Credit, held: int, target: int) -> store.Credit | None:
+        self.asked.append((credit.total, held, target))
+        return None if held == target else store.Credit(credit.total - held + target)
+
+
+async def test_record_moves_the_claim_numbers_the_order_once_and_looks_at_the_credit_it_is_told_to() -> None:
+    memory, settle = MemoryDocStore(), Settles()
+    batch = Batch(memory, NOW, "test")
+    order = await load(batch, store.ORDERS, "web:W-1")
+    approved = store.ReviewOrder(1, "approved", order_number="SO-1", customer_id="C-1", claim=500)
+    outcome = await store.record(batch, order, "in-1", Decision(approved, (), "approved"), settle, also="C-2")
+    assert outcome == "approved" and settle.asked == [(0, 0, 500), (0, 0, 0)]  # C-1, then C-2 (`also`)
+    assert (await load(batch, store.CREDITS, "C-1")).state == store.Credit(500)
+    assert (await load(batch, store.CREDITS, "C-2")).state is None  # unchanged: nothing written
+    assert (await load(batch, store.NUMBERS, "SO-1")).state == "web:W-1"
+    assert order.state == approved and order.doc.inbox == ["in-1"]
+    await batch.commit(Unsent())
+    later = Batch(memory, NOW, "test")
+    order = await load(later, store.ORDERS, "web:W-1")
+    await store.record(later, order, "in-2", Decision(replace(approved, revision=2, claim=700)), settle)
+    assert settle.asked[-1] == (500, 500, 700) and (await load(later, store.CREDITS, "C-1")).state == store.Credit(700)
+    assert not (await load(later, store.NUMBERS, "SO-1")).doc.dirty  # inserted once
+
+
+async def test_record_leaves_alone_a_credit_the_order_neither_held_nor_claims() -> None:
+    batch, settle = Batch(MemoryDocStore(), NOW, "test"), Settles()
+    order = await load(batch, store.ORDERS, "web:W-2")
+    rejected = store.ReviewOrder(1, "rejected", order_number="SO-2", customer_id="C-1")
+    assert await store.record(batch, order, "in-1", Decision(rejected, (), "rejected"), settle) == "rejected"
+    assert settle.asked == [] and set(batch.docs) == {store.ORDERS.key("web:W-2")}

@@ -3,6 +3,7 @@ checked against the code they deploy (topics, consumer groups, partitions, setti
 
 import ast
 import copy
+import functools
 import importlib
 import inspect
 import json
@@ -555,7 +556,8 @@ def test_compose_dependencies_exist_and_images_are_pinned() -> None:
 # --- Prometheus and Grafana -------------------------------------------------------------------------------
 
 
-def exposed_metric_names() -> set[str]:
+@functools.cache  # parses every module of the code: once for the tests that ask
+def exposed_metric_names() -> frozenset[str]:
     """Names the code exposes: prometheus_client metrics and collector families, with their sample suffixes."""
     suffixes = {
         "Counter": ("_total",),
@@ -578,7 +580,7 @@ def exposed_metric_names() -> set[str]:
                         node.args[0].value.removesuffix("_total") if func.startswith("Counter") else node.args[0].value
                     )
                     names |= {base + s for s in suffixes[func]}
-    return names
+    return frozenset(names)
 
 
 def test_exposed_metric_names_include_the_service_metrics() -> None:

@@ -1,7 +1,6 @@
 """Configuration of the local stack (no servers started)."""
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -55,13 +54,7 @@ def test_ferretdb_patches_apply_to_the_pinned_module(tmp_path: Path) -> None:
     go = shutil.which("go")
     if go is None:
         pytest.skip("Go is not installed")
-    listed = subprocess.run(
-        [go, "list", "-m", "-f", "{{.Dir}}", stack.FERRETDB_MODULE],
-        cwd=stack.FERRETDB_SRC,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    listed = stack._go(go, "list", "-m", "-f", "{{.Dir}}", stack.FERRETDB_MODULE)
     module_dir = Path(listed.stdout.strip())
     if listed.returncode != 0 or not listed.stdout.strip() or not module_dir.is_dir():
         pytest.skip("FerretDB module is not in the Go module cache")

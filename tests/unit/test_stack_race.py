@@ -15,8 +15,10 @@ import pytest
 
 from orderflow.dev import stack
 
+# SIGINT (postgres' fast shutdown) ends it even when the tests run with SIGINT ignored (started with `&`)
 LISTEN = (
-    "import socket, sys, time\n"
+    "import signal, socket, sys, time\n"
+    "signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
     "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
     "s.bind(('127.0.0.1', int(sys.argv[-1]))); s.listen()\n"
     "time.sleep(120)\n"
@@ -95,8 +97,10 @@ def test_a_running_postgres_whose_pid_file_was_lost_is_adopted_then_stopped(
     assert errors == []
     assert stack.pid_file("postgres").read_text() == f"{proc.pid}\n"
     assert proc.poll() is None
-    stack.stop("postgres", timeout=10, progress=lambda _: None)
+    said: list[str] = []
+    stack.stop("postgres", timeout=10, progress=said.append)
     assert proc.wait(timeout=10) is not None
+    assert not [line for line in said if "SIGKILL" in line]  # the fast shutdown (SIGINT) ended it
     assert not stack.pid_file("postgres").exists()
 
 
