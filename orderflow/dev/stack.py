@@ -779,12 +779,11 @@ def _postmaster_pid() -> int | None:
 
 def _started_here(component: Component, argv: list[str]) -> bool:
     """Whether a Kafka or FerretDB command line is the one this state directory runs (our Kafka's properties file;
-    FerretDB on our address with our backend)."""
+    FerretDB on our address naming our data directory)."""
     if component == "kafka":
         ours = state_dir() / "run" / "kafka.properties"
         return any(_same_path(arg, ours) for arg in argv if arg.endswith("kafka.properties"))
-    sqlite = f"file:{data_dir('ferretdb')}/?_txlock=immediate"
-    return address("ferretdb") in argv and (sqlite if ferretdb_backend() == "sqlite" else postgres_url()) in argv
+    return address("ferretdb") in argv and _ferretdb_sqlite_url() in argv
 
 
 def _own_pid(component: Component) -> int | None:
@@ -937,11 +936,17 @@ def _prepare_ferretdb(progress: Progress) -> list[str]:
         m = security.material(state_dir())
         tls = ["-tls-listen-addr", address("ferretdb"), "-tls-cert-file", str(m.server_cert)]
         cmd = [str(binary), "-listen-addr", "", *tls, "-tls-key-file", str(m.server_key)]
+    data_dir("ferretdb").mkdir(parents=True, exist_ok=True)
+    # -sqlite-url also with PostgreSQL (unused there): it names this state directory, so that `stack down` in
+    # another checkout, whose FerretDB has the same address and PostgreSQL URL, never takes ours for its own
+    cmd += ["-sqlite-url", _ferretdb_sqlite_url()]
     if ferretdb_backend() == "sqlite":
-        data = data_dir("ferretdb")
-        data.mkdir(parents=True, exist_ok=True)
-        return [*cmd, "-handler", "sqlite", "-sqlite-url", f"file:{data}/?_txlock=immediate"]
+        return [*cmd, "-handler", "sqlite"]
     return [*cmd, "-handler", "postgresql", "-postgresql-url", postgres_url()]
+
+
+def _ferretdb_sqlite_url() -> str:
+    return f"file:{data_dir('ferretdb')}/?_txlock=immediate"
 
 
 async def _kafka_answers(bootstrap: str) -> None:

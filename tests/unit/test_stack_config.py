@@ -43,6 +43,19 @@ def test_ferretdb_command_per_backend(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert cmd[cmd.index("-sqlite-url") + 1].startswith(f"file:{tmp_path}/data/ferretdb/")
 
 
+def test_only_the_ferretdb_of_this_state_directory_is_ours(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Two checkouts' FerretDBs share the address and the PostgreSQL URL: `stack down` in one must not adopt the
+    other's (it did, by address and URL alone)."""
+    monkeypatch.setattr(stack, "ensure_ferretdb", lambda progress=None: Path("/bin/ferretdb"))
+    monkeypatch.delenv("ORDERFLOW_FERRETDB_BACKEND", raising=False)
+    monkeypatch.setenv("ORDERFLOW_HOME", str(tmp_path / "other"))
+    theirs = stack._prepare_ferretdb(lambda _line: None)
+    monkeypatch.setenv("ORDERFLOW_HOME", str(tmp_path / "ours"))
+    ours = stack._prepare_ferretdb(lambda _line: None)
+    assert stack._started_here("ferretdb", ours)
+    assert not stack._started_here("ferretdb", theirs)
+
+
 def test_postgres_socket_dir_falls_back_to_tmp_for_long_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORDERFLOW_HOME", "/x" * 60)
     assert stack._pg_socket_dir() == Path("/tmp")

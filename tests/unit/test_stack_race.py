@@ -133,7 +133,16 @@ def test_a_postgres_of_another_data_dir_on_the_port_is_not_ours(
 def own_command(component: stack.Component) -> list[str]:
     if component == "kafka":
         return ["java", "-cp", "libs/*", "kafka.Kafka", str(stack.state_dir() / "run" / "kafka.properties")]
-    return ["ferretdb", "-listen-addr", stack.address("ferretdb"), "-postgresql-url", stack.postgres_url()]
+    data = stack.data_dir("ferretdb")
+    return [
+        "ferretdb",
+        "-listen-addr",
+        stack.address("ferretdb"),
+        "-sqlite-url",
+        f"file:{data}/?_txlock=immediate",
+        "-postgresql-url",
+        stack.postgres_url(),
+    ]
 
 
 @pytest.mark.parametrize("component", ["kafka", "ferretdb"])
