@@ -343,7 +343,7 @@ def track(order: Order | None, ev: ShipmentEvent, cause: str, now: datetime) -> 
         reasons = _said(f"delivery_{ev.kind}", ev.note or ev.kind)
         details = {"shipment_id": ev.shipment_id, "kind": ev.kind}
         events.append(order_status(cause, new, str(name), now, decided_by=RULES, reasons=reasons, details=details))
-    return Decision(new, tuple(events), f"{ev.shipment_id} {nxt}")
+    return Decision(new, tuple(events), f"{nxt} {ev.shipment_id}")  # the state first: the metric label
 
 
 def _consume(order: Order, sid: str, ship: Shipment) -> Outgoing:

@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import html
 import json
+import re
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -43,11 +44,13 @@ BATCHES = Histogram(
 ASYNCAPI_DIR = Path(__file__).resolve().parents[2] / "docs" / "asyncapi"
 
 Check = Callable[[], Awaitable[bool]]
+_LABEL_WORD = re.compile(r"[a-z][a-z_-]{0,31}")  # an outcome's first word usable as a label (a bounded vocabulary)
 
 
 def outcome_label(outcome: str) -> str:
-    """A bounded metric label from a handler outcome (no order numbers, no customer data)."""
-    return outcome.split(" ", 1)[0].split(":", 1)[0][:32] or "none"
+    """A bounded metric label from a handler outcome: its first word if a lowercase word, else "other" (no ids)."""
+    word = outcome.split(" ", 1)[0].split(":", 1)[0]
+    return word if _LABEL_WORD.fullmatch(word) else "other" if word else "none"
 
 
 class _EmbeddedServer(uvicorn.Server):

@@ -16,6 +16,7 @@ from orderflow import track
 from services.fulfillment import domain, store
 from services.fulfillment.app import CONSUMES, NAME, build
 from services.fulfillment.store import Order
+from services.runtime import health
 from services.runtime.messages import Incoming, Outgoing
 from services.runtime.status import status
 from tests.factories import NOW, command
@@ -203,6 +204,30 @@ async def test_exception_then_redispatch_then_delivery(ful: Harness) -> None:
     await deliver(ful, "F-7", sid)
     assert ful.statuses()[-1] == "delivered" and len(ful.out[topics.FINANCE_INVOICE_REQUESTS]) == 1
     assert not ful.out[topics.ORDERS_DLQ]
+
+
+def _handled_label_sets() -> set[tuple[str, ...]]:
+    """The label sets of fulfillment's handled-messages counter (each one a child the process keeps for good)."""
+    samples = health.HANDLED.collect()[0].samples
+    return {(s.labels["type"], s.labels["outcome"]) for s in samples if s.labels["service"] == NAME}
+
+
+async def test_shipment_events_add_no_metric_label_set_per_order(ful: Harness) -> None:
+    """The soak's fulfillment RSS grew ~3.5 KB per order: each shipment event's outcome began with the shipment id,
+    which became the `outcome` label: four new counter children per order, never freed."""
+
+    async def life(ref: str) -> None:
+        [sid] = await open_order(ful, ref)
+        await ship(ful, ref, sid)
+        await deliver(ful, ref, sid)
+
+    await life("F-LBL-0")
+    known = _handled_label_sets()
+    for n in range(1, 6):
+        await life(f"F-LBL-{n}")
+    assert _handled_label_sets() == known
+    assert ("shipment.picked", "picked") in known and len(ful.out[topics.FINANCE_INVOICE_REQUESTS]) == 6
+    assert health.outcome_label("SO-20261203-000001-WH-EAST-1 picked") == "other"
 
 
 # ---- cancellation ----
