@@ -22,6 +22,7 @@ from contracts.public import (
 )
 from contracts.registry import MODELS, UnreadableMessage, parse
 from services.runtime.status import status
+from tests.examples import examples
 from tests.factories import command, customer, product, submitted
 from tests.handlers import events
 
@@ -149,7 +150,7 @@ SAMPLES: dict[str, list[bytes]] = {
 }
 TOPICS = sorted(MODELS)
 FUZZ = settings(
-    max_examples=120,
+    max_examples=examples(120),
     deadline=2000,  # milliseconds per example: a pathological input would blow far past it
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     database=None,
