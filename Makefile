@@ -61,10 +61,10 @@ test: lint test-stack browser promtool
 	@echo "==> tests: unit, handlers (in-memory broker), end-to-end (real Kafka + FerretDB)"
 	@ORDERFLOW_PROFILE=test $(PYTEST) -m "not chaos" -p no:cacheprovider
 
-# domain and handler tests without servers (in-memory broker and store); ORDERFLOW_TEST_FAST=1 lets property
-# tests run fewer examples than in `make test`
+# domain and handler tests without servers (in-memory broker and store), on two worker processes (pytest-xdist);
+# ORDERFLOW_TEST_FAST=1 lets property tests run fewer examples than in `make test`
 test-fast: install
-	@ORDERFLOW_TEST_FAST=1 $(PYTEST) tests/unit tests/handlers -m "not e2e and not chaos" -q -p no:cacheprovider
+	@ORDERFLOW_TEST_FAST=1 $(PYTEST) tests/unit tests/handlers -m "not e2e and not chaos" -q -p no:cacheprovider -n 2
 
 chaos: test-stack
 	@echo "==> fault-injection suite"

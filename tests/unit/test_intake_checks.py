@@ -144,9 +144,13 @@ class Corruption:
     min_lines: int = 1
 
 
+def _label(value: Any) -> str:
+    """A test id that is the same in every process (pytest-xdist compares them): no object address."""
+    return "remove" if value is REMOVE else repr(value)
+
+
 def _put(path: str, code: str, value: Any) -> Corruption:
-    name = "remove" if value is REMOVE else repr(value)
-    return Corruption(path, code, lambda doc, at: _set(doc, at, value), f"{path}={name}")
+    return Corruption(path, code, lambda doc, at: _set(doc, at, value), f"{path}={_label(value)}")
 
 
 def _make_keyed_without_entered_by(value: Any) -> Callable[[dict[str, Any], str], None]:
@@ -212,7 +216,7 @@ CORRUPTIONS: list[Corruption] = [
     ),
     *_simple("entered_by", (42, WRONG_TYPE), (["x"], WRONG_TYPE)),
     *[
-        Corruption("entered_by", ENTERED_BY_REQUIRED, _make_keyed_without_entered_by(v), f"entered_by={v!r}")
+        Corruption("entered_by", ENTERED_BY_REQUIRED, _make_keyed_without_entered_by(v), f"entered_by={_label(v)}")
         for v in (REMOVE, None, "", " ")
     ],
     *_simple("customer", *_OBJECT),
