@@ -30,7 +30,7 @@ def isolated_env(servers: dict[str, str], kind: str) -> dict[str, str]:
         "MONGODB_DATABASE": f"{kind}_{run}",
         "KAFKA_GROUP_PREFIX": f"{kind}-{run}-",
         "ORDERFLOW_PROCS_DIR": tempfile.mkdtemp(prefix=f"orderflow-{kind}-{run}-"),
-        "LOG_LEVEL": "INFO",
+        "LOG_LEVEL": "DEBUG" if kind == "e2e" else "INFO",  # e2e tests read the per-message `handled` lines
     }
     os.environ.update(env)
     return env
