@@ -287,7 +287,7 @@ def subscribe(
     names: Sequence[str],
     processor: Processor,
     max_records: int,
-    fetch: tuple[int, int] = (1, 500),
+    fetch: tuple[int, int],
 ) -> None:
     """Consume `names` in batches as consumer group `group`; offsets are committed only after the batch's
     effects are stored and its outputs acknowledged. A batch that fails outside its handlers (a transient error:
