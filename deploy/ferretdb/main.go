@@ -9,6 +9,8 @@ import (
 	"context"
 	"flag"
 	"log"
+	"net/http"
+	_ "net/http/pprof" // -pprof-addr serves /debug/pprof/ (profiles of the store under load)
 	"os/signal"
 	"syscall"
 
@@ -26,7 +28,12 @@ func main() {
 	tlsCert := flag.String("tls-cert-file", "", "TLS server certificate file")
 	tlsKey := flag.String("tls-key-file", "", "TLS server key file")
 	tlsCA := flag.String("tls-ca-file", "", "TLS root CA file (optional)")
+	pprofAddr := flag.String("pprof-addr", "", "serve Go's /debug/pprof/ on this address (empty: off)")
 	flag.Parse()
+
+	if *pprofAddr != "" {
+		go func() { log.Printf("ferretdb: pprof: %v", http.ListenAndServe(*pprofAddr, nil)) }()
+	}
 
 	var backend string
 	switch *handler {

@@ -67,7 +67,7 @@ HOT_SKUS = ("SKU-0100", "SKU-0101", "SKU-0102")
 HOT_LOW_RATE = 30
 GROWTH_LEVELS = (10, 1000, 10_000)
 GROWTH_SKU, GROWTH_CUSTOMER = "SKU-0200", "C-1007"
-GROWTH_PROBES = 5
+GROWTH_PROBES = 9
 WARMUP_ORDERS = 5
 STEP_OVERHEAD_S = 20.0  # a step's snapshots, drain and restart around its offered and grace time
 MB = 1024 * 1024
@@ -805,6 +805,19 @@ class Bench:
                 last = time.monotonic()
             await asyncio.sleep(0.25)
 
+    async def drained(self, timeout: float, what: str) -> None:
+        """Wait until no service group has unconsumed records (the work behind the settled statuses, e.g.
+        fulfillment's, is done too); fail after `timeout` seconds."""
+        deadline, last = time.monotonic() + timeout, time.monotonic()
+        while sum((lags := await lag.total(self.bootstrap)).values()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what}: the services still lag {lags} after {timeout:.0f} s")
+            self.check_alive()
+            if time.monotonic() - last > 10:
+                self.say(f"    {what}: waiting for the services to drain, lag {lags}")
+                last = time.monotonic()
+            await asyncio.sleep(0.25)
+
     async def warm_up(self, producer: AIOKafkaProducer) -> None:
         """A few orders through the whole pipeline: the services have joined their groups and work."""
         spread = [t for t in self.pool if t.expect == "reserved"]
@@ -1030,6 +1043,7 @@ class Bench:
             )
             approval, reservation = [], []
             for n in range(GROWTH_PROBES):
+                await self.drained(120 + seed / 10, f"probe at {level}")  # a probe times one order, not a backlog
                 [key], _ = await self.send(producer, pool, 10, 1, f"p{level}-{n}")
                 await self.settle([key], 60, f"probe at {level}")
                 seen = self.follower.seen[key]

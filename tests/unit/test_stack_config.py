@@ -13,14 +13,24 @@ def test_components_start_postgres_before_ferretdb() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"), [(None, "postgresql"), ("postgresql", "postgresql"), ("SQLite", "sqlite")]
+    ("value", "expected"), [(None, "sqlite"), ("", "sqlite"), ("postgresql", "postgresql"), ("SQLite", "sqlite")]
 )
-def test_ferretdb_backend(monkeypatch: pytest.MonkeyPatch, value: str | None, expected: str) -> None:
+def test_ferretdb_backend(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str | None, expected: str) -> None:
+    monkeypatch.setenv("ORDERFLOW_HOME", str(tmp_path))
+    monkeypatch.delenv("ORDERFLOW_SECURE", raising=False)
     if value is None:
         monkeypatch.delenv("ORDERFLOW_FERRETDB_BACKEND", raising=False)
     else:
         monkeypatch.setenv("ORDERFLOW_FERRETDB_BACKEND", value)
     assert stack.ferretdb_backend() == expected
+
+
+def test_secure_mode_defaults_to_postgresql(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """FerretDB 1.x checks the store users' passwords only through PostgreSQL."""
+    monkeypatch.setenv("ORDERFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("ORDERFLOW_SECURE", "1")
+    monkeypatch.delenv("ORDERFLOW_FERRETDB_BACKEND", raising=False)
+    assert stack.ferretdb_backend() == "postgresql"
 
 
 def test_unknown_backend_is_a_stack_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,7 +43,7 @@ def test_ferretdb_command_per_backend(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setenv("ORDERFLOW_HOME", str(tmp_path))
     monkeypatch.setenv("ORDERFLOW_PG_PORT", "6543")
     monkeypatch.setattr(stack, "ensure_ferretdb", lambda progress=None: Path("/bin/ferretdb"))
-    monkeypatch.delenv("ORDERFLOW_FERRETDB_BACKEND", raising=False)
+    monkeypatch.setenv("ORDERFLOW_FERRETDB_BACKEND", "postgresql")
     cmd = stack._prepare_ferretdb(lambda _line: None)
     assert cmd[cmd.index("-handler") + 1] == "postgresql"
     assert cmd[cmd.index("-postgresql-url") + 1] == "postgres://postgres@127.0.0.1:6543/ferretdb"
@@ -72,9 +82,12 @@ def test_ferretdb_patches_apply_to_the_pinned_module(tmp_path: Path) -> None:
     if listed.returncode != 0 or not listed.stdout.strip() or not module_dir.is_dir():
         pytest.skip("FerretDB module is not in the Go module cache")
     patched = tmp_path / "FerretDB"
-    assert stack.apply_ferretdb_patches(module_dir, patched) == len(stack.ferretdb_patches()) == 5
+    assert stack.apply_ferretdb_patches(module_dir, patched) == len(stack.ferretdb_patches()) == 7
     assert (patched / "internal/handler/orderflow_lock.go").is_file()
     assert "orderflowNoTracking" in (patched / "internal/util/resource/resource.go").read_text()
+    assert "orderflowIDWhere(params.Filter)" in (patched / "internal/backends/sqlite/collection.go").read_text()
+    assert '`->"_id"`' in (patched / "internal/backends/sqlite/metadata/metadata.go").read_text()
+    assert "orderflowDebug(" in (patched / "internal/util/fsql/tx.go").read_text()
     assert not [p for p in patched.rglob("*") if p.suffix in (".orig", ".rej")]
 
 

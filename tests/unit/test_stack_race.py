@@ -31,7 +31,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     port = stack.unused_port(span=4)  # Kafka's controller takes the port after Kafka's
     for variable, offset in (("ORDERFLOW_PG_PORT", 0), ("ORDERFLOW_KAFKA_PORT", 1), ("ORDERFLOW_MONGO_PORT", 3)):
         monkeypatch.setenv(variable, str(port + offset))
-    monkeypatch.delenv("ORDERFLOW_FERRETDB_BACKEND", raising=False)
+    monkeypatch.setenv("ORDERFLOW_FERRETDB_BACKEND", "postgresql")  # the stand-ins are PostgreSQL + FerretDB
     monkeypatch.delenv("ORDERFLOW_SECURE", raising=False)
     # the stand-ins answer TCP, not the servers' protocols
     monkeypatch.setattr(stack, "_postgres_ready", lambda: True)
@@ -133,13 +133,12 @@ def test_a_postgres_of_another_data_dir_on_the_port_is_not_ours(
 def own_command(component: stack.Component) -> list[str]:
     if component == "kafka":
         return ["java", "-cp", "libs/*", "kafka.Kafka", str(stack.state_dir() / "run" / "kafka.properties")]
-    data = stack.data_dir("ferretdb")
     return [
         "ferretdb",
         "-listen-addr",
         stack.address("ferretdb"),
         "-sqlite-url",
-        f"file:{data}/?_txlock=immediate",
+        stack._ferretdb_sqlite_url(),
         "-postgresql-url",
         stack.postgres_url(),
     ]
