@@ -18,6 +18,7 @@ import pytest
 from contracts import topics
 from orderflow import bus, demo, lag, procs, sample
 from services.inventory.stock import Stock
+from services.runtime.outbox import unpacked
 from tests.e2e.checks import statuses_until, transitions
 
 pytestmark = pytest.mark.e2e
@@ -67,7 +68,7 @@ class Sampler:
     async def reserved(self) -> tuple[int, int]:
         """(reserved, on hand) over every warehouse, checking reserved <= on hand per warehouse."""
         doc = await self.collection.find_one({"_id": f"stock:{self.sku}"})
-        st = Stock.from_doc(self.sku, (doc or {}).get("state"))
+        st = Stock.from_doc(self.sku, unpacked(doc or {}).get("state"))
         for wh, on_hand in st.on_hand.items():
             if not 0 <= st.reserved(wh) <= on_hand:
                 self.broken.append(f"{wh}: {st.reserved(wh)} reserved of {on_hand} on hand")
