@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -795,26 +795,33 @@ class Bench:
 
     async def settle(self, keys: list[str], timeout: float, what: str) -> None:
         """Wait until every one of `keys` reached its expected status; fail after `timeout` seconds."""
-        deadline, last = time.monotonic() + timeout, time.monotonic()
-        while (done := self.follower.settled(keys, self.expect)) < len(keys):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{what}: {done}/{len(keys)} orders settled within {timeout:.0f} s")
-            self.check_alive()
-            if time.monotonic() - last > 10:
-                self.say(f"    {what}: {done}/{len(keys)} settled")
-                last = time.monotonic()
-            await asyncio.sleep(0.25)
+
+        async def pending() -> str | None:
+            done = self.follower.settled(keys, self.expect)
+            return None if done >= len(keys) else f"{done}/{len(keys)} orders settled"
+
+        await self._until(pending, timeout, what)
 
     async def drained(self, timeout: float, what: str) -> None:
         """Wait until no service group has unconsumed records (the work behind the settled statuses, e.g.
         fulfillment's, is done too); fail after `timeout` seconds."""
+
+        async def pending() -> str | None:
+            lags = await lag.total(self.bootstrap)
+            return f"the services still lag {lags}" if sum(lags.values()) else None
+
+        await self._until(pending, timeout, what)
+
+    async def _until(self, pending: Callable[[], Awaitable[str | None]], timeout: float, what: str) -> None:
+        """Poll `pending` (None when done, else how far it is) every 0.25 s, saying so every 10 s; fail after
+        `timeout` seconds, or when a service process has died."""
         deadline, last = time.monotonic() + timeout, time.monotonic()
-        while sum((lags := await lag.total(self.bootstrap)).values()):
+        while (status := await pending()) is not None:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{what}: the services still lag {lags} after {timeout:.0f} s")
+                raise RuntimeError(f"{what}: {status} within {timeout:.0f} s")
             self.check_alive()
             if time.monotonic() - last > 10:
-                self.say(f"    {what}: waiting for the services to drain, lag {lags}")
+                self.say(f"    {what}: {status}")
                 last = time.monotonic()
             await asyncio.sleep(0.25)
 
