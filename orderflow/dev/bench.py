@@ -1309,7 +1309,16 @@ def report(result: dict[str, Any]) -> list[str]:
             f"  PostgreSQL row writes measured {sum(m.values()):.1f}: " + ", ".join(f"{k} {v}" for k, v in m.items())
         )
     out += report_modes(result)
-    out += ["", f"Sustained throughput: {sm['sustained_orders_per_s']} orders/s ({sm['criterion']})"]
+    out += sustained_lines(result["mode"], sm)
+    out.append(f"\nresults: {result['path']}")
+    return out
+
+
+def sustained_lines(mode: str, sm: dict[str, Any]) -> list[str]:
+    """The sustained-rate summary; none for a --growth run, which offers no load steps to sustain."""
+    if mode == "growth":
+        return []
+    out = ["", f"Sustained throughput: {sm['sustained_orders_per_s']} orders/s ({sm['criterion']})"]
     out.append(f"  peak achieved: {sm['peak_achieved_orders_per_s']} orders/s")
     for label, key in (("sustained", "ratios_at_sustained"), ("peak", "ratios_at_peak")):
         r = sm[key]
@@ -1319,7 +1328,6 @@ def report(result: dict[str, Any]) -> list[str]:
             f"vs bulk {r['store_bulk']:.1%}"
         )
     out.append(f"sustained {sm['sustained_orders_per_s']} orders/s")
-    out.append(f"\nresults: {result['path']}")
     return out
 
 

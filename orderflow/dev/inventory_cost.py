@@ -27,6 +27,7 @@ from contracts.internal import ApprovedLine, OrderApproved
 from orderflow.dev.store_cost import Counting, Sink, record, run_at_levels, server_cpu
 from services.inventory.app import build_for
 from services.inventory.config import InventorySettings
+from services.runtime.outbox import unpacked
 
 SKU = "SKU-0001"
 WARM = "SKU-0002"  # the warm-up orders' SKU
@@ -90,9 +91,13 @@ async def run(uri: str, levels: list[int]) -> None:
             srv = (server_cpu() - s0) / PROBES
             seeded += PROBES
             raw = await client[db]["inventory"].find_one({"_id": f"stock:{SKU}"})
-            q0 = time.perf_counter()  # the query a priority order's candidates would need without `candidates`
-            held = {f"state.holds.{SKU}": {"$exists": True}}
-            found = [d async for d in client[db]["inventory"].find(held, {"_id": 1})]
+            q0 = time.perf_counter()  # the scan a priority order's candidates would need without `candidates`:
+            # states are stored packed (one JSON string, ADR 0007), so the store cannot filter on holds.<sku>
+            found = [
+                raw["_id"]
+                async for raw in client[db]["inventory"].find({}, {"state": 1})
+                if SKU in ((unpacked(raw).get("state") or {}).get("holds") or {})
+            ]
             query_ms = (time.perf_counter() - q0) * 1000
             row = {
                 "open": level,

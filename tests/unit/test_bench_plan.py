@@ -70,3 +70,17 @@ def test_growth_and_hot_reports_print_the_ratios() -> None:
     assert "reservation ratio largest/smallest: 2.5 (target <= 1.5)" in text
     assert "approval ratio largest/smallest: n/a" in text
     assert " 10,000 open" in text
+
+
+def test_the_sustained_summary_is_printed_for_load_runs_and_not_for_growth_runs() -> None:
+    shares = {"kafka_produce": 0.01, "kafka_consume": 0.001, "store_single": 0.3, "store_bulk": 0.1}
+    sm = {
+        "sustained_orders_per_s": 15,
+        "criterion": "p99 < 1 s",
+        "peak_achieved_orders_per_s": 37.7,
+        "ratios_at_sustained": shares,
+        "ratios_at_peak": shares,
+    }
+    for mode in ("throughput", "hot"):
+        assert bench.sustained_lines(mode, sm)[-1] == "sustained 15 orders/s"
+    assert bench.sustained_lines("growth", sm) == []
