@@ -94,9 +94,9 @@ async def run(uri: str, levels: list[int]) -> None:
             q0 = time.perf_counter()  # the scan a priority order's candidates would need without `candidates`:
             # states are stored packed (one JSON string, ADR 0007), so the store cannot filter on holds.<sku>
             found = [
-                raw["_id"]
-                async for raw in client[db]["inventory"].find({}, {"state": 1})
-                if SKU in ((unpacked(raw).get("state") or {}).get("holds") or {})
+                doc["_id"]
+                async for doc in client[db]["inventory"].find({}, {"state": 1})
+                if SKU in ((unpacked(doc).get("state") or {}).get("holds") or {})
             ]
             query_ms = (time.perf_counter() - q0) * 1000
             row = {
