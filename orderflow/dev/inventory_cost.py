@@ -27,7 +27,8 @@ from contracts.internal import ApprovedLine, OrderApproved
 from orderflow.dev.store_cost import Counting, Sink, record, run_at_levels, server_cpu
 from services.inventory.app import build_for
 from services.inventory.config import InventorySettings
-from services.runtime.outbox import unpacked
+from services.inventory.store import ORDER
+from services.runtime.outbox import DocStore
 
 SKU = "SKU-0001"
 WARM = "SKU-0002"  # the warm-up orders' SKU
@@ -93,11 +94,8 @@ async def run(uri: str, levels: list[int]) -> None:
             raw = await client[db]["inventory"].find_one({"_id": f"stock:{SKU}"})
             q0 = time.perf_counter()  # the scan a priority order's candidates would need without `candidates`:
             # states are stored packed (one JSON string, ADR 0007), so the store cannot filter on holds.<sku>
-            found = [
-                doc["_id"]
-                async for doc in client[db]["inventory"].find({}, {"state": 1})
-                if SKU in ((unpacked(doc).get("state") or {}).get("holds") or {})
-            ]
+            orders = await DocStore(client[db]["inventory"]).scan(ORDER)
+            found = [key for key, state in orders.items() if SKU in (state or {}).get("holds", {})]
             query_ms = (time.perf_counter() - q0) * 1000
             row = {
                 "open": level,
