@@ -39,10 +39,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil  # type: ignore[import-untyped,unused-ignore]
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
+from prometheus_client.parser import text_string_to_metric_families
 from pymongo import UpdateOne
 from pymongo.errors import PyMongoError
 
@@ -604,17 +606,54 @@ def handled_orders(before: dict[str, dict[str, int]], after: dict[str, dict[str,
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What a step compares before and after: topic ends, committed offsets, store row writes."""
+    """What a step compares before and after: topic ends, committed offsets, store row writes, and the
+    commands each service has sent to the store (its /metrics)."""
 
     ends: dict[str, int]
     committed: dict[str, dict[str, int]]
     rows: dict[str, int] | None
+    commands: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def command_delta(self, before: Snapshot, handled: dict[str, int]) -> dict[str, dict[str, float]]:
+        """Store commands per order each service handled since `before`, by command name (a service restarted
+        in between, whose counters went back, is left out)."""
+        out: dict[str, dict[str, float]] = {}
+        for service, now in self.commands.items():
+            then = before.commands.get(service)
+            if then is None or any(now.get(c, 0) < n for c, n in then.items()) or not handled.get(service):
+                continue
+            per = {c: round((n - then.get(c, 0)) / handled[service], 2) for c, n in sorted(now.items())}
+            out[service] = {c: v for c, v in per.items() if v}
+        return out
 
     def row_delta(self, before: Snapshot) -> dict[str, int] | None:
         """Rows written per service since `before` (None without PostgreSQL statistics)."""
         if self.rows is None or before.rows is None:
             return None
         return {s: n - before.rows.get(s, 0) for s, n in self.rows.items()}
+
+
+async def store_commands(services: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Each running service's `orderflow_store_commands_total` by command, read from its /metrics (services
+    whose port is unknown or that do not answer are left out)."""
+    out: dict[str, dict[str, float]] = {}
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        for service in services:
+            port = procs.health_port(service)
+            if port is None:
+                continue
+            try:
+                text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            except httpx.HTTPError:
+                continue
+            out[service] = {
+                point.labels["command"]: point.value
+                for family in text_string_to_metric_families(text)
+                if family.name == "orderflow_store_commands"
+                for point in family.samples
+                if point.name.endswith("_total") and point.labels.get("service") == service
+            }
+    return out
 
 
 def _lag_figures(
@@ -839,6 +878,7 @@ class Bench:
             await end_offsets(self.bootstrap),
             await committed(self.bootstrap),
             {s: rows[f"{self.database}_{s}"] for s in procs.SERVICES} if rows is not None else None,
+            await store_commands(procs.SERVICES),
         )
 
     def extra_processes(self) -> dict[str, int]:
@@ -898,6 +938,7 @@ class Bench:
             if fig["row_writes"]
             else None
         )
+        fig["store_commands_per_order"] = after.command_delta(before, rows_handled)
         fig["pids"] = {name: [p.pid for p in members][:1] for name, members in groups.items()}
         return fig
 
@@ -1154,6 +1195,7 @@ def per_order(steps: list[dict[str, Any]], pool: list[Template]) -> dict[str, An
         "kafka_consumed_by_services": round(sum(n * consumers.get(t, 0) for t, n in produced.items()), 2),
         "store_writes_estimate": write_estimate(pool),
         "store_row_writes_measured": ref["row_writes_per_order"] if ref is not None else None,
+        "store_commands_measured": ref.get("store_commands_per_order") if ref is not None else None,
     }
 
 
@@ -1307,6 +1349,15 @@ def report(result: dict[str, Any]) -> list[str]:
         m = po["store_row_writes_measured"]
         out.append(
             f"  PostgreSQL row writes measured {sum(m.values()):.1f}: " + ", ".join(f"{k} {v}" for k, v in m.items())
+        )
+    if commands := po.get("store_commands_measured"):
+        total = sum(v for per in commands.values() for v in per.values())
+        out.append(
+            f"  store commands (round trips) measured {total:.2f}: "
+            + "; ".join(
+                f"{svc} {sum(per.values()):.2f} (" + ", ".join(f"{c} {v}" for c, v in per.items()) + ")"
+                for svc, per in commands.items()
+            )
         )
     out += report_modes(result)
     out += sustained_lines(result["mode"], sm)

@@ -35,7 +35,7 @@ from services.runtime.batch import Batch
 from services.runtime.messages import Incoming
 from services.runtime.outbox import Store
 from services.runtime.status import order_key
-from services.runtime.steps import Kind, Loaded, load
+from services.runtime.steps import Kind, Loaded, load, prefetch_linked
 
 Collection = AsyncCollection[dict[str, Any]]
 Json = dict[str, Any]
@@ -441,11 +441,7 @@ async def prefetch_orders(batch: Batch, order_keys: Iterable[str]) -> None:
 
 async def prefetch_aliased_orders(batch: Batch) -> None:
     """Load in one round trip, once per batch, the orders of the aliases loaded with it (its shipment events')."""
-    if batch.scratch.setdefault("fulfillment:aliased_orders", False):
-        return
-    batch.scratch["fulfillment:aliased_orders"] = True
-    links = [d.state for k, d in batch.docs.items() if k.startswith(ALIASES.prefix) and d.state]
-    await batch.prefetch(ORDERS.key(Link.from_doc(link).order_key) for link in links)
+    await prefetch_linked(batch, ALIASES, lambda link: ORDERS.key(link.order_key))
 
 
 def keys(msg: BaseModel, rec: Incoming) -> Iterable[str]:

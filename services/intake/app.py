@@ -14,14 +14,14 @@ NAME = "intake"
 CONSUMES = (topics.ORDERS_SUBMITTED,)
 
 
-def build(store: Store, publisher: Publisher) -> Processor:
-    """Intake's processor over its collection."""
+def build(docs: Store, publisher: Publisher) -> Processor:
+    """Intake's processor over its collection; order numbers come a block at a time per processor."""
 
     def key_of(msg: Any, rec: Any) -> list[str]:
         key = handlers.doc_key(msg, rec) if isinstance(msg, OrderSubmitted) else None
         return [key] if key else []
 
-    return Processor(NAME, store, publisher, dict(handlers.HANDLERS), key_of, handlers.on_unreadable)
+    return Processor(NAME, docs, publisher, handlers.routes(store.Numbers()), key_of, handlers.on_unreadable)
 
 
 if __name__ == "__main__":

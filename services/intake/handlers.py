@@ -1,5 +1,7 @@
 """Intake's subscriber: load the typed state, let services.intake.domain decide, record (the batch writes it)."""
 
+from functools import partial
+
 from pydantic import BaseModel
 
 from contracts.public import OrderSubmitted
@@ -17,7 +19,7 @@ def doc_key(msg: OrderSubmitted, rec: Incoming) -> str | None:
     return store.ORDERS.key(order_key(*ident)) if ident else None
 
 
-async def on_submitted(batch: Batch, msg: OrderSubmitted, rec: Incoming) -> str:
+async def on_submitted(batch: Batch, msg: OrderSubmitted, rec: Incoming, *, numbers: store.Numbers) -> str:
     """Hold, number or ignore one submission; idempotent on channel+reference+revision."""
     ident = domain.identity(msg)
     if ident is None:
@@ -29,17 +31,9 @@ async def on_submitted(batch: Batch, msg: OrderSubmitted, rec: Incoming) -> str:
         return DUPLICATE
     sub, number = domain.submission(msg), None
     if domain.needs_number(order.state, sub):
-        number = domain.format_order_number(batch.now, await _next_number(batch))
+        sequence = await numbers.take(batch.store, f"{batch.now:%Y%m%d}", batch.size)
+        number = domain.format_order_number(batch.now, sequence)
     return save(batch, order, cause, domain.decide(order.state, sub, batch.now, number))
-
-
-async def _next_number(batch: Batch) -> int:
-    """The next order number of the batch's block: one sequence round trip per batch, not per order
-    (numbers a batch leaves unused, or takes again on a retry, are skipped: unique, not gapless)."""
-    block: list[int] = batch.scratch.setdefault("numbers", [])
-    if not block:
-        block.extend(await store.take_numbers(batch.store, batch.now.strftime("%Y%m%d"), batch.size))
-    return block.pop(0)
 
 
 def on_unreadable(batch: Batch, rec: Incoming, exc: UnreadableMessage) -> None:
@@ -49,4 +43,6 @@ def on_unreadable(batch: Batch, rec: Incoming, exc: UnreadableMessage) -> None:
         batch.emit(out)
 
 
-HANDLERS: dict[type[BaseModel], Handler] = {OrderSubmitted: on_submitted}
+def routes(numbers: store.Numbers) -> dict[type[BaseModel], Handler]:
+    """Intake's handlers, with the process's block of order numbers."""
+    return {OrderSubmitted: partial(on_submitted, numbers=numbers)}

@@ -1,10 +1,11 @@
 """The only code that knows intake's documents: their typed state, their keys, and how they are stored.
 
 Two kinds of document in intake's collection: `order:<channel>:<ref>` (an `IntakeOrder`, with the batch's
-inbox and outbox) and `seq:<YYYYMMDD>` (that day's order-number counter, taken a block at a time).
+inbox and outbox) and `seq:<YYYYMMDD>` (that day's order-number counter, taken a block at a time by each process).
 """
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -65,3 +66,22 @@ async def take_numbers(docs: Store, day: str, count: int) -> list[int]:
     """Atomically take `count` consecutive numbers of `day`'s sequence: unique across any number of replicas."""
     last = await docs.increment(f"{SEQUENCE}{day}", count)
     return list(range(last - count + 1, last + 1))
+
+
+@dataclass
+class Numbers:
+    """Order numbers a process takes from the day's sequence ahead of need, `block` at a time (or a batch's worth
+    if more): one sequence round trip per block, not per batch. Numbers a process took and did not use (it
+    stopped, the day turned, a batch was retried) are skipped: unique across replicas, not gapless."""
+
+    block: int = 64
+    day: str = ""
+    free: deque[int] = field(default_factory=deque)
+
+    async def take(self, docs: Store, day: str, wanted: int) -> int:
+        """The next unused number of `day`; a new block when none is left (`wanted`: the numbers the batch may need)."""
+        if day != self.day:
+            self.day, self.free = day, deque()
+        if not self.free:
+            self.free.extend(await take_numbers(docs, day, max(self.block, wanted)))
+        return self.free.popleft()

@@ -97,6 +97,7 @@ async def on_invoiced(batch: Batch, msg: InvoiceRequested, rec: Incoming, *, pro
     key = (await load(batch, store.NUMBERS, msg.order_number)).state
     if key is None:
         return f"ignored: no order {msg.order_number}"
+    await store.prefetch_numbered_orders(batch)  # the batch's invoice requests: their orders in one round trip
     order = await load(batch, store.ORDERS, key)
     if order.seen(msg.event_id):
         return DUPLICATE

@@ -29,7 +29,7 @@ from services.runtime.batch import Batch
 from services.runtime.messages import Incoming
 from services.runtime.outbox import Store
 from services.runtime.status import order_key
-from services.runtime.steps import Decision, Kind, Loaded, load, save
+from services.runtime.steps import Decision, Kind, Loaded, load, prefetch_linked, save
 
 Collection = AsyncCollection[dict[str, Any]]
 # The key scheme: a document's key is its kind's prefix and the identity (ORDERS.key("web:W-1") = "order:web:W-1").
@@ -284,6 +284,12 @@ async def record(
 
 
 # ---- the collection and read helpers ----
+async def prefetch_numbered_orders(batch: Batch) -> None:
+    """Load in one round trip, once per batch, the orders that the number documents loaded with it name (its
+    invoice requests')."""
+    await prefetch_linked(batch, NUMBERS, ORDERS.key)
+
+
 async def setup(collection: Collection) -> None:
     """Indexes review relies on."""
     await collection.create_index("state.order_number", sparse=True)

@@ -197,10 +197,11 @@ class Processor:
         self.write_first = write_first
         self.skip_unreadable = skip_unreadable
         self.clock = clock
+        self.store_commands: Callable[[], int] = lambda: 0  # commands sent to the store so far (batch log line)
 
     async def process(self, records: list[Incoming]) -> None:
         """Process one batch; raises only transient errors (the caller then retries from the start)."""
-        started = time.perf_counter()
+        started, commands = time.perf_counter(), self.store_commands()
         batch = Batch(self.store, self.clock(), self.service, len(records))
         readable: list[tuple[Incoming, BaseModel]] = []
         for rec in records:
@@ -226,6 +227,7 @@ class Processor:
             "batch",
             records=len(records),
             sent=sent,
+            store_commands=self.store_commands() - commands,
             outcomes=dict(batch.outcomes),
             first=records[0].origin if records else None,
             last=records[-1].origin if records else None,

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY, Counter
+from pymongo import monitoring
 
 from contracts import topics
 from contracts.public import STATUSES
@@ -18,6 +19,11 @@ ORDERS = Counter(
     "orderflow_orders",
     "Order statuses published on orders.status, by publishing service and status",
     ["service", "status"],
+)
+STORE_COMMANDS = Counter(
+    "orderflow_store_commands",
+    "Commands the service sent to its document store (one round trip each), by service and command name",
+    ["service", "command"],
 )
 _STATUS_KEY = b'"status":"'  # in compact JSON a key can only appear unescaped as a key, never inside a value
 _KNOWN = {status.encode(): status for status in STATUSES}
@@ -44,3 +50,23 @@ def count_published(service: str, messages: Iterable[Outgoing]) -> None:
     for status, count in tally.items():
         if status is not None:
             ORDERS.labels(service, status).inc(count)
+
+
+class StoreCommands(monitoring.CommandListener):
+    """Counts every command a service's Mongo client sends (one round trip each); `sent` is the running total
+    a batch's log line reads before and after."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.sent = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        """Count one command by name."""
+        self.sent += 1
+        STORE_COMMANDS.labels(self.service, event.command_name).inc()
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        """Nothing to count on success."""
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        """Nothing to count on failure (the start was counted)."""

@@ -158,7 +158,8 @@ class DocStore(Store):
         wanted = list(dict.fromkeys(keys))
         docs = {k: Doc(k, 0, None) for k in wanted}
         if wanted:
-            async for raw in self.collection.find({"_id": {"$in": wanted}}):
+            # every match in the first reply: no getMore round trip beyond the default 101 documents
+            async for raw in self.collection.find({"_id": {"$in": wanted}}, batch_size=len(wanted)):
                 docs[raw["_id"]] = self._loaded(unpacked(raw))
         return docs
 

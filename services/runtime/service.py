@@ -7,7 +7,7 @@ from typing import Any
 import structlog
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 
 from services.runtime import logging as runtime_logging
@@ -24,11 +24,17 @@ BuildProcessor = Callable[[Store, Publisher], Processor]
 Setup = Callable[[Collection], Awaitable[None]]
 
 
-def mongo_client(settings: ServiceSettings) -> AsyncMongoClient[dict[str, Any]]:
+def mongo_client(
+    settings: ServiceSettings, listeners: Sequence[monitoring.CommandListener] = ()
+) -> AsyncMongoClient[dict[str, Any]]:
     """The service's async MongoDB client (pymongo's asyncio API, Motor's successor); TLS options come with
     the URI, credentials with it or with MONGODB_USERNAME and MONGODB_PASSWORD(_FILE)."""
     return AsyncMongoClient(
-        settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=5000, **settings.mongo_credentials()
+        settings.mongodb_uri,
+        tz_aware=True,
+        serverSelectionTimeoutMS=5000,
+        event_listeners=list(listeners),
+        **settings.mongo_credentials(),
     )
 
 
@@ -69,7 +75,8 @@ async def run(
     tracing.configure(name)  # before logging: log lines then carry trace_id and span_id
     runtime_logging.configure(name, settings.log_format, settings.log_level)
     log = structlog.get_logger()
-    client = mongo_client(settings)
+    commands = observe.StoreCommands(name)
+    client = mongo_client(settings, [commands])
     collection = client[f"{settings.mongodb_database}_{name}"][name]
     await setup(collection)
     try:
@@ -81,6 +88,7 @@ async def run(
     store = doc_store(collection)
     await store.setup()
     broker, processor = wire(name, settings, store, consumes, build)
+    processor.store_commands = lambda: commands.sent
     relay = Relay(name, store, processor.publisher)
 
     async def mongo_ok() -> bool:

@@ -75,6 +75,17 @@ async def load(batch: Batch, kind: Kind[S], ident: str) -> Loaded[S]:
     return Loaded(kind, doc, state)
 
 
+async def prefetch_linked(batch: Batch, link: Kind[S], target: Callable[[S], str]) -> None:
+    """Load in one round trip, once per batch, the documents that the batch's loaded `link` documents name
+    (`target`: the key a link's state names), so that handlers following a link do not load one at a time."""
+    done: set[str] = batch.scratch.setdefault("prefetched_links", set())
+    if link.prefix in done:
+        return
+    done.add(link.prefix)
+    linked = [d.state for k, d in batch.docs.items() if k.startswith(link.prefix) and d.state is not None]
+    await batch.prefetch(target(link.read(state)) for state in linked)
+
+
 def save(batch: Batch, loaded: Loaded[S], cause: str | None, decision: Decision[S]) -> str:
     """Record a decision on its document: the new state, `cause` in the inbox (None when another document of
     the same effect remembers it) and the events in the outbox, written and published with the batch. A

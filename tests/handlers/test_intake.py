@@ -5,6 +5,8 @@ import re
 import pytest
 
 from contracts import topics
+from services.intake import store
+from services.runtime.memory import MemoryDocStore
 from tests.factories import key, submitted
 from tests.handlers.harness import Harness
 
@@ -86,3 +88,30 @@ async def test_unreadable_goes_to_dlq_and_invalid_status(intake: Harness, raw: b
     order = submitted("WEB-105")  # the consumer keeps going
     await intake.send(topics.ORDERS_SUBMITTED, order, key(order))
     assert intake.statuses()[-1] == "received"
+
+
+async def test_numbers_come_a_block_at_a_time_unique_across_two_replicas(intake: Harness) -> None:
+    increments: list[int] = []
+    increment = intake.store.increment
+
+    async def counted(key: str, by: int) -> int:
+        increments.append(by)
+        return await increment(key, by)
+
+    intake.store.increment = counted  # type: ignore[method-assign]
+    for i in range(20):  # twenty one-record batches
+        order = submitted(f"WEB-3{i:02d}")
+        await intake.send(topics.ORDERS_SUBMITTED, order, key(order))
+    assert increments == [store.Numbers().block]  # one sequence round trip, not one per batch
+    other = store.Numbers(block=5)  # a second replica on the same sequence takes the numbers after the block
+    numbers = [s["order_number"] for s in intake.out[topics.ORDERS_STATUS]]  # SO-YYYYMMDD-NNNNNN
+    mine, day = [int(n[-6:]) for n in numbers], numbers[0][3:11]
+    theirs = [await other.take(intake.store, day, 1) for _ in range(6)]
+    assert mine == list(range(1, 21)) and theirs == [65, 66, 67, 68, 69, 70] and increments[1:] == [5, 5]
+
+
+async def test_a_new_day_starts_its_own_sequence() -> None:
+    docs, numbers = MemoryDocStore(), store.Numbers(block=3)
+    assert [await numbers.take(docs, "20261203", 1) for _ in range(4)] == [1, 2, 3, 4]
+    assert [await numbers.take(docs, "20261204", 1) for _ in range(2)] == [1, 2]
+    assert await numbers.take(docs, "20261203", 5) == 7  # the rest of day one's second block was given up

@@ -7,12 +7,13 @@ from typing import Any
 import httpx
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from pymongo import monitoring
 
 from contracts import topics
 from contracts.public import STATUSES
 from orderflow.dev import stack
 from services.runtime.health import HealthServer
-from services.runtime.observe import status_of
+from services.runtime.observe import StoreCommands, status_of
 from services.runtime.status import status
 from tests.factories import key, submitted
 from tests.handlers.harness import Harness
@@ -97,3 +98,18 @@ def test_status_of_reads_every_contract_status_and_nothing_else() -> None:
         assert status_of(status("c", "web", tricky, name, now, details={"status": "x"}).value) == name
     assert status_of(b'{"type":"order.status","status":"made-up"}') is None
     assert status_of(b'{"type":"shipment.opened"}') is None
+
+
+async def test_store_commands_are_counted_per_service_and_command() -> None:
+    def sent(command: str) -> float:
+        return (
+            REGISTRY.get_sample_value("orderflow_store_commands_total", {"service": "metrics-test", "command": command})
+            or 0.0
+        )
+
+    listener = StoreCommands("metrics-test")
+    before = sent("find")
+    event = monitoring.CommandStartedEvent({"find": "c"}, "db", 1, ("127.0.0.1", 27017), 1)
+    listener.started(event)
+    listener.started(event)
+    assert listener.sent == 2 and sent("find") == before + 2

@@ -18,7 +18,7 @@ from services.review.app import CONSUMES, NAME, build_for
 from services.review.config import ReviewSettings
 from services.runtime.batch import Batch
 from services.runtime.memory import MemoryDocStore
-from services.runtime.messages import Outgoing
+from services.runtime.messages import Incoming, Outgoing
 from services.runtime.outbox import Doc
 from services.runtime.steps import Decision, load
 from tests.factories import NOW, command, customer, product
@@ -279,6 +279,24 @@ async def test_invoice_request_releases_exposure(review: Harness) -> None:
     await send_accepted(review, "R-12")
     await review.send(topics.FINANCE_INVOICE_REQUESTS, invoice("R-11"), number("R-11"))
     assert await exposure(review) == (11000, {number("R-12"): 11000})
+
+
+async def test_the_invoices_of_one_batch_load_their_orders_in_one_round_trip(review: Harness) -> None:
+    refs = ["R-B1", "R-B2", "R-B3"]
+    for ref in refs:
+        await send_accepted(review, ref)
+    loads: list[list[str]] = []
+    load_many = review.store.load_many
+
+    async def counted(keys: Iterable[str]) -> dict[str, Doc]:
+        loads.append(list(keys))
+        return await load_many(loads[-1])
+
+    review.store.load_many = counted  # type: ignore[method-assign]
+    records = [Incoming(topics.FINANCE_INVOICE_REQUESTS, 0, i, number(ref), invoice(ref)) for i, ref in enumerate(refs)]
+    await review.processor.process(records)
+    assert len(loads) == 2 and sorted(loads[1]) == sorted(store.ORDERS.key(okey(ref)) for ref in refs)
+    assert await exposure(review) == (0, {})
 
 
 async def test_an_invoice_finds_the_claim_by_the_order_number_also_after_a_manual_approval(review: Harness) -> None:

@@ -84,3 +84,12 @@ def test_the_sustained_summary_is_printed_for_load_runs_and_not_for_growth_runs(
     for mode in ("throughput", "hot"):
         assert bench.sustained_lines(mode, sm)[-1] == "sustained 15 orders/s"
     assert bench.sustained_lines("growth", sm) == []
+
+
+def test_store_commands_per_order_leave_out_a_restarted_service() -> None:
+    before = bench.Snapshot({}, {}, None, {"intake": {"find": 10, "insert": 4}, "review": {"find": 50}})
+    after = bench.Snapshot(
+        {}, {}, None, {"intake": {"find": 30, "insert": 14, "findAndModify": 1}, "review": {"find": 3}}
+    )
+    per_order = after.command_delta(before, {"intake": 10, "review": 10})
+    assert per_order == {"intake": {"find": 2.0, "findAndModify": 0.1, "insert": 1.0}}  # review's counters reset

@@ -14,6 +14,7 @@ from contracts.common import Reason
 from contracts.public import MAX_ORDER_LINES, OrderSubmitted
 from contracts.registry import UnreadableMessage, parse
 from services.intake import handlers as intake_handlers
+from services.intake import store as intake_store
 from services.intake.checks import check_submission
 from services.runtime.batch import Processor
 from services.runtime.messages import Incoming, Outgoing
@@ -138,7 +139,7 @@ async def test_handling_hostile_messages_retains_no_memory() -> None:
         "intake",
         _NoStore(),  # type: ignore[arg-type]
         publisher,
-        dict(intake_handlers.HANDLERS),
+        intake_handlers.routes(intake_store.Numbers()),
         lambda msg, rec: [],
         intake_handlers.on_unreadable,
     )
