@@ -158,8 +158,9 @@ class DocStore(Store):
         wanted = list(dict.fromkeys(keys))
         docs = {k: Doc(k, 0, None) for k in wanted}
         if wanted:
-            # every match in the first reply: no getMore round trip beyond the default 101 documents
-            async for raw in self.collection.find({"_id": {"$in": wanted}}, batch_size=len(wanted)):
+            # every match in the first reply, with room for one more: a full first batch leaves FerretDB's cursor
+            # open and costs an empty getMore; the default first batch (101) costs one for more keys
+            async for raw in self.collection.find({"_id": {"$in": wanted}}, batch_size=len(wanted) + 1):
                 docs[raw["_id"]] = self._loaded(unpacked(raw))
         return docs
 
