@@ -51,7 +51,6 @@ async def run(uri: str, orders: int, say: Callable[[str], None], lookups: int = 
     client = track.client(uri)
     collection = client[f"{database}_{track.SERVICE}"][track.SERVICE]
     try:
-        await store.setup(collection)
         start, began = datetime(2026, 11, 27, tzinfo=UTC), time.perf_counter()
         for first in range(0, orders, CHUNK):
             docs = [d for i in range(first, min(orders, first + CHUNK)) for d in _timeline_docs(i, start)]

@@ -47,4 +47,4 @@ def build(store_: Store, publisher: Publisher) -> Processor:
 
 
 if __name__ == "__main__":
-    main(run(NAME, FulfillmentSettings(), CONSUMES, build, store.setup))
+    main(run(NAME, FulfillmentSettings(), CONSUMES, build))

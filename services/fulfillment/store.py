@@ -471,9 +471,6 @@ def keys(msg: BaseModel, rec: Incoming) -> Iterable[str]:
 
 
 # ---- outside the batch: `orderflow track` ----
-async def setup(collection: Collection) -> None:
-    """Indexes fulfillment relies on."""
-    await collection.create_index("state.order_number", sparse=True)
 
 
 def is_order_key(ref: str) -> bool:

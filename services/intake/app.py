@@ -25,4 +25,4 @@ def build(docs: Store, publisher: Publisher) -> Processor:
 
 
 if __name__ == "__main__":
-    main(run(NAME, IntakeSettings(), CONSUMES, build, store.setup))
+    main(run(NAME, IntakeSettings(), CONSUMES, build))

@@ -57,11 +57,6 @@ def from_doc(doc: dict[str, Any]) -> IntakeOrder:
 ORDERS: Kind[IntakeOrder] = Kind(ORDER, from_doc, to_doc)
 
 
-async def setup(collection: Collection) -> None:
-    """Indexes intake relies on (the sequence and order documents are keyed by _id)."""
-    await collection.create_index("state.order_number", sparse=True)
-
-
 async def take_numbers(docs: Store, day: str, count: int) -> list[int]:
     """Atomically take `count` consecutive numbers of `day`'s sequence: unique across any number of replicas."""
     last = await docs.increment(f"{SEQUENCE}{day}", count)

@@ -55,4 +55,4 @@ def build_for(settings: InventorySettings) -> BuildProcessor:
 
 if __name__ == "__main__":
     cfg = InventorySettings()
-    main(run(NAME, cfg, CONSUMES, build_for(cfg), store.setup))
+    main(run(NAME, cfg, CONSUMES, build_for(cfg)))

@@ -275,11 +275,6 @@ class Repository:
         return settled
 
 
-async def setup(collection: Collection) -> None:
-    """Indexes inventory relies on."""
-    await collection.create_index("state.order_number", sparse=True)
-
-
 async def stock_levels(source: Store | Collection) -> list[dict[str, Any]]:
     """On hand and reserved per SKU and warehouse (for operators and the invariant checks), from a store or
     straight from inventory's collection."""

@@ -67,11 +67,10 @@ def build_for(settings: ReviewSettings, memory: MasterData | None = None) -> Bui
 
 
 def setup_for(settings: ReviewSettings, memory: MasterData) -> Setup:
-    """Review's start-up: its indexes, and a reader of all master data into `memory` for this process."""
+    """Review's start-up: a reader of all master data into `memory` for this process."""
     tasks: list[asyncio.Task[None]] = []
 
     async def setup(collection: Collection) -> None:
-        await store.setup(collection)
         tasks.append(asyncio.create_task(follow(memory, settings.kafka_bootstrap_servers, settings)))
 
     return setup

@@ -290,11 +290,6 @@ async def prefetch_numbered_orders(batch: Batch) -> None:
     await prefetch_linked(batch, NUMBERS, ORDERS.key)
 
 
-async def setup(collection: Collection) -> None:
-    """Indexes review relies on."""
-    await collection.create_index("state.order_number", sparse=True)
-
-
 async def exposures(docs: Store) -> dict[str, tuple[int, dict[str, int]]]:
     """Every customer's exposure total as stored on its credit document, and the claims its open orders hold
     (order number -> cents) as stored on their order documents (reads the whole collection: checks and tools)."""

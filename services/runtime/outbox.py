@@ -31,6 +31,7 @@ from services.runtime import faults
 from services.runtime.messages import Outgoing
 
 INBOX_LIMIT = 256
+STALE_INDEX = "state.order_number_1"
 PUBLISHED_MEMORY = 100_000  # document versions remembered as published, per process
 
 
@@ -150,8 +151,12 @@ class DocStore(Store):
         self.markers = collection.database[f"{collection.name}_outbox"]  # small: only batches in flight
 
     async def setup(self) -> None:
-        """The index the relay's query uses (on MongoDB; FerretDB scans the small marker collection)."""
+        """The index the relay's query uses (on MongoDB; FerretDB scans the small marker collection); the index
+        on `state.order_number` that versions before packing created is dropped: `state` is one JSON string
+        now, nothing queries the field, and the store kept the index on every write."""
         await self.markers.create_index("due")
+        if STALE_INDEX in await self.collection.index_information():
+            await self.collection.drop_index(STALE_INDEX)
 
     async def load_many(self, keys: Iterable[str]) -> dict[str, Doc]:
         """Load the documents for `keys`; missing ones come back empty at version 0."""

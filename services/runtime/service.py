@@ -69,7 +69,11 @@ def doc_store(collection: Collection) -> DocStore:
 
 
 async def run(
-    name: str, settings: ServiceSettings, consumes: Sequence[str], build: BuildProcessor, setup: Setup
+    name: str,
+    settings: ServiceSettings,
+    consumes: Sequence[str],
+    build: BuildProcessor,
+    setup: Setup | None = None,
 ) -> None:
     """Run the service until SIGTERM/SIGINT; in-flight batches finish and commit before it stops."""
     tracing.configure(name)  # before logging: log lines then carry trace_id and span_id
@@ -78,7 +82,8 @@ async def run(
     commands = observe.StoreCommands(name)
     client = mongo_client(settings, [commands])
     collection = client[f"{settings.mongodb_database}_{name}"][name]
-    await setup(collection)
+    if setup is not None:
+        await setup(collection)
     try:
         await ensure_topics(settings.kafka_bootstrap_servers, layout=settings, auth=settings)
     except TopicMismatch as exc:  # a cluster weaker than configured: never run on it

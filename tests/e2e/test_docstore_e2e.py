@@ -39,3 +39,16 @@ async def test_docstore_writes_one_string_per_field_and_reads_both_forms(servers
     finally:
         await client.drop_database(db.name)
         await client.close()
+
+
+async def test_setup_drops_the_order_number_index_nothing_queries(servers: dict[str, str]) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(servers["MONGODB_URI"])
+    db = client[f"docstore_{uuid.uuid4().hex[:8]}"]
+    try:
+        await db["things"].create_index("state.order_number", sparse=True)  # as versions before packing did
+        await DocStore(db["things"]).setup()
+        await DocStore(db["things"]).setup()  # again: nothing left to drop
+        assert list(await db["things"].index_information()) == ["_id_"]
+    finally:
+        await client.drop_database(db.name)
+        await client.close()
