@@ -613,18 +613,16 @@ class Snapshot:
     committed: dict[str, dict[str, int]]
     rows: dict[str, int] | None
     commands: dict[str, dict[str, float]] = field(default_factory=dict)
+    writes: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def command_delta(self, before: Snapshot, handled: dict[str, int]) -> dict[str, dict[str, float]]:
         """Store commands per order each service handled since `before`, by command name (a service restarted
         in between, whose counters went back, is left out)."""
-        out: dict[str, dict[str, float]] = {}
-        for service, now in self.commands.items():
-            then = before.commands.get(service)
-            if then is None or any(now.get(c, 0) < n for c, n in then.items()) or not handled.get(service):
-                continue
-            per = {c: round((n - then.get(c, 0)) / handled[service], 2) for c, n in sorted(now.items())}
-            out[service] = {c: v for c, v in per.items() if v}
-        return out
+        return counter_delta(self.commands, before.commands, handled)
+
+    def write_delta(self, before: Snapshot, handled: dict[str, int]) -> dict[str, dict[str, float]]:
+        """Documents written per order each service handled since `before`, by write command (as above)."""
+        return counter_delta(self.writes, before.writes, handled)
 
     def row_delta(self, before: Snapshot) -> dict[str, int] | None:
         """Rows written per service since `before` (None without PostgreSQL statistics)."""
@@ -633,10 +631,28 @@ class Snapshot:
         return {s: n - before.rows.get(s, 0) for s, n in self.rows.items()}
 
 
-async def store_commands(services: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """Each running service's `orderflow_store_commands_total` by command, read from its /metrics (services
-    whose port is unknown or that do not answer are left out)."""
+def counter_delta(
+    now: dict[str, dict[str, float]], then: dict[str, dict[str, float]], handled: dict[str, int]
+) -> dict[str, dict[str, float]]:
+    """Per service, what its counters (by command name) grew by per order it handled; a service whose counters
+    went back (it restarted in between) or that handled nothing is left out."""
     out: dict[str, dict[str, float]] = {}
+    for service, counts in now.items():
+        was = then.get(service)
+        if was is None or any(counts.get(c, 0) < n for c, n in was.items()) or not handled.get(service):
+            continue
+        per = {c: round((n - was.get(c, 0)) / handled[service], 2) for c, n in sorted(counts.items())}
+        out[service] = {c: v for c, v in per.items() if v}
+    return out
+
+
+StoreCounts = dict[str, dict[str, dict[str, float]]]  # metric family -> service -> command -> count
+
+
+async def store_counters(services: tuple[str, ...]) -> StoreCounts:
+    """Each running service's `orderflow_store_commands_total` and `orderflow_store_writes_total` by command,
+    read from its /metrics (services whose port is unknown or that do not answer are left out)."""
+    out: StoreCounts = {"orderflow_store_commands": {}, "orderflow_store_writes": {}}
     async with httpx.AsyncClient(timeout=5.0) as client:
         for service in services:
             port = procs.health_port(service)
@@ -646,13 +662,13 @@ async def store_commands(services: tuple[str, ...]) -> dict[str, dict[str, float
                 text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
             except httpx.HTTPError:
                 continue
-            out[service] = {
-                point.labels["command"]: point.value
-                for family in text_string_to_metric_families(text)
-                if family.name == "orderflow_store_commands"
-                for point in family.samples
-                if point.name.endswith("_total") and point.labels.get("service") == service
-            }
+            for family in text_string_to_metric_families(text):
+                if family.name in out:
+                    out[family.name][service] = {
+                        point.labels["command"]: point.value
+                        for point in family.samples
+                        if point.name.endswith("_total") and point.labels.get("service") == service
+                    }
     return out
 
 
@@ -874,11 +890,13 @@ class Bench:
         """Topic end offsets, the services' committed offsets and the store's row writes, now."""
         schemas = [f"{self.database}_{s}" for s in procs.SERVICES]
         rows = await asyncio.to_thread(pg_row_writes, schemas)
+        counts = await store_counters(procs.SERVICES)
         return Snapshot(
             await end_offsets(self.bootstrap),
             await committed(self.bootstrap),
             {s: rows[f"{self.database}_{s}"] for s in procs.SERVICES} if rows is not None else None,
-            await store_commands(procs.SERVICES),
+            counts["orderflow_store_commands"],
+            counts["orderflow_store_writes"],
         )
 
     def extra_processes(self) -> dict[str, int]:
@@ -939,6 +957,7 @@ class Bench:
             else None
         )
         fig["store_commands_per_order"] = after.command_delta(before, rows_handled)
+        fig["store_writes_per_order"] = after.write_delta(before, rows_handled)
         fig["pids"] = {name: [p.pid for p in members][:1] for name, members in groups.items()}
         return fig
 
@@ -1045,7 +1064,7 @@ class Bench:
             await self.tracker_task
         self.tracker_task = None
         await self.stop_services(graceful=not self.restart_needed)  # an abandoned backlog: no need to wait
-        result["per_order"] = per_order(result["steps"], self.pool)
+        result["per_order"] = per_order(result["steps"])
         result["summary"] = summary(result)
         return result
 
@@ -1137,30 +1156,6 @@ class Bench:
 # ------------------------------------------------------------------------------------------ figures
 
 
-def write_estimate(pool: list[Template]) -> dict[str, Any]:
-    """Store document writes per approved + reserved order, derived from runtime/batch.py and the handlers
-    (each batch sends them as one insert_many and one bulk_write per service; published outboxes are not
-    cleared by a second write).
-
-    intake 1: the new order document (the order-number sequence is one find_one_and_update per batch).
-    review 2: the order document and the customer's credit document. inventory L + 1: every stock document
-    whose stock changed - one per order line, L per order (substitutes are loaded, not rewritten) - and
-    the order document. fulfillment 6: the ship-to (insert), the reservation (update), the timeline (insert
-    + one update per later status: received, approved, reserved, fewer when they share a batch) and the
-    order-number alias (insert).
-    """
-    lines = sum(t.lines for t in pool) / len(pool)
-    stock_docs = sum(t.stock_docs for t in pool) / len(pool)
-    per = {"intake": 1.0, "review": 2.0, "inventory": round(lines + 1, 2), "fulfillment": 6.0}
-    return {
-        "per_service": per,
-        "total": round(sum(per.values()), 2),
-        "mean_lines": round(lines, 2),
-        "mean_stock_docs": round(stock_docs, 2),
-        "basis": " ".join((write_estimate.__doc__ or "").split()),
-    }
-
-
 # Kafka messages of one approved and reserved order by design (no simulator): the submission, three
 # statuses (received, approved, reserved), intake's accepted + shipping, review's approved, inventory's
 # allocation, fulfillment's opened shipment.
@@ -1175,9 +1170,10 @@ DESIGN_MESSAGES: dict[str, float] = {
 }
 
 
-def per_order(steps: list[dict[str, Any]], pool: list[Template]) -> dict[str, Any]:
-    """Kafka messages per order (end offsets of the fastest complete step, else the design's count) and
-    store writes per order (the estimate from the code, and PostgreSQL's row counts of that step)."""
+def per_order(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Kafka messages per order (end offsets of the fastest complete step, else the design's count) and the
+    store's commands and document writes per order in that step (the services' counters; PostgreSQL's row
+    writes when it is the backend)."""
     complete = [s for s in steps if s.get("settled", s["reserved"]) == s["orders"] and s["drained_after"]]
     ref = max(complete, key=lambda s: s["offered_per_s"]) if complete else None
     if ref is not None:
@@ -1193,9 +1189,9 @@ def per_order(steps: list[dict[str, Any]], pool: list[Template]) -> dict[str, An
         "kafka_produced_by_topic": produced,
         "kafka_produced": round(sum(produced.values()), 2),
         "kafka_consumed_by_services": round(sum(n * consumers.get(t, 0) for t, n in produced.items()), 2),
-        "store_writes_estimate": write_estimate(pool),
         "store_row_writes_measured": ref["row_writes_per_order"] if ref is not None else None,
         "store_commands_measured": ref.get("store_commands_per_order") if ref is not None else None,
+        "store_writes_measured": ref.get("store_writes_per_order") if ref is not None else None,
     }
 
 
@@ -1208,14 +1204,15 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
     po = result["per_order"]
     kafka = result["raw_kafka"]["status"]
     store = result["raw_store"]
-    writes = po["store_writes_estimate"]["total"]
+    measured = po.get("store_writes_measured")
+    writes = sum(v for per in measured.values() for v in per.values()) if measured else None
 
-    def ratios(rate: float) -> dict[str, float]:
+    def ratios(rate: float) -> dict[str, float | None]:
         return {
             "kafka_produce": round(rate * po["kafka_produced"] / kafka["produce_per_s"], 4),
             "kafka_consume": round(rate * po["kafka_consumed_by_services"] / kafka["consume_per_s"], 4),
-            "store_single": round(rate * writes / store["update_one_per_s"], 4),
-            "store_bulk": round(rate * writes / store["bulk_write_per_s"], 4),
+            "store_single": round(rate * writes / store["update_one_per_s"], 4) if writes is not None else None,
+            "store_bulk": round(rate * writes / store["bulk_write_per_s"], 4) if writes is not None else None,
         }
 
     return {
@@ -1232,6 +1229,15 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
 
 def _ms(v: float | None) -> str:
     return "   >grace" if v is None else f"{v * 1000:>9,.0f}"
+
+
+def per_service_line(counts: dict[str, dict[str, float]]) -> str:
+    """`total: service n (command n, ...); ...` of per-order counts by service and command."""
+    total = sum(v for per in counts.values() for v in per.values())
+    return f"{total:.2f}: " + "; ".join(
+        f"{svc} {sum(per.values()):.2f} (" + ", ".join(f"{c} {v}" for c, v in per.items()) + ")"
+        for svc, per in counts.items()
+    )
 
 
 def mix_line(pool: list[Template]) -> str:
@@ -1333,32 +1339,21 @@ def report(result: dict[str, Any]) -> list[str]:
     for s in result["steps"]:
         out.append(f"  {s['offered_per_s']:>7} " + "".join(f"{s['peak_rss_mb'].get(n, 0):>12,.0f}" for n in rss_names))
     po, sm = result["per_order"], result["summary"]
-    est = po["store_writes_estimate"]
     out += ["", f"Per order ({po['source']})"]
     out.append(
         f"  Kafka messages produced {po['kafka_produced']} ("
         + ", ".join(f"{t} {n}" for t, n in po["kafka_produced_by_topic"].items())
         + f"); consumed by services {po['kafka_consumed_by_services']}"
     )
-    out.append(
-        f"  store writes (estimate from the code) {est['total']}: "
-        + ", ".join(f"{k} {v}" for k, v in est["per_service"].items())
-        + f"  (mean {est['mean_lines']} lines, {est['mean_stock_docs']} stock docs)"
-    )
     if po["store_row_writes_measured"]:
         m = po["store_row_writes_measured"]
         out.append(
             f"  PostgreSQL row writes measured {sum(m.values()):.1f}: " + ", ".join(f"{k} {v}" for k, v in m.items())
         )
-    if commands := po.get("store_commands_measured"):
-        total = sum(v for per in commands.values() for v in per.values())
-        out.append(
-            f"  store commands (round trips) measured {total:.2f}: "
-            + "; ".join(
-                f"{svc} {sum(per.values()):.2f} (" + ", ".join(f"{c} {v}" for c, v in per.items()) + ")"
-                for svc, per in commands.items()
-            )
-        )
+    measured = (("commands (round trips)", "store_commands_measured"), ("document writes", "store_writes_measured"))
+    for what, key in measured:
+        if counts := po.get(key):
+            out.append(f"  store {what} measured {per_service_line(counts)}")
     out += report_modes(result)
     out += sustained_lines(result["mode"], sm)
     out.append(f"\nresults: {result['path']}")
@@ -1373,10 +1368,14 @@ def sustained_lines(mode: str, sm: dict[str, Any]) -> list[str]:
     out.append(f"  peak achieved: {sm['peak_achieved_orders_per_s']} orders/s")
     for label, key in (("sustained", "ratios_at_sustained"), ("peak", "ratios_at_peak")):
         r = sm[key]
+        store = (
+            f"; store document writes vs single-document {r['store_single']:.1%}, vs bulk {r['store_bulk']:.1%}"
+            if r.get("store_single") is not None
+            else "; store writes not measured"
+        )
         out.append(
             f"  share of the raw limits used at {label}: Kafka produce {r['kafka_produce']:.1%}, "
-            f"consume {r['kafka_consume']:.1%}; store writes vs single-document {r['store_single']:.1%}, "
-            f"vs bulk {r['store_bulk']:.1%}"
+            f"consume {r['kafka_consume']:.1%}{store}"
         )
     out.append(f"sustained {sm['sustained_orders_per_s']} orders/s")
     return out

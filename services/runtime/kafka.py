@@ -3,6 +3,7 @@
 import asyncio
 import inspect
 import ssl
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -281,6 +282,12 @@ async def raw_bodies(msg: KafkaMessage) -> Any:
     return msg.body
 
 
+def pause(filled: bool, interval: float, elapsed: float) -> float:
+    """Seconds to wait before taking the next batch: what is left of `interval` after a batch that did not fill
+    (a full batch means more is waiting: take it at once)."""
+    return 0.0 if filled else max(0.0, interval - elapsed)
+
+
 def subscribe(
     broker: KafkaBroker,
     group: str,
@@ -288,11 +295,14 @@ def subscribe(
     processor: Processor,
     max_records: int,
     fetch: tuple[int, int],
+    interval: float = 0.0,
 ) -> None:
     """Consume `names` in batches as consumer group `group`; offsets are committed only after the batch's
     effects are stored and its outputs acknowledged. A batch that fails outside its handlers (a transient error:
     store or broker unreachable, a lost race; or a fault: parsing, prefetch, save) is rewound (NACK_ON_ERROR)
-    after a capped exponential backoff with jitter, never retried at once; each retry is counted."""
+    after a capped exponential backoff with jitter, never retried at once; each retry is counted. A batch that
+    did not fill waits out `interval` seconds from its start before the next is taken: under load the records
+    of an interval share one batch."""
     backoff = Backoff(processor.service, "batch")
 
     @broker.subscriber(
@@ -307,8 +317,10 @@ def subscribe(
         decoder=raw_bodies,
     )
     async def consume(body: Any, msg: KafkaMessage) -> None:
+        started, records = time.monotonic(), []
         try:
-            await processor.process(to_incoming(msg))
+            records = to_incoming(msg)
+            await processor.process(records)
         except Exception as exc:
             kind = "transient" if isinstance(exc, TRANSIENT) else "fault"
             delay = backoff.next(kind)
@@ -320,3 +332,5 @@ def subscribe(
             await asyncio.sleep(delay)
             raise
         backoff.reset()
+        if rest := pause(len(records) >= max_records, interval, time.monotonic() - started):
+            await asyncio.sleep(rest)

@@ -25,6 +25,13 @@ STORE_COMMANDS = Counter(
     "Commands the service sent to its document store (one round trip each), by service and command name",
     ["service", "command"],
 )
+STORE_WRITES = Counter(
+    "orderflow_store_writes",
+    "Documents the service's write commands named (inserted, or updated or deleted by one statement each), by "
+    "service and command name",
+    ["service", "command"],
+)
+_WRITTEN = {"insert": "documents", "update": "updates", "delete": "deletes"}  # command -> its list of writes
 _STATUS_KEY = b'"status":"'  # in compact JSON a key can only appear unescaped as a key, never inside a value
 _KNOWN = {status.encode(): status for status in STATUSES}
 
@@ -53,17 +60,22 @@ def count_published(service: str, messages: Iterable[Outgoing]) -> None:
 
 
 class StoreCommands(monitoring.CommandListener):
-    """Counts every command a service's Mongo client sends (one round trip each); `sent` is the running total
-    a batch's log line reads before and after."""
+    """Counts every command a service's Mongo client sends (one round trip each) and the documents its write
+    commands name; `sent` is the running total of commands a batch's log line reads before and after."""
 
     def __init__(self, service: str) -> None:
         self.service = service
         self.sent = 0
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        """Count one command by name."""
+        """Count one command by name, and the documents it writes (a findAndModify writes one)."""
         self.sent += 1
-        STORE_COMMANDS.labels(self.service, event.command_name).inc()
+        name = event.command_name
+        STORE_COMMANDS.labels(self.service, name).inc()
+        if name in _WRITTEN:
+            STORE_WRITES.labels(self.service, name).inc(len(event.command.get(_WRITTEN[name], ())))
+        elif name == "findAndModify":
+            STORE_WRITES.labels(self.service, name).inc()
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         """Nothing to count on success."""

@@ -82,6 +82,9 @@ class ServiceSettings(KafkaClientSettings, TopicSettings):
     # batches fill (fewer fetches, store round trips and commits per order), at rest a record waits at most this.
     fetch_min_bytes: int = 1
     fetch_max_wait_ms: int = 500
+    # A batch starts at most this often while records keep coming: the records of an interval share one batch
+    # (one load, one write, one publish, one offset commit); a record arriving at rest is handled at once.
+    batch_interval_ms: int = 0
     health_port: int = 0  # /health/live, /health/ready and /metrics; 0 = off (set per service, e.g. 8080)
     linger_ms: int = 5
 

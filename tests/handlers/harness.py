@@ -23,11 +23,17 @@ class Harness:
     """Publish to the service's topics; every message it publishes is captured per topic."""
 
     def __init__(
-        self, name: str, consumes: Sequence[str], build: BuildProcessor, collection: Collection | None = None
+        self,
+        name: str,
+        consumes: Sequence[str],
+        build: BuildProcessor,
+        collection: Collection | None = None,
+        settings: ServiceSettings | None = None,
     ) -> None:
         self.store: Store = MemoryDocStore() if collection is None else DocStore(collection)
         self._collection = collection
-        self.broker, self.processor = wire(name, ServiceSettings(), self.store, consumes, build)
+        settings = settings or ServiceSettings(batch_interval_ms=0)  # no pause between a test's deliveries
+        self.broker, self.processor = wire(name, settings, self.store, consumes, build)
         self.relay = Relay(name, self.store, self.processor.publisher)  # tests call `relay.run_once()`
         self.out: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.headers: dict[str, list[dict[str, str]]] = defaultdict(list)  # each captured message's Kafka headers

@@ -113,3 +113,25 @@ async def test_store_commands_are_counted_per_service_and_command() -> None:
     listener.started(event)
     listener.started(event)
     assert listener.sent == 2 and sent("find") == before + 2
+
+
+async def test_store_writes_count_the_documents_each_write_command_names() -> None:
+    def written(command: str) -> float:
+        labels = {"service": "metrics-writes", "command": command}
+        return REGISTRY.get_sample_value("orderflow_store_writes_total", labels) or 0.0
+
+    listener = StoreCommands("metrics-writes")
+    where = ("127.0.0.1", 27017)
+    commands = [
+        {"insert": "c", "documents": [{"_id": 1}, {"_id": 2}, {"_id": 3}]},
+        {"update": "c", "updates": [{"q": {"_id": 1}, "u": {"$set": {"a": 1}}}] * 2},
+        {"delete": "c", "deletes": [{"q": {"_id": 3}, "limit": 1}]},
+        {"findAndModify": "c", "query": {"_id": "seq"}, "update": {"$inc": {"n": 1}}},
+        {"find": "c", "filter": {}},
+    ]
+    before = {c: written(c) for c in ("insert", "update", "delete", "findAndModify", "find")}
+    for n, command in enumerate(commands):
+        listener.started(monitoring.CommandStartedEvent(command, "db", n, where, 1))
+    after = {c: written(c) - before[c] for c in before}
+    assert after == {"insert": 3, "update": 2, "delete": 1, "findAndModify": 1, "find": 0}
+    assert listener.sent == 5

@@ -93,3 +93,11 @@ def test_store_commands_per_order_leave_out_a_restarted_service() -> None:
     )
     per_order = after.command_delta(before, {"intake": 10, "review": 10})
     assert per_order == {"intake": {"find": 2.0, "findAndModify": 0.1, "insert": 1.0}}  # review's counters reset
+
+
+def test_store_document_writes_per_order_come_from_the_services_counters() -> None:
+    before = bench.Snapshot({}, {}, None, writes={"inventory": {"insert": 5, "update": 40}})
+    after = bench.Snapshot({}, {}, None, writes={"inventory": {"insert": 15, "update": 100}, "intake": {"insert": 9}})
+    assert after.write_delta(before, {"inventory": 20, "intake": 9}) == {"inventory": {"insert": 0.5, "update": 3.0}}
+    line = bench.per_service_line({"inventory": {"insert": 0.5, "update": 3.0}, "intake": {"insert": 1.0}})
+    assert line == "4.50: inventory 3.50 (insert 0.5, update 3.0); intake 1.00 (insert 1.0)"
