@@ -1355,7 +1355,7 @@ def report(result: dict[str, Any]) -> list[str]:
         if counts := po.get(key):
             out.append(f"  store {what} measured {per_service_line(counts)}")
     out += report_modes(result)
-    out += sustained_lines(result["mode"], sm)
+    out += sustained_lines(result["plan"].get("mode", "throughput"), sm)
     out.append(f"\nresults: {result['path']}")
     return out
 
