@@ -1205,7 +1205,7 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
     kafka = result["raw_kafka"]["status"]
     store = result["raw_store"]
     measured = po.get("store_writes_measured")
-    writes = sum(v for per in measured.values() for v in per.values()) if measured else None
+    writes = counted(measured) if measured else None
 
     def ratios(rate: float) -> dict[str, float | None]:
         return {
@@ -1231,10 +1231,14 @@ def _ms(v: float | None) -> str:
     return "   >grace" if v is None else f"{v * 1000:>9,.0f}"
 
 
+def counted(counts: dict[str, dict[str, float]]) -> float:
+    """The sum of per-order counts by service and command."""
+    return sum(v for per in counts.values() for v in per.values())
+
+
 def per_service_line(counts: dict[str, dict[str, float]]) -> str:
     """`total: service n (command n, ...); ...` of per-order counts by service and command."""
-    total = sum(v for per in counts.values() for v in per.values())
-    return f"{total:.2f}: " + "; ".join(
+    return f"{counted(counts):.2f}: " + "; ".join(
         f"{svc} {sum(per.values()):.2f} (" + ", ".join(f"{c} {v}" for c, v in per.items()) + ")"
         for svc, per in counts.items()
     )
