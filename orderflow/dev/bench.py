@@ -1049,7 +1049,10 @@ class Bench:
         async with bus.producer(self.bootstrap) as producer:
             await self.warm_up(producer)
             if plan.mode == "growth":
-                say(f"[4/4] growth: one reservation and one approval against {', '.join(map(str, plan.levels))} open")
+                say(
+                    f"[4/4] growth: one reservation, one approval and one shortage against "
+                    f"{', '.join(map(str, plan.levels))} open"
+                )
                 result["growth"] = await self.growth(producer)
                 result["steps"] = []
             else:
@@ -1092,44 +1095,22 @@ class Bench:
         return {"customers": HOT_CUSTOMERS, "skus": HOT_SKUS, "rows": rows, "target_ratio": 2.0}
 
     async def growth(self, producer: AIOKafkaProducer) -> dict[str, Any]:
-        """Open work seeded through the services (orders of one customer on one SKU, left reserved: no
-        simulator), then GROWTH_PROBES single orders timed from outside at each level: approval = received
-        -> approved, reservation = approved -> reserved (status timestamps); the median per level and the
-        ratio of the largest median to the smallest."""
+        """Open work seeded through the services (no simulator: what is reserved stays reserved), then
+        GROWTH_PROBES single orders timed from outside at each level (status timestamps; the median per level
+        and the ratio of the largest median to the smallest). Orders of one customer on one SKU, left reserved:
+        approval = received -> approved, reservation = approved -> reserved. Then shortage orders on one SKU,
+        left awaiting the customer's decision: shortage = approved -> awaiting_customer_decision."""
         prods = [p for p in self.prods if p["sku"] == GROWTH_SKU]
         pool = bench_load.hot_pool(200, (GROWTH_CUSTOMER,), prods, seed=17)
-        open_, rows = 0, []
-        for level in self.plan.levels:
-            seed = level - open_
-            took = time.monotonic()
-            keys, _ = await self.send(producer, pool, 2000, seed, f"g{level}")
-            await self.settle(keys, 60 + seed / 5, f"seeding {level} open orders")
-            open_ = level
-            self.say(
-                f"  {level} open orders of {GROWTH_CUSTOMER} on {GROWTH_SKU} (seeded in {time.monotonic() - took:.0f}s)"
-            )
-            approval, reservation = [], []
-            for n in range(GROWTH_PROBES):
-                await self.drained(120 + seed / 10, f"probe at {level}")  # a probe times one order, not a backlog
-                [key], _ = await self.send(producer, pool, 10, 1, f"p{level}-{n}")
-                await self.settle([key], 60, f"probe at {level}")
-                seen = self.follower.seen[key]
-                approval.append(seen["approved"] - seen["received"])
-                reservation.append(seen["reserved"] - seen["approved"])
-                open_ += 1
-            row: dict[str, Any] = {
-                "open": level,
-                "approval_s": round(statistics.median(approval), 4),
-                "reservation_s": round(statistics.median(reservation), 4),
-                "approval_samples_s": [round(v, 4) for v in approval],
-                "reservation_samples_s": [round(v, 4) for v in reservation],
-            }
-            rows.append(row)
-            self.say(
-                f"  median approval {row['approval_s'] * 1000:.0f} ms, reservation {row['reservation_s'] * 1000:.0f} ms"
-            )
+        stages = {"approval": ("received", "approved"), "reservation": ("approved", "reserved")}
+        rows = await self._grown(producer, pool, stages, f"open orders of {GROWTH_CUSTOMER} on {GROWTH_SKU}", "g")
+        short_pool = bench_load.mix_pool(
+            200, [c["customer_id"] for c in self.custs], self.prods, bench_load.Mix(shortage=1.0, hot=0.0, credit=0.0)
+        )
+        short = {"shortage": ("approved", bench_load.SHORT_STATUS)}
+        short_rows = await self._grown(producer, short_pool, short, f"undecided orders on {bench_load.SHORT_SKU}", "s")
 
-        def ratio(name: str) -> float | None:
+        def ratio(rows: list[dict[str, Any]], name: str) -> float | None:
             values = [float(r[name]) for r in rows]
             return round(max(values) / min(values), 2) if values and min(values) > 0 else None
 
@@ -1137,10 +1118,43 @@ class Bench:
             "sku": GROWTH_SKU,
             "customer": GROWTH_CUSTOMER,
             "rows": rows,
-            "reservation_ratio": ratio("reservation_s"),
-            "approval_ratio": ratio("approval_s"),
+            "reservation_ratio": ratio(rows, "reservation_s"),
+            "approval_ratio": ratio(rows, "approval_s"),
+            "shortage_sku": bench_load.SHORT_SKU,
+            "shortage_rows": short_rows,
+            "shortage_ratio": ratio(short_rows, "shortage_s"),
             "target_ratio": 1.5,
         }
+
+    async def _grown(
+        self, producer: AIOKafkaProducer, pool: list[Template], stages: dict[str, tuple[str, str]], what: str, tag: str
+    ) -> list[dict[str, Any]]:
+        """Seed `pool`'s orders up to each growth level, then time GROWTH_PROBES single orders at each: per stage
+        name, the time from its first status to its second (median and samples, s)."""
+        open_, rows = 0, []
+        for level in self.plan.levels:
+            seed = level - open_
+            took = time.monotonic()
+            keys, _ = await self.send(producer, pool, 2000, seed, f"{tag}{level}")
+            await self.settle(keys, 60 + seed / 5, f"seeding {level} {what}")
+            open_ = level
+            self.say(f"  {level} {what} (seeded in {time.monotonic() - took:.0f}s)")
+            samples: dict[str, list[float]] = {name: [] for name in stages}
+            for n in range(GROWTH_PROBES):
+                await self.drained(120 + seed / 10, f"probe at {level}")  # a probe times one order, not a backlog
+                [key], _ = await self.send(producer, pool, 10, 1, f"{tag}p{level}-{n}")
+                await self.settle([key], 60, f"probe at {level}")
+                seen = self.follower.seen[key]
+                for name, (start, end) in stages.items():
+                    samples[name].append(seen[end] - seen[start])
+                open_ += 1
+            row: dict[str, Any] = {"open": level}
+            for name, values in samples.items():
+                row[f"{name}_s"] = round(statistics.median(values), 4)
+                row[f"{name}_samples_s"] = [round(v, 4) for v in values]
+            rows.append(row)
+            self.say("  median " + ", ".join(f"{name} {row[f'{name}_s'] * 1000:.0f} ms" for name in stages))
+        return rows
 
     async def cleanup(self) -> None:
         """Drop the run's databases (the scratch one is gone already)."""
@@ -1413,7 +1427,15 @@ def report_modes(result: dict[str, Any]) -> list[str]:
                 f"  {r['open']:>7,} open: approval (received->approved) {r['approval_s'] * 1000:8.1f} ms   "
                 f"reservation (approved->reserved) {r['reservation_s'] * 1000:8.1f} ms"
             )
-        for name in ("reservation", "approval"):
+        if "shortage_rows" in gr:  # runs before session 10 have no shortage series
+            out.append(f"  shortage on {gr['shortage_sku']} against N undecided orders of it:")
+            out += [
+                f"  {r['open']:>7,} open: shortage (approved->awaiting decision) {r['shortage_s'] * 1000:8.1f} ms"
+                for r in gr["shortage_rows"]
+            ]
+        for name in ("reservation", "approval", "shortage"):
+            if f"{name}_ratio" not in gr:
+                continue
             value = gr[f"{name}_ratio"]
             out.append(
                 f"  {name} ratio largest/smallest: {value if value is not None else 'n/a'}"

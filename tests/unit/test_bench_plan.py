@@ -63,6 +63,9 @@ def test_growth_and_hot_reports_print_the_ratios() -> None:
                 {"open": 10, "approval_s": 0.1, "reservation_s": 0.2},
                 {"open": 10_000, "approval_s": 0.1, "reservation_s": 0.5},
             ],
+            "shortage_sku": "LAMP-RARE",
+            "shortage_ratio": 1.2,
+            "shortage_rows": [{"open": 10, "shortage_s": 0.05}, {"open": 10_000, "shortage_s": 0.06}],
         },
     }
     text = "\n".join(bench.report_modes(result))
@@ -70,6 +73,8 @@ def test_growth_and_hot_reports_print_the_ratios() -> None:
     assert "reservation ratio largest/smallest: 2.5 (target <= 1.5)" in text
     assert "approval ratio largest/smallest: n/a" in text
     assert " 10,000 open" in text
+    assert " 10,000 open: shortage (approved->awaiting decision)     60.0 ms" in text
+    assert "shortage ratio largest/smallest: 1.2 (target <= 1.5)" in text
 
 
 def test_the_sustained_summary_is_printed_for_load_runs_and_not_for_growth_runs() -> None:
