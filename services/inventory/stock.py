@@ -14,7 +14,10 @@ on `stock.shipped`), or until it is handed to fulfillment ahead of a backordered
 it is marked consumed and is never taken.
 
 Orders awaiting the customer's decision on a shortage hold nothing, but each of their lines is listed under
-`deciding` in its SKU's stock, so that stock released or received later finds them (`domain.refilled`).
+`deciding` in its SKU's stock, so that stock released or received later finds them (`domain.refilled`). The
+stored list is bounded: beyond DECIDING_MAX lines the youngest move to page documents of their own, numbered
+`pages` = (first, next), and come back oldest page first as the list empties (`store.Repository`); decisions
+see the lines on the stock document only.
 """
 
 from collections.abc import Mapping
@@ -93,6 +96,7 @@ class Stock:
     recent: dict[str, Hold] = field(default_factory=dict)  # order key -> hold written here, maybe not on the order
     attached: dict[str, Hold] = field(default_factory=dict)  # order key -> its hold when attached (memory only)
     candidates: dict[str, int] = field(default_factory=dict)  # order key -> units it holds movably (bounded)
+    pages: tuple[int, int] = (0, 0)  # the `deciding` lines spilled to page documents: first and next page number
 
     def reserved(self, warehouse: str) -> int:
         """Quantity reserved in `warehouse`: the orders not attached plus the attached reservations."""
@@ -292,6 +296,7 @@ class Stock:
             },
             "waiting": self.waiting,
             "deciding": self.deciding,
+            **({"pages": list(self.pages)} if self.pages != (0, 0) else {}),
         }
 
     @classmethod
@@ -326,6 +331,7 @@ class Stock:
             elsewhere,
             recent,
             candidates={k: int(n) for k, n in doc.get("candidates", {}).items()},
+            pages=(int(doc["pages"][0]), int(doc["pages"][1])) if "pages" in doc else (0, 0),
         )
 
     def copy(self) -> "Stock":
@@ -346,6 +352,7 @@ class Stock:
             dict(self.recent),
             dict(self.attached),
             dict(self.candidates),
+            self.pages,
         )
 
 

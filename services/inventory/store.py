@@ -14,7 +14,7 @@ from typing import Any, TypedDict, TypeVar, cast
 from pymongo.asynchronous.collection import AsyncCollection
 
 from contracts.internal import OrderApproved
-from services.inventory.stock import Hold, Stock, empty_hold, read_hold
+from services.inventory.stock import Deciding, Hold, Stock, empty_hold, read_hold
 from services.runtime.batch import Batch
 from services.runtime.messages import Outgoing
 from services.runtime.outbox import DocStore, Store
@@ -24,8 +24,14 @@ Collection = AsyncCollection[dict[str, Any]]
 ORDER = "order:"
 STOCK = "stock:"
 RECENT_MAX = 32  # `recent` holds a stock document keeps before the writer checks which order documents have them
+PAGE = "deciding:"  # `deciding:<sku>:<n>`: lines of orders awaiting a decision spilled from a stock document
 CANDIDATES_MAX = 64  # orders holding movable stock a stock document lists for priority orders
-WRITE_FIRST = (STOCK,)  # stock documents are written before the order documents that rely on them
+DECIDING_MAX = 64  # `deciding` lines a stock document keeps; beyond it, all but the oldest DECIDING_KEEP spill
+DECIDING_KEEP = 32
+DECIDING_LOW = 16  # below this many lines the oldest spilled page comes back
+# spilled pages are stored before the stock documents that stop listing their lines, and stock documents before
+# the order documents that rely on them
+WRITE_FIRST = (PAGE, STOCK)
 T = TypeVar("T")
 
 
@@ -176,8 +182,13 @@ def _read_order(doc: dict[str, Any]) -> OrderState:
     return state
 
 
+def _read_page(doc: dict[str, Any]) -> dict[str, Deciding]:
+    return {r: cast(Deciding, dict(d)) for r, d in doc.items()}
+
+
 ORDERS: Kind[OrderState] = Kind(ORDER, _read_order, OrderState.to_doc)
 STOCKS: Kind[Stock] = Kind(STOCK, _read_stock, Stock.to_doc)
+PAGES: Kind[dict[str, Deciding]] = Kind(PAGE, _read_page, dict)
 
 
 def message_docs(order_keys: Iterable[str] = (), skus: Iterable[str] = ()) -> list[str]:
@@ -262,6 +273,7 @@ class Repository:
         settled.recent = {**st.recent, **changed}
         settled.attached = st.current_holds()
         settled.candidates = st.noted(changed, CANDIDATES_MAX)
+        await self._paged(sku, settled)
         if len(settled.recent) <= RECENT_MAX:
             return settled
         check = [k for k in settled.recent if k not in settled.attached]
@@ -273,6 +285,22 @@ class Repository:
                 done.add(k)
         settled.recent = {k: h for k, h in settled.recent.items() if k not in done}
         return settled
+
+    async def _paged(self, sku: str, st: Stock) -> None:
+        """Keep the stock's `deciding` list bounded: beyond DECIDING_MAX lines, all but the oldest DECIDING_KEEP
+        go to a new page document (`pages` = first, next); below DECIDING_LOW lines, the oldest page comes back
+        (its lines of orders that decided meanwhile are dropped when stock is next offered to them). A page is
+        written before its stock document, so a batch interrupted between the two leaves lines listed twice,
+        never lost; a page that came back stays as it was (the stock document no longer counts it)."""
+        first, after = st.pages
+        if len(st.deciding) > DECIDING_MAX:
+            oldest = sorted(st.deciding.items(), key=lambda kv: (kv[1]["since"], kv[0]))
+            page = (await self._load(PAGES, [f"{sku}:{after}"]))[f"{sku}:{after}"]
+            save(self.batch, page, None, Decision(dict(oldest[DECIDING_KEEP:])))
+            st.deciding, st.pages = dict(oldest[:DECIDING_KEEP]), (first, after + 1)
+        elif len(st.deciding) < DECIDING_LOW and first < after:
+            page = (await self._load(PAGES, [f"{sku}:{first}"]))[f"{sku}:{first}"]
+            st.deciding, st.pages = {**(page.state or {}), **st.deciding}, (first + 1, after)
 
 
 async def stock_levels(source: Store | Collection) -> list[dict[str, Any]]:

@@ -98,18 +98,20 @@ class Batch:
 
     async def commit(self, publisher: Publisher, write_first: tuple[str, ...] = ()) -> int:
         """Note for the relay which documents outside the records' own keys will hold events, write dirty
-        documents (shared ones, e.g. stock, first), publish every pending output, remember them as published
-        (clearing inherited ones) and drop the note; returns the number of messages sent. After a crash or a
-        failed publish the offsets stay uncommitted: the redelivered records load their own documents again and
-        publish what they hold; the note covers the others (the relay publishes them within seconds)."""
+        documents (shared ones first, one `write_first` prefix after another), publish every pending output,
+        remember them as published (clearing inherited ones) and drop the note; returns the number of messages
+        sent. After a crash or a failed publish the offsets stay uncommitted: the redelivered records load their
+        own documents again and publish what they hold; the note covers the others (the relay publishes them
+        within seconds)."""
         started = time.perf_counter()
         with_pending = [d for d in self.docs.values() if d.pending]
         marker = relay_marker([d for d in with_pending if d.key not in self.inputs])
         if marker is not None:
             await self.store.mark(marker)
-        if write_first:
-            await self.store.save_many(d for d in self.docs.values() if d.key.startswith(write_first))
-        written = len(await self.store.save_many(self.docs.values()))
+        written = 0
+        for prefix in write_first:  # each group is stored before the next one and before the rest
+            written += len(await self.store.save_many(d for d in self.docs.values() if d.key.startswith(prefix)))
+        written += len(await self.store.save_many(self.docs.values()))
         saved = time.perf_counter()
         out = await publish_pending(self.store, publisher, self.service, with_pending, self.loose)
         for topic in self.dead:

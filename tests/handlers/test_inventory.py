@@ -862,3 +862,53 @@ async def test_the_stock_lists_a_bounded_set_of_candidates_that_a_priority_order
     assert ask["status"] == "awaiting_priority_approval" and len(ask["details"]["reallocation"]) == 1
     victim = okey(ask["details"]["reallocation"][0]["order_number"].removeprefix("SO-T-"))
     assert victim in {*stock_row(inv)["candidates"], *stock_row(inv)["recent"]}  # all the stock names
+
+
+# ---- bounded `deciding`: lines of orders awaiting a decision spill to page documents and come back ----
+def listed(h: Harness, sku: str = "SKU-0001") -> list[str]:
+    """Every line listed as awaiting a decision: on the stock document, then on its pages not yet come back."""
+    doc = stock_row(h, sku)
+    first, after = doc.get("pages", [0, 0])
+    pages = [h.memory.rows[store.PAGES.key(f"{sku}:{n}")]["state"] for n in range(first, after)]
+    return sorted([*doc["deciding"], *(r for page in pages for r in page)])
+
+
+def lines_of(refs: list[str]) -> list[str]:
+    return sorted(f"{number(ref)}#1" for ref in refs)
+
+
+async def test_a_long_shortage_queue_keeps_the_stock_document_bounded_and_serves_every_order(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 1)
+    refs = [f"Q-{i}" for i in range(store.DECIDING_MAX + 6)]
+    for ref in refs:
+        await approve(inv, ref, [("SKU-0001", 2, "11.00")])
+    assert set(inv.statuses()) == {"awaiting_customer_decision"}
+    doc = stock_row(inv)
+    assert len(doc["deciding"]) <= store.DECIDING_MAX and doc["pages"] == [0, 1]
+    assert listed(inv) == lines_of(refs)  # each line once: none lost, none twice
+    inv.clear()
+    await approve(inv, refs[-1], [("SKU-0001", 2, "11.00")])  # a duplicate delivery changes nothing
+    assert inv.statuses() == [] and listed(inv) == lines_of(refs)
+    await count(inv, "SKU-0001", EAST, 2 * len(refs))  # enough for every order: those listed inline are served
+    first = inv.statuses()
+    assert first == ["reserved"] * len(first) and 0 < len(first) < len(refs)
+    assert stock_row(inv)["pages"] == [1, 1] and len(listed(inv)) == len(refs) - len(first)  # the page came back
+    await count(inv, "SKU-0001", EAST, 2 * len(refs) + 1)  # the next offer of stock reaches them
+    assert inv.statuses() == ["reserved"] * len(refs) and listed(inv) == []
+    assert (await levels(inv))[("SKU-0001", EAST)] == (2 * len(refs) + 1, 2 * len(refs))
+
+
+async def test_a_spill_interrupted_before_its_stock_write_loses_no_line_when_redelivered(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 1)
+    refs = [f"S-{i}" for i in range(store.DECIDING_MAX + 1)]
+    for ref in refs[:-1]:
+        await approve(inv, ref, [("SKU-0001", 2, "11.00")])
+    assert "pages" not in stock_row(inv)
+    stock_key, order_key = store.STOCKS.key("SKU-0001"), store.ORDERS.key(okey(refs[-1]))
+    before = inv.memory.rows[stock_key]
+    await approve(inv, refs[-1], [("SKU-0001", 2, "11.00")])  # spills a page: written first
+    assert store.PAGES.key("SKU-0001:0") in inv.memory.rows
+    inv.memory.rows[stock_key] = before  # the batch died after its page write
+    del inv.memory.rows[order_key]
+    await approve(inv, refs[-1], [("SKU-0001", 2, "11.00")])  # redelivered: the page is written again
+    assert stock_row(inv)["pages"] == [0, 1] and listed(inv) == lines_of(refs)

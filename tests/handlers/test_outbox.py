@@ -1,7 +1,7 @@
 """The per-key document store, on the real FerretDB and in memory (the same tests: MemoryDocStore keeps
 DocStore's guarantees): version guards, the published-outputs memory, counters."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +10,7 @@ import pytest
 from services.runtime.batch import Batch
 from services.runtime.memory import MemoryDocStore
 from services.runtime.messages import Outgoing
-from services.runtime.outbox import ConflictError, DocStore, Marker, Store, record
+from services.runtime.outbox import ConflictError, Doc, DocStore, Marker, Store, record
 
 Replicas = Callable[[], Store]  # each call: one more process on the same stored documents
 
@@ -150,3 +150,28 @@ async def test_relay_markers_are_due_in_order_claimed_by_one_process_and_deleted
     assert [m.id for m in await a.due_markers(165.0, 10)] == ["m-early"]
     await a.unmark("m-early", 160.0)
     assert [m.id for m in await a.due_markers(1000.0, 10)] == ["m-late"]
+
+
+class _Ordered(MemoryDocStore):
+    """A memory store that remembers the keys of each write command, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[list[str]] = []
+
+    async def save_many(self, docs: Iterable[Doc]) -> list[Doc]:
+        written = await super().save_many(docs)
+        if written:
+            self.writes.append(sorted(d.key for d in written))
+        return written
+
+
+async def test_write_first_groups_are_stored_one_prefix_after_another_then_the_rest() -> None:
+    store = _Ordered()
+    batch = Batch(store, datetime.now(UTC), "test")
+    keys = ["order:1", "stock:A", "page:A:0", "order:2", "stock:B"]
+    await batch.prefetch(keys)
+    for key in keys:
+        record(await batch.doc(key), f"in-{key}", {"k": key})
+    await batch.commit(_Sent(), ("page:", "stock:"))
+    assert store.writes == [["page:A:0"], ["stock:A", "stock:B"], ["order:1", "order:2"]]
