@@ -71,6 +71,7 @@ GROWTH_LEVELS = (10, 1000, 10_000)
 GROWTH_SKU, GROWTH_CUSTOMER = "SKU-0200", "C-1007"
 GROWTH_PROBES = 9
 WARMUP_ORDERS = 5
+WARMUP_LOAD_S = 20.0  # a full run's warm-up at the first step's rate on fresh services (session 10)
 STEP_OVERHEAD_S = 20.0  # a step's snapshots, drain and restart around its offered and grace time
 MB = 1024 * 1024
 
@@ -886,6 +887,14 @@ class Bench:
         keys, _ = await self.send(producer, spread, 10, WARMUP_ORDERS, f"w{self.generation}")
         await self.settle(keys, 120, "warm-up")
 
+    async def warm_at_load(self, producer: AIOKafkaProducer, rate: int, pool: list[Template] | None) -> None:
+        """WARMUP_LOAD_S seconds at `rate` before a step on fresh services or servers, not measured: their first
+        seconds under load (caches, batch sizes, the store's first writes of a new database) are not the step's."""
+        self.say(f"     warming up at {rate}/s for {WARMUP_LOAD_S:.0f}s (not measured)")
+        count = max(1, round(rate * WARMUP_LOAD_S))
+        keys, _ = await self.send(producer, pool or self.pool, rate, count, f"wl{self.generation}-{rate}")
+        await self.settle(keys, 60 + count / 10, "warm-up at load")  # its backlog is gone before the step starts
+
     async def snapshot(self) -> Snapshot:
         """Topic end offsets, the services' committed offsets and the store's row writes, now."""
         schemas = [f"{self.database}_{s}" for s in procs.SERVICES]
@@ -1017,6 +1026,8 @@ class Bench:
                 say("  the last step left a backlog: fresh services and consumer groups")
                 await self.start_services()
                 await self.warm_up(producer)  # else the groups' joining would count as the next step's latency
+            if (restart or not out) and not plan.quick:
+                await self.warm_at_load(producer, rate, pool)
             fig = await self.step(producer, first + len(out), rate, pool)
             fig["fresh_services"] = restart
             fig["profile"] = "hot" if pool is not None and pool is not self.pool else "mix"
