@@ -89,6 +89,11 @@ def _number(order: OrderApproved) -> str:
     return order.order_number or order.order_key
 
 
+def line_skus(order: OrderApproved) -> set[str]:
+    """The SKUs of an approved order's lines (without their substitutes)."""
+    return {l.sku for l in order.lines}
+
+
 def skus_of(order: OrderApproved) -> set[str]:
     """The SKUs an approved order may take stock of: its lines and their substitutes."""
     return {l.sku for l in order.lines} | {s for l in order.lines for s in l.substitutes}

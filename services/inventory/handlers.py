@@ -26,8 +26,8 @@ StockInput = StockCounted | StockReceived | PurchaseOrderUpdated | ProductionUpd
 
 def keys(msg: BaseModel, rec: Incoming) -> Iterable[str]:
     """The documents a message touches, loaded together with the batch."""
-    if isinstance(msg, OrderApproved):
-        return message_docs([msg.order_key], domain.skus_of(msg))
+    if isinstance(msg, OrderApproved):  # its substitutes only when it is short (`on_approved`)
+        return message_docs([msg.order_key], domain.line_skus(msg))
     if isinstance(msg, OrderCancelled):
         return message_docs([msg.order_key])
     if isinstance(msg, ShortageDecision | PriorityApproval):
@@ -56,15 +56,18 @@ async def _record(
 
 
 async def on_approved(batch: Batch, msg: OrderApproved, rec: Incoming, prefs: tuple[str, ...]) -> str:
-    """Plan an approved order (revision) against the stock."""
+    """Plan an approved order (revision) against the stock; the stock of its lines' substitutes is read only when
+    it is short (an order served in full never looks at them)."""
     repo = Repository(batch)
     if await repo.seen(msg.event_id, [msg.order_key]):
         return DUPLICATE
-    view = await repo.view([msg.order_key], domain.skus_of(msg))
-    if domain.is_priority(msg) and domain.is_short(msg, view.stocks):  # the orders it may take stock from
-        others = [k for k in await repo.holders(domain.skus_of(msg)) if k != msg.order_key]
-        orders = {**view.orders, **await repo.orders(others)}
-        view = View(orders, attach(view.stocks, orders))
+    view = await repo.view([msg.order_key], domain.line_skus(msg))
+    if domain.is_short(msg, view.stocks):  # its substitutes may be offered; a priority order may take stock
+        view = await repo.view([msg.order_key], domain.skus_of(msg))
+        if domain.is_priority(msg):  # the orders it may take stock from
+            others = [k for k in await repo.holders(domain.skus_of(msg)) if k != msg.order_key]
+            orders = {**view.orders, **await repo.orders(others)}
+            view = View(orders, attach(view.stocks, orders))
     return await _record(repo, domain.approved(view, msg, prefs, batch.now), msg.event_id, prefs, rec)
 
 

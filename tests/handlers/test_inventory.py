@@ -912,3 +912,26 @@ async def test_a_spill_interrupted_before_its_stock_write_loses_no_line_when_red
     del inv.memory.rows[order_key]
     await approve(inv, refs[-1], [("SKU-0001", 2, "11.00")])  # redelivered: the page is written again
     assert stock_row(inv)["pages"] == [0, 1] and listed(inv) == lines_of(refs)
+
+
+# ---- an order served in full never reads its substitutes' stock ----
+async def test_the_substitutes_stock_is_read_only_for_an_order_that_is_short(
+    inv: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await count(inv, "SKU-0001", EAST, 12)
+    await count(inv, "SKU-0002", WEST, 50)
+    loaded: list[str] = []
+    load_many = inv.memory.load_many
+
+    async def spy(keys: Any) -> Any:
+        keys = list(keys)
+        loaded.extend(keys)
+        return await load_many(keys)
+
+    monkeypatch.setattr(inv.memory, "load_many", spy)
+    await approve(inv, "U-1", substitutes=["SKU-0002"])  # 10 of 12: served in full
+    assert inv.statuses() == ["reserved"] and store.STOCKS.key("SKU-0002") not in loaded
+    await approve(inv, "U-2", substitutes=["SKU-0002"])  # 10 of the 2 left: short, SKU-0002 is offered
+    assert inv.statuses()[-1] == "awaiting_customer_decision" and store.STOCKS.key("SKU-0002") in loaded
+    [short] = [m for m in inv.out[topics.ORDERS_STATUS] if m["channel_order_ref"] == "U-2"]
+    assert short["details"]["options"]["substitute"] == {"1": ["SKU-0002"]}
