@@ -96,7 +96,7 @@ def line_skus(order: OrderApproved) -> set[str]:
 
 def skus_of(order: OrderApproved) -> set[str]:
     """The SKUs an approved order may take stock of: its lines and their substitutes."""
-    return {l.sku for l in order.lines} | {s for l in order.lines for s in l.substitutes}
+    return line_skus(order) | {s for l in order.lines for s in l.substitutes}
 
 
 # ---- the messages ----

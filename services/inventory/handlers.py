@@ -63,9 +63,10 @@ async def on_approved(batch: Batch, msg: OrderApproved, rec: Incoming, prefs: tu
         return DUPLICATE
     view = await repo.view([msg.order_key], domain.line_skus(msg))
     if domain.is_short(msg, view.stocks):  # its substitutes may be offered; a priority order may take stock
-        view = await repo.view([msg.order_key], domain.skus_of(msg))
+        every = domain.skus_of(msg)
+        view = await repo.view([msg.order_key], every)
         if domain.is_priority(msg):  # the orders it may take stock from
-            others = [k for k in await repo.holders(domain.skus_of(msg)) if k != msg.order_key]
+            others = [k for k in await repo.holders(every) if k != msg.order_key]
             orders = {**view.orders, **await repo.orders(others)}
             view = View(orders, attach(view.stocks, orders))
     return await _record(repo, domain.approved(view, msg, prefs, batch.now), msg.event_id, prefs, rec)
