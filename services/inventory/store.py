@@ -267,8 +267,9 @@ class Repository:
     async def _settled(self, sku: str, st: Stock) -> Stock:
         """The stock as it is written: the holds this batch changed go into `recent` and become the attached
         orders' baseline (a later message of the batch sees only its own changes); once `recent` is longer than
-        RECENT_MAX, the holds of orders not attached in this batch are checked against their order documents
-        (one load) and those the documents already carry are dropped."""
+        RECENT_MAX, the holds of orders not attached in this batch are checked against their stored order
+        documents (one load) and those the documents already carry are dropped. An order document this batch
+        changed is not stored yet (the stock is written first): its hold stays."""
         settled, changed = st.copy(), st.changed_holds()
         settled.recent = {**st.recent, **changed}
         settled.attached = st.current_holds()
@@ -277,11 +278,11 @@ class Repository:
         if len(settled.recent) <= RECENT_MAX:
             return settled
         check = [k for k in settled.recent if k not in settled.attached]
-        docs = await self.orders(check)
+        docs = await self._load(ORDERS, check)
         done = set()
         for k in check:
-            order = docs[k]
-            if (order.holds.get(sku, empty_hold()) if order is not None else empty_hold()) == settled.recent[k]:
+            order, stored = docs[k].state, not docs[k].doc.dirty
+            if stored and (order.holds.get(sku, empty_hold()) if order else empty_hold()) == settled.recent[k]:
                 done.add(k)
         settled.recent = {k: h for k, h in settled.recent.items() if k not in done}
         return settled

@@ -848,6 +848,50 @@ async def test_one_batch_of_many_orders_on_one_sku_records_each_orders_hold(inv:
     assert set(stock_row(inv)["recent"]) == {okey(ref) for ref in refs}
 
 
+async def test_a_batch_interrupted_after_its_stock_write_keeps_every_hold_its_later_messages_saw(
+    inv: Harness,
+) -> None:
+    # Later messages of a batch prune `recent` while earlier ones' order documents are decided but not yet
+    # stored: the stock is written first, so their holds must stay in `recent` until the order writes land.
+    await count(inv, "SKU-0001", EAST, 1000)
+    refs = [f"G-{i}" for i in range(store.RECENT_MAX + 2)]
+    records = [
+        Incoming(topics.ORDERS_APPROVED, 0, 100 + i, okey(ref), wire(approved(ref, [("SKU-0001", 3, "11.00")])))
+        for i, ref in enumerate(refs)
+    ]
+    await inv.processor.process(records)
+    for ref in refs:  # the batch died after its stock write: no order document was stored
+        del inv.memory.rows[store.ORDERS.key(okey(ref))]
+    await inv.processor.process(records)  # redelivered
+    assert (await levels(inv))[("SKU-0001", EAST)] == (1000, 3 * len(refs))
+    assert all(hold_of(inv, ref) == {EAST: 3} for ref in refs)
+
+
+async def test_a_hold_is_kept_in_recent_while_its_order_document_waits_in_the_same_batch(inv: Harness) -> None:
+    # Chaos scenario 8 (two replicas): an approval redelivered after an interrupted batch leaves the stock as it
+    # is (its hold is already in `recent`) but decides its order document anew; a later message of the same
+    # batch prunes `recent` and must not take that undecided-to-disk document as proof.
+    await count(inv, "SKU-0001", EAST, 1000)
+    await interrupted(inv, "H-0", 4)
+    refs = ["H-0", *(f"H-{i}" for i in range(1, store.RECENT_MAX + 2))]
+    records = [
+        Incoming(
+            topics.ORDERS_APPROVED,
+            0,
+            200 + i,
+            okey(ref),
+            wire(approved(ref, [("SKU-0001", 4 if i == 0 else 1, "11.00")])),
+        )
+        for i, ref in enumerate(refs)
+    ]
+    await inv.processor.process(records)
+    for ref in refs:  # the batch died after its stock write: no order document was stored
+        inv.memory.rows.pop(store.ORDERS.key(okey(ref)), None)
+    await inv.processor.process(records)  # redelivered
+    assert (await levels(inv))[("SKU-0001", EAST)] == (1000, 4 + len(refs) - 1)
+    assert hold_of(inv, "H-0") == {EAST: 4}
+
+
 async def test_the_stock_lists_a_bounded_set_of_candidates_that_a_priority_order_finds(inv: Harness) -> None:
     n = store.CANDIDATES_MAX + 6
     await count(inv, "SKU-0001", EAST, 2 * n)
