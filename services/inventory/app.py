@@ -47,6 +47,7 @@ def build_for(settings: InventorySettings) -> BuildProcessor:
             routes(settings.warehouse_preference),
             handlers.keys,
             write_first=store.WRITE_FIRST,
+            landed=store.note_landed,
             skip_unreadable=frozenset({topics.ORDERS_COMMANDS}),
         )
 

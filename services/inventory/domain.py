@@ -134,14 +134,18 @@ def cancelled(view: View, msg: OrderCancelled) -> Decision:
 
 
 def shipped(view: View, msg: StockShipped) -> Decision:
-    """Shipped goods leave on hand and their reservations; the order remembers the shipment, so none of its
-    stock is reallocated to a priority order any more."""
+    """Shipped goods leave on hand and their reservations, once: a stock that lists the shipment among its
+    `shipped` consumed it already (its order's document was not written). The order remembers the shipment, so
+    none of its stock is reallocated to a priority order any more, and its stocks list it until then."""
     w = _copy(view.stocks)
     for line in msg.lines:
-        w[line.sku].consume(rid(msg.order_number or msg.order_key, line.line_no), msg.warehouse, line.quantity)
+        if msg.shipment_id not in view.stocks[line.sku].shipped:
+            w[line.sku].consume(rid(msg.order_number or msg.order_key, line.line_no), msg.warehouse, line.quantity)
     state = view.orders.get(msg.order_key)
-    if state is None:
+    if state is None:  # an order inventory never planned: its stocks' inboxes remember the shipment
         return _decided(w, {}, f"consumed for {msg.shipment_id}")
+    for line in msg.lines:
+        w[line.sku].shipped[msg.shipment_id] = msg.order_key
     new = shipped_part(state, msg.warehouse, msg.lines)
     new = replace(new, dispatched=tuple(sorted({*state.dispatched, msg.shipment_id})))
     return _decided(w, {msg.order_key: Result(new)}, f"consumed for {msg.shipment_id}")

@@ -82,13 +82,17 @@ async def on_cancelled(batch: Batch, msg: OrderCancelled, rec: Incoming, prefs: 
 
 
 async def on_shipped(batch: Batch, msg: StockShipped, rec: Incoming, prefs: tuple[str, ...]) -> str:
-    """Consume what a shipment took; its stock documents remember it."""
+    """Consume what a shipment took, once: its order's document remembers it (the stock documents list it
+    until that document is stored); for an order inventory never planned, its stock documents remember it."""
     repo, cause, skus = Repository(batch), f"shipped:{msg.shipment_id}", [l.sku for l in msg.lines]
-    if await repo.seen(cause, skus=skus):
-        return DUPLICATE
     orders = await repo.orders([msg.order_key])
+    known = orders[msg.order_key] is not None
+    if await repo.seen(cause, [msg.order_key] if known else [], [] if known else skus):
+        return DUPLICATE
     view = View(orders, attach(await repo.stocks(skus), orders))
-    return await _record(repo, domain.shipped(view, msg), cause, prefs, rec, stock_input=True)
+    for sku in repo.inboxed(cause, skus):  # consumed by an interrupted batch of a version without `shipped`
+        view.stocks[sku].shipped[msg.shipment_id] = msg.order_key
+    return await _record(repo, domain.shipped(view, msg), cause, prefs, rec, stock_input=not known)
 
 
 async def on_stock(batch: Batch, msg: StockInput, rec: Incoming, prefs: tuple[str, ...]) -> str:

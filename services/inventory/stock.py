@@ -3,7 +3,8 @@
 The stored stock document is bounded: it keeps counters (on hand and reserved per warehouse), purchase orders,
 the waiting and deciding lines, and `recent`: the holds (reservations and owners) of the orders whose holds it
 changed and whose order documents may not have been written yet (a batch interrupted between the two writes;
-see `attach`). Each order document keeps its own holds of every SKU. In memory, a stock is a view: the orders
+see `attach`); likewise `shipped`, the shipments it consumed that their orders' documents may not list yet.
+Each order document keeps its own holds of every SKU. In memory, a stock is a view: the orders
 a decision reads are `attach`ed (their reservations listed, by reservation id), the rest is the counter
 `elsewhere`, so `reserved = elsewhere + sum(reservations)`; every change keeps `reserved <= on_hand`.
 
@@ -97,6 +98,7 @@ class Stock:
     attached: dict[str, Hold] = field(default_factory=dict)  # order key -> its hold when attached (memory only)
     candidates: dict[str, int] = field(default_factory=dict)  # order key -> units it holds movably (bounded)
     pages: tuple[int, int] = (0, 0)  # the `deciding` lines spilled to page documents: first and next page number
+    shipped: dict[str, str] = field(default_factory=dict)  # shipment id -> order key: consumed, maybe not on the order
 
     def reserved(self, warehouse: str) -> int:
         """Quantity reserved in `warehouse`: the orders not attached plus the attached reservations."""
@@ -297,6 +299,7 @@ class Stock:
             "waiting": self.waiting,
             "deciding": self.deciding,
             **({"pages": list(self.pages)} if self.pages != (0, 0) else {}),
+            **({"shipped": self.shipped} if self.shipped else {}),
         }
 
     @classmethod
@@ -332,6 +335,7 @@ class Stock:
             recent,
             candidates={k: int(n) for k, n in doc.get("candidates", {}).items()},
             pages=(int(doc["pages"][0]), int(doc["pages"][1])) if "pages" in doc else (0, 0),
+            shipped=dict(doc.get("shipped", {})),
         )
 
     def copy(self) -> "Stock":
@@ -353,6 +357,7 @@ class Stock:
             dict(self.attached),
             dict(self.candidates),
             self.pages,
+            dict(self.shipped),
         )
 
 

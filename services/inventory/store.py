@@ -17,13 +17,14 @@ from contracts.internal import OrderApproved
 from services.inventory.stock import Deciding, Hold, Stock, empty_hold, read_hold
 from services.runtime.batch import Batch
 from services.runtime.messages import Outgoing
-from services.runtime.outbox import DocStore, Store
+from services.runtime.outbox import Doc, DocStore, Store
 from services.runtime.steps import Decision, Kind, Loaded, load, save
 
 Collection = AsyncCollection[dict[str, Any]]
 ORDER = "order:"
 STOCK = "stock:"
 RECENT_MAX = 32  # `recent` holds a stock document keeps before the writer checks which order documents have them
+SHIPPED_MAX = 32  # likewise for the shipments it consumed (`shipped`)
 PAGE = "deciding:"  # `deciding:<sku>:<n>`: lines of orders awaiting a decision spilled from a stock document
 CANDIDATES_MAX = 64  # orders holding movable stock a stock document lists for priority orders
 DECIDING_MAX = 64  # `deciding` lines a stock document keeps; beyond it, all but the oldest DECIDING_KEEP spill
@@ -217,6 +218,10 @@ class Repository:
         named = [d.doc for d in orders.values()] + [d.doc for d in stocks.values()]
         return bool(named) and all(d.seen(cause) for d in named)
 
+    def inboxed(self, cause: str, skus: Iterable[str]) -> set[str]:
+        """The SKUs (their stocks loaded) whose stock document has `cause` in its inbox."""
+        return {s for s in skus if self.loaded[STOCKS.key(s)].seen(cause)}
+
     async def orders(self, keys: Iterable[str]) -> dict[str, OrderState | None]:
         """Order states by order key (None where inventory knows no such order)."""
         return {k: d.state for k, d in (await self._load(ORDERS, keys)).items()}
@@ -266,7 +271,9 @@ class Repository:
 
     async def _settled(self, sku: str, st: Stock) -> Stock:
         """The stock as it is written: the holds this batch changed go into `recent` and become the attached
-        orders' baseline (a later message of the batch sees only its own changes); once `recent` is longer than
+        orders' baseline (a later message of the batch sees only its own changes). What this process's last
+        write of the stock listed and its orders' documents stored in the same batch carry is dropped (the stock
+        still at that version: `note_landed`). Once `recent` is longer than
         RECENT_MAX, the holds of orders not attached in this batch are checked against their stored order
         documents (one load) and those the documents already carry are dropped. An order document this batch
         changed is not stored yet (the stock is written first): its hold stays."""
@@ -274,18 +281,36 @@ class Repository:
         settled.recent = {**st.recent, **changed}
         settled.attached = st.current_holds()
         settled.candidates = st.noted(changed, CANDIDATES_MAX)
+        loaded = self.loaded[STOCKS.key(sku)]
+        if (note := self.batch.store.landed_note(loaded.key, loaded.doc.version)) is not None:
+            holds, shipments = note  # what this process's last write of the stock left that its orders now carry
+            settled.recent = {k: h for k, h in settled.recent.items() if holds.get(k) != h}
+            settled.shipped = {s: k for s, k in settled.shipped.items() if s not in shipments}
         await self._paged(sku, settled)
-        if len(settled.recent) <= RECENT_MAX:
-            return settled
-        check = [k for k in settled.recent if k not in settled.attached]
-        docs = await self._load(ORDERS, check)
-        done = set()
-        for k in check:
-            order, stored = docs[k].state, not docs[k].doc.dirty
-            if stored and (order.holds.get(sku, empty_hold()) if order else empty_hold()) == settled.recent[k]:
-                done.add(k)
-        settled.recent = {k: h for k, h in settled.recent.items() if k not in done}
+        if len(settled.recent) > RECENT_MAX or len(settled.shipped) > SHIPPED_MAX:
+            await self._pruned(sku, settled)
         return settled
+
+    async def _pruned(self, sku: str, st: Stock) -> None:
+        """Drop the `recent` holds of orders not attached in this batch, and the `shipped` shipments, that their
+        stored order documents already carry (one load). An order document this batch changed is not stored
+        yet (the stock is written first): what it carries stays listed."""
+        check = {k for k in st.recent if k not in st.attached} | set(st.shipped.values())
+        docs = await self._load(ORDERS, sorted(check))
+        stored = {k: d.state for k, d in docs.items() if not d.doc.dirty}
+
+        def carries(k: str) -> Hold | None:  # None: not stored
+            if k not in stored:
+                return None
+            order = stored[k]
+            return order.holds.get(sku, empty_hold()) if order is not None else empty_hold()
+
+        def lists(k: str, shipment: str) -> bool:
+            order = stored.get(k)
+            return order is not None and shipment in order.dispatched
+
+        st.recent = {k: h for k, h in st.recent.items() if k not in check or carries(k) != h}
+        st.shipped = {s: k for s, k in st.shipped.items() if not lists(k, s)}
 
     async def _paged(self, sku: str, st: Stock) -> None:
         """Keep the stock's `deciding` list bounded: beyond DECIDING_MAX lines, all but the oldest DECIDING_KEEP
@@ -302,6 +327,25 @@ class Repository:
         elif len(st.deciding) < DECIDING_LOW and first < after:
             page = (await self._load(PAGES, [f"{sku}:{first}"]))[f"{sku}:{first}"]
             st.deciding, st.pages = {**(page.state or {}), **st.deciding}, (first + 1, after)
+
+
+def note_landed(docs: Store, written: list[Doc]) -> None:
+    """After a batch landed whole: note on each stock document it wrote the `recent` holds and `shipped`
+    shipments that the order documents it wrote carry, so the next write of that stock version drops them
+    without loading those orders (`Repository._settled`)."""
+    orders = {d.key: d.state for d in written if d.key.startswith(ORDER) and d.state is not None}
+    for d in written:
+        if not d.key.startswith(STOCK) or d.state is None:
+            continue
+        sku, empty = d.state["sku"], empty_hold()
+        held = {
+            k: o.get("holds", {}).get(sku, empty) for k in d.state.get("recent", {}) if (o := orders.get(ORDER + k))
+        }
+        holds = {k: h for k, h in d.state.get("recent", {}).items() if k in held and held[k] == h}
+        shipped = d.state.get("shipped", {})
+        shipments = frozenset(s for s, k in shipped.items() if s in orders.get(ORDER + k, {}).get("dispatched", ()))
+        if holds or shipments:
+            docs.note_landed(d.key, d.version, (holds, shipments))
 
 
 async def stock_levels(source: Store | Collection) -> list[dict[str, Any]]:

@@ -49,6 +49,7 @@ class Batch:
         self.scratch: dict[str, Any] = {}  # per-batch working state a service's handlers share
         self.outcomes: Counter[str] = Counter()  # handled records per outcome label (the batch's INFO line)
         self.inputs: frozenset[str] = frozenset()  # keys its records name (key_of): a redelivery loads them again
+        self.written: list[Doc] = []  # the documents `commit` stored, each at its new version
 
     async def prefetch(self, keys: Iterable[str]) -> None:
         """Load in one round trip the documents the batch will touch."""
@@ -108,10 +109,9 @@ class Batch:
         marker = relay_marker([d for d in with_pending if d.key not in self.inputs])
         if marker is not None:
             await self.store.mark(marker)
-        written = 0
         for prefix in write_first:  # each group is stored before the next one and before the rest
-            written += len(await self.store.save_many(d for d in self.docs.values() if d.key.startswith(prefix)))
-        written += len(await self.store.save_many(self.docs.values()))
+            self.written += await self.store.save_many(d for d in self.docs.values() if d.key.startswith(prefix))
+        self.written += await self.store.save_many(self.docs.values())
         saved = time.perf_counter()
         out = await publish_pending(self.store, publisher, self.service, with_pending, self.loose)
         for topic in self.dead:
@@ -125,7 +125,7 @@ class Batch:
         log.debug(
             "batch_committed",
             docs=len(self.docs),
-            written=written,
+            written=len(self.written),
             sent=len(out),
             save_ms=round((saved - started) * 1000, 1),
             publish_ms=round((published - saved) * 1000, 1),
@@ -187,6 +187,7 @@ class Processor:
         on_unreadable: OnUnreadable | None = None,
         *,
         write_first: tuple[str, ...] = (),
+        landed: Callable[[Store, list[Doc]], None] | None = None,
         skip_unreadable: frozenset[str] = frozenset(),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -197,6 +198,7 @@ class Processor:
         self.key_of = key_of
         self.on_unreadable = on_unreadable
         self.write_first = write_first
+        self.landed = landed  # told which documents a batch stored once it landed whole
         self.skip_unreadable = skip_unreadable
         self.clock = clock
         self.store_commands: Callable[[], int] = lambda: 0  # commands sent to the store so far (batch log line)
@@ -223,6 +225,8 @@ class Processor:
             await self._handle(batch, rec, msg)
         handled = time.perf_counter()
         sent = await batch.commit(self.publisher, self.write_first)
+        if self.landed is not None:
+            self.landed(self.store, batch.written)
         elapsed = time.perf_counter() - started
         health.BATCHES.labels(self.service).observe(elapsed)
         log.info(

@@ -33,6 +33,7 @@ from services.runtime.messages import Outgoing
 INBOX_LIMIT = 256
 STALE_INDEX = "state.order_number_1"
 PUBLISHED_MEMORY = 100_000  # document versions remembered as published, per process
+LANDED_MEMORY = 100_000  # notes on document versions written by batches that landed whole, per process
 
 
 class ConflictError(RuntimeError):
@@ -75,6 +76,7 @@ class Store(ABC):
 
     def __init__(self) -> None:
         self.published: OrderedDict[str, int] = OrderedDict()  # key -> version whose pending events were sent
+        self.landed: OrderedDict[str, tuple[int, Any]] = OrderedDict()  # key -> (version, note): `note_landed`
 
     @abstractmethod
     async def load_many(self, keys: Iterable[str]) -> dict[str, Doc]:
@@ -134,6 +136,19 @@ class Store(ABC):
             self.published.move_to_end(d.key)
         while len(self.published) > PUBLISHED_MEMORY:
             self.published.popitem(last=False)
+
+    def note_landed(self, key: str, version: int, note: Any) -> None:
+        """Remember a service's note on the version of `key` that this process wrote in a batch whose every
+        document was stored (e.g. what of it the batch's other documents now carry)."""
+        self.landed[key] = (version, note)
+        self.landed.move_to_end(key)
+        while len(self.landed) > LANDED_MEMORY:
+            self.landed.popitem(last=False)
+
+    def landed_note(self, key: str, version: int) -> Any:
+        """The note on `key` if the document is still at the version noted (nobody wrote it since), else None."""
+        noted = self.landed.get(key)
+        return noted[1] if noted is not None and noted[0] == version else None
 
     def forget(self, docs: Iterable[Doc]) -> None:
         """Undo `remember` after a failed publish: the outputs are still to be sent."""

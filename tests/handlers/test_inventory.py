@@ -15,6 +15,7 @@ from contracts.public import ShipmentLine
 from services.inventory import store
 from services.inventory.app import CONSUMES, NAME, build_for
 from services.inventory.config import InventorySettings
+from services.runtime.memory import MemoryDocStore
 from services.runtime.messages import Incoming
 from tests.factories import NOW, command
 from tests.handlers.events import REQUESTED, approved, cancelled, number, okey, wire
@@ -391,6 +392,7 @@ async def test_a_reservation_left_by_an_interrupted_batch_is_released_when_the_c
     await approve(inv, "I-20", [("SKU-0001", 4, "11.00")])
     # as if the batch died after its stock write: the order document was never written; then the cancel came
     del inv.memory.rows[store.ORDERS.key(okey("I-20"))]
+    died(inv)
     after = await put(inv, topics.ORDERS_CANCELLED, cancelled("I-20"), okey("I-20"))
     assert after[("SKU-0001", EAST)] == (6, 4)  # inventory cannot tell whose reservation it is yet
     after = await approve(inv, "I-20", [("SKU-0001", 4, "11.00")])  # the interrupted batch, redelivered
@@ -767,6 +769,11 @@ def hold_of(h: Harness, ref: str, sku: str = "SKU-0001") -> dict[str, int]:
     return held
 
 
+def died(h: Harness) -> None:
+    """The process that wrote the batch died with it: its memory of the batches that landed goes too."""
+    h.memory.landed.clear()
+
+
 async def interrupted(h: Harness, ref: str, qty: int) -> None:
     """Approve `ref` as a batch that died after its stock write: its order document is as it was before."""
     key = store.ORDERS.key(okey(ref))
@@ -776,6 +783,7 @@ async def interrupted(h: Harness, ref: str, qty: int) -> None:
         del h.memory.rows[key]
     else:
         h.memory.rows[key] = before
+    died(h)
 
 
 async def test_many_reservations_leave_the_stock_document_bounded(inv: Harness) -> None:
@@ -812,6 +820,7 @@ async def test_an_interrupted_cancellation_redelivered_releases_exactly_what_was
     before = inv.memory.rows[key]
     await put(inv, topics.ORDERS_CANCELLED, cancelled("C-1"), okey("C-1"))
     inv.memory.rows[key] = before  # the order write was lost: the order still says it holds 3
+    died(inv)
     after = await put(inv, topics.ORDERS_CANCELLED, cancelled("C-1"), okey("C-1"))
     assert after[("SKU-0001", EAST)] == (10, 5) and hold_of(inv, "C-1") == {} and hold_of(inv, "C-2") == {EAST: 5}
 
@@ -826,6 +835,7 @@ async def test_an_old_stock_document_with_inline_reservations_is_read_and_its_ho
     holds = {ref: rows[store.ORDERS.key(okey(ref))]["state"].pop("holds")["SKU-0001"] for ref in ("L-1", "L-2")}
     old = stock_row(inv)
     old.pop("reserved"), old.pop("recent")
+    died(inv)
     old["reservations"] = {r: w for h in holds.values() for r, w in h["r"].items()}
     old["owners"] = {r: o for h in holds.values() for r, o in h["o"].items()}
     assert (await levels(inv))[("SKU-0001", EAST)] == (10, 7)
@@ -862,6 +872,7 @@ async def test_a_batch_interrupted_after_its_stock_write_keeps_every_hold_its_la
     await inv.processor.process(records)
     for ref in refs:  # the batch died after its stock write: no order document was stored
         del inv.memory.rows[store.ORDERS.key(okey(ref))]
+    died(inv)
     await inv.processor.process(records)  # redelivered
     assert (await levels(inv))[("SKU-0001", EAST)] == (1000, 3 * len(refs))
     assert all(hold_of(inv, ref) == {EAST: 3} for ref in refs)
@@ -887,6 +898,7 @@ async def test_a_hold_is_kept_in_recent_while_its_order_document_waits_in_the_sa
     await inv.processor.process(records)
     for ref in refs:  # the batch died after its stock write: no order document was stored
         inv.memory.rows.pop(store.ORDERS.key(okey(ref)), None)
+    died(inv)
     await inv.processor.process(records)  # redelivered
     assert (await levels(inv))[("SKU-0001", EAST)] == (1000, 4 + len(refs) - 1)
     assert hold_of(inv, "H-0") == {EAST: 4}
@@ -953,6 +965,7 @@ async def test_a_spill_interrupted_before_its_stock_write_loses_no_line_when_red
     await approve(inv, refs[-1], [("SKU-0001", 2, "11.00")])  # spills a page: written first
     assert store.PAGES.key("SKU-0001:0") in inv.memory.rows
     inv.memory.rows[stock_key] = before  # the batch died after its page write
+    died(inv)
     del inv.memory.rows[order_key]
     await approve(inv, refs[-1], [("SKU-0001", 2, "11.00")])  # redelivered: the page is written again
     assert stock_row(inv)["pages"] == [0, 1] and listed(inv) == lines_of(refs)
@@ -979,3 +992,126 @@ async def test_the_substitutes_stock_is_read_only_for_an_order_that_is_short(
     assert inv.statuses()[-1] == "awaiting_customer_decision" and store.STOCKS.key("SKU-0002") in loaded
     [short] = [m for m in inv.out[topics.ORDERS_STATUS] if m["channel_order_ref"] == "U-2"]
     assert short["details"]["options"]["substitute"] == {"1": ["SKU-0002"]}
+
+
+# ---- shipments: the order document remembers them; a stock lists them only until that document is stored ----
+def shipment(ref: str, sid: str, lines: list[tuple[int, str, int]], wh: str = EAST) -> StockShipped:
+    return shipped(ref, wh, 0, sid).model_copy(
+        update={"lines": [ShipmentLine(line_no=n, sku=sku, quantity=q) for n, sku, q in lines]}
+    )
+
+
+async def test_many_shipments_leave_the_stock_document_bounded(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 1000)
+    n = 3 * store.SHIPPED_MAX
+    for i in range(n):
+        await approve(inv, f"K-{i}", [("SKU-0001", 2, "11.00")])
+        await put(
+            inv, topics.FULFILLMENT_DISPATCHED, shipment(f"K-{i}", f"S-K{i}", [(1, "SKU-0001", 2)]), okey(f"K-{i}")
+        )
+    row = inv.memory.rows[store.STOCKS.key("SKU-0001")]
+    assert (
+        not [c for c in row["inbox"] if c.startswith("shipped:")]
+        and len(stock_row(inv)["shipped"]) <= store.SHIPPED_MAX + 1
+    )
+    assert (await levels(inv))[("SKU-0001", EAST)] == (1000 - 2 * n, 0)
+    before = await levels(inv)
+    after = await put(inv, topics.FULFILLMENT_DISPATCHED, shipment("K-0", "S-K0", [(1, "SKU-0001", 2)]), okey("K-0"))
+    assert after == before  # a redelivery long after: the order document remembers it
+
+
+async def test_a_shipment_interrupted_after_part_of_its_stock_writes_consumes_each_stock_once(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 50)
+    await count(inv, "SKU-0002", EAST, 50)
+    await approve(inv, "J-1", [("SKU-0001", 5, "11.00"), ("SKU-0002", 7, "11.00")])
+    rows, order_key = inv.memory.rows, store.ORDERS.key(okey("J-1"))
+    order_before, second_before = rows[order_key], rows[store.STOCKS.key("SKU-0002")]
+    msg = shipment("J-1", "S-J1", [(1, "SKU-0001", 5), (2, "SKU-0002", 7)])
+    await put(inv, topics.FULFILLMENT_DISPATCHED, msg, okey("J-1"))
+    rows[order_key], rows[store.STOCKS.key("SKU-0002")] = order_before, second_before  # only SKU-0001 was stored
+    died(inv)
+    for _ in range(2):  # redelivered, then delivered once more
+        after = await put(inv, topics.FULFILLMENT_DISPATCHED, msg, okey("J-1"))
+    assert after[("SKU-0001", EAST)] == (45, 0) and after[("SKU-0002", EAST)] == (43, 0)
+    assert "S-J1" in rows[order_key]["state"]["dispatched"]
+
+
+async def test_a_batch_of_shipments_interrupted_after_its_stock_write_consumes_each_once(inv: Harness) -> None:
+    # Later shipments of the batch prune `shipped`: an order document decided in the batch is not stored yet.
+    await count(inv, "SKU-0001", EAST, 1000)
+    refs = [f"Y-{i}" for i in range(store.SHIPPED_MAX + 2)]
+    for ref in refs:
+        await approve(inv, ref, [("SKU-0001", 3, "11.00")])
+    rows = inv.memory.rows
+    before = {ref: rows[store.ORDERS.key(okey(ref))] for ref in refs}
+    records = [
+        Incoming(
+            topics.FULFILLMENT_DISPATCHED, 0, 300 + i, okey(ref), wire(shipment(ref, f"S-{ref}", [(1, "SKU-0001", 3)]))
+        )
+        for i, ref in enumerate(refs)
+    ]
+    await inv.processor.process(records)
+    rows.update({store.ORDERS.key(okey(ref)): doc for ref, doc in before.items()})  # no order document was stored
+    died(inv)
+    await inv.processor.process(records)  # redelivered
+    assert (await levels(inv))[("SKU-0001", EAST)] == (1000 - 3 * len(refs), 0)
+
+
+async def test_a_shipment_of_an_order_inventory_never_planned_consumes_once(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 100)
+    for _ in range(2):
+        after = await put(inv, topics.FULFILLMENT_DISPATCHED, shipped("Z-1", EAST, 4, sid="S-Z1"), okey("Z-1"))
+    assert after[("SKU-0001", EAST)] == (96, 0) and store.ORDERS.key(okey("Z-1")) not in inv.memory.rows
+
+
+async def test_a_shipment_an_older_version_stored_on_the_stock_only_is_not_consumed_again(inv: Harness) -> None:
+    # Before `shipped`, a stock document remembered each shipment in its inbox; a batch of that version
+    # interrupted after its stock write is redelivered to this one.
+    await count(inv, "SKU-0001", EAST, 100)
+    await approve(inv, "X-1", [("SKU-0001", 4, "11.00")])
+    rows, order_key, stock_key = inv.memory.rows, store.ORDERS.key(okey("X-1")), store.STOCKS.key("SKU-0001")
+    order_before = rows[order_key]
+    msg = shipment("X-1", "S-X1", [(1, "SKU-0001", 4)])
+    await put(inv, topics.FULFILLMENT_DISPATCHED, msg, okey("X-1"))
+    rows[order_key] = order_before
+    rows[stock_key]["state"].pop("shipped")
+    died(inv)
+    rows[stock_key]["inbox"].append("shipped:S-X1")
+    after = await put(inv, topics.FULFILLMENT_DISPATCHED, msg, okey("X-1"))
+    assert after[("SKU-0001", EAST)] == (96, 0) and "S-X1" in rows[order_key]["state"]["dispatched"]
+
+
+# ---- what a process's last write of a stock listed, its orders now carry: the next write drops it unloaded ----
+async def test_a_stock_this_process_writes_lists_only_its_last_batch_and_loads_no_order_to_prune(
+    inv: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await count(inv, "SKU-0001", EAST, 1000)
+    loaded: list[str] = []
+    load_many = inv.memory.load_many
+
+    async def spy(keys: Any) -> Any:
+        keys = list(keys)
+        loaded.extend(keys)
+        return await load_many(keys)
+
+    monkeypatch.setattr(inv.memory, "load_many", spy)
+    n = 3 * store.RECENT_MAX
+    for i in range(n):
+        ref = f"N-{i}"
+        await approve(inv, ref, [("SKU-0001", 2, "11.00")])
+        await put(inv, topics.FULFILLMENT_DISPATCHED, shipment(ref, f"S-{ref}", [(1, "SKU-0001", 1)]), okey(ref))
+    doc = stock_row(inv)
+    assert list(doc["recent"]) == [okey(f"N-{n - 1}")] and list(doc["shipped"]) == [f"S-N-{n - 1}"]
+    assert loaded.count(store.ORDERS.key(okey("N-0"))) == 2  # its own two messages: no prune loaded it
+    assert (await levels(inv))[("SKU-0001", EAST)] == (1000 - n, n)
+
+
+async def test_a_stock_another_replica_wrote_since_keeps_its_list_until_checked(inv: Harness) -> None:
+    await count(inv, "SKU-0001", EAST, 1000)
+    await approve(inv, "M-1", [("SKU-0001", 2, "11.00")])
+    async with Harness(NAME, CONSUMES, build_for(InventorySettings())) as other:
+        other.store = other.processor.store = MemoryDocStore(inv.memory.rows, inv.memory.markers)
+        await other.send(topics.ORDERS_APPROVED, wire(approved("M-2", [("SKU-0001", 3, "11.00")])), okey("M-2"))
+    await approve(inv, "M-3", [("SKU-0001", 4, "11.00")])  # the stock is no longer at the version it noted
+    assert set(stock_row(inv)["recent"]) == {okey("M-1"), okey("M-2"), okey("M-3")}
+    assert (await levels(inv))[("SKU-0001", EAST)] == (1000, 9)

@@ -175,3 +175,33 @@ async def test_write_first_groups_are_stored_one_prefix_after_another_then_the_r
         record(await batch.doc(key), f"in-{key}", {"k": key})
     await batch.commit(_Sent(), ("page:", "stock:"))
     assert store.writes == [["page:A:0"], ["stock:A", "stock:B"], ["order:1", "order:2"]]
+
+
+async def test_a_note_on_a_landed_version_holds_until_someone_writes_the_document_again(replica: Replicas) -> None:
+    mine, theirs = replica(), replica()
+    batch = Batch(mine, datetime.now(UTC), "test")
+    await batch.prefetch(["stock:A", "order:1"])
+    for key in ("stock:A", "order:1"):
+        record(await batch.doc(key), "in-1", {"k": key})
+    await batch.commit(_Sent(), ("stock:",))
+    assert sorted((d.key, d.version) for d in batch.written) == [("order:1", 1), ("stock:A", 1)]
+    mine.note_landed("stock:A", 1, "carried")
+    assert mine.landed_note("stock:A", 1) == "carried" and theirs.landed_note("stock:A", 1) is None
+    doc = (await theirs.load_many(["stock:A"]))["stock:A"]
+    record(doc, "in-2", {"k": 2})
+    await theirs.save_many([doc])
+    assert mine.landed_note("stock:A", 2) is None  # written since: the note no longer applies
+
+
+async def test_a_batch_that_lost_a_race_lists_only_what_it_stored_and_lands_nothing(replica: Replicas) -> None:
+    mine, theirs = replica(), replica()
+    batch = Batch(mine, datetime.now(UTC), "test")
+    await batch.prefetch(["stock:A", "order:1"])
+    for key in ("stock:A", "order:1"):
+        record(await batch.doc(key), "in-1", {"k": key})
+    doc = (await theirs.load_many(["order:1"]))["order:1"]
+    record(doc, "in-2", {"k": "theirs"})
+    await theirs.save_many([doc])
+    with pytest.raises(ConflictError):
+        await batch.commit(_Sent(), ("stock:",))
+    assert [d.key for d in batch.written] == ["stock:A"]  # the processor is not told it landed: commit raised

@@ -246,7 +246,7 @@ class InventoryMachine(RuleBasedStateMachine):
 
     def dispatch(self, ref: str, warehouse: str, lines: list[ShipmentLine]) -> None:
         """A shipment of the order leaves `warehouse` (inventory hears it as `stock.shipped`)."""
-        fields = {"shipment_id": f"S-{ref}-{self.steps}", "warehouse": warehouse, "lines": lines}
+        fields = {"shipment_id": f"S-{ref}-{self.steps}-{warehouse}", "warehouse": warehouse, "lines": lines}
         msg = self.order_event(StockShipped, ref, **fields)
         for line in lines:
             self.shipped[(line.sku, warehouse)] += line.quantity
