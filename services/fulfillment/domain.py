@@ -551,14 +551,15 @@ def on_status(
     order: Order | None, timeline: Timeline | None, msg: OrderStatus, now: datetime, at: int | None = None
 ) -> tuple[Decision[Order], Decision[Timeline]]:
     """Append the status to the order's timeline; a refusal about an order nothing is known of starts none
-    (it is kept with a pending cancel, and joins the timeline only if the order arrives in time). The order's
+    (it is kept with a pending cancel, and joins the timeline only if the order arrives in time, also when
+    other services' news of the order, such as its ship-to, came first). The order's
     first status applies a pending cancel published before it lapsed; a late step of an order cancelled
     here is followed by `cancelled` again. Decisions for the order and for the timeline, in that order."""
     key, unchanged = f"{msg.channel}:{msg.channel_order_ref}", Decision[Order](None)
     guard = order.pending_cancel if order is not None else None
     live = guard if guard is not None and msg.occurred_at <= guard.until else None
     if timeline is None and _about_no_order(msg):
-        if order is None or live is None or order.known or any(e.event_id == msg.event_id for e in live.entries):
+        if order is None or live is None or any(e.event_id == msg.event_id for e in live.entries):
             return unchanged, Decision(None, (), "not recorded: no such order")
         kept = replace(live, entries=(*live.entries, tl.entry(msg, at)))
         return Decision(replace(order, pending_cancel=kept)), Decision(None, (), "kept with the pending cancel")

@@ -161,6 +161,22 @@ def test_the_orders_first_status_applies_a_pending_cancel_in_time() -> None:
     assert [e.status for e in for_timeline.new_state.entries] == ["invalid", "received"]
 
 
+def test_the_answer_to_a_pending_cancel_joins_the_timeline_even_after_the_order_became_known() -> None:
+    # e2e, session 11: the order's ship-to (review) reached fulfillment before the copy of its own answer came
+    # back on orders.status; the answer must still wait with the pending cancel for the order's first status
+    pending = domain.cancel(None, None, cmd(), NOW)
+    answer = as_status(pending.events[0])
+    assert pending.new_state is not None
+    known = replace(pending.new_state, customer_id="C-1")
+    assert known.known and known.timeline is None
+    kept, no_timeline = domain.on_status(known, None, answer, NOW)
+    assert no_timeline.new_state is None and kept.new_state is not None
+    assert kept.new_state.pending_cancel is not None and len(kept.new_state.pending_cancel.entries) == 1
+    _, for_timeline = domain.on_status(kept.new_state, None, received(at=NOW + timedelta(minutes=1)), NOW)
+    assert for_timeline.new_state is not None
+    assert [e.status for e in for_timeline.new_state.entries] == ["invalid", "received"]
+
+
 def test_a_pending_cancel_lapses_and_leaves_nothing_to_the_order() -> None:
     pending = domain.cancel(None, None, cmd(), NOW).new_state
     late = received(at=NOW + domain.CANCEL_GUARD + timedelta(seconds=1))
