@@ -18,7 +18,7 @@ from services.inventory.stock import Deciding, Hold, Stock, empty_hold, read_hol
 from services.runtime.batch import Batch
 from services.runtime.messages import Outgoing
 from services.runtime.outbox import Doc, DocStore, Store
-from services.runtime.steps import Decision, Kind, Loaded, load, save
+from services.runtime.steps import Decision, Kind, Loaded, load, save, typed
 
 Collection = AsyncCollection[dict[str, Any]]
 ORDER = "order:"
@@ -298,19 +298,9 @@ class Repository:
         check = {k for k in st.recent if k not in st.attached} | set(st.shipped.values())
         docs = await self._load(ORDERS, sorted(check))
         stored = {k: d.state for k, d in docs.items() if not d.doc.dirty}
-
-        def carries(k: str) -> Hold | None:  # None: not stored
-            if k not in stored:
-                return None
-            order = stored[k]
-            return order.holds.get(sku, empty_hold()) if order is not None else empty_hold()
-
-        def lists(k: str, shipment: str) -> bool:
-            order = stored.get(k)
-            return order is not None and shipment in order.dispatched
-
-        st.recent = {k: h for k, h in st.recent.items() if k not in check or carries(k) != h}
-        st.shipped = {s: k for s, k in st.shipped.items() if not lists(k, s)}
+        carried = {k for k in check if k in stored}
+        st.recent = {k: h for k, h in st.recent.items() if k not in carried or holding(stored[k], sku) != h}
+        st.shipped = {s: k for s, k in st.shipped.items() if k not in carried or not remembers(stored[k], s)}
 
     async def _paged(self, sku: str, st: Stock) -> None:
         """Keep the stock's `deciding` list bounded: beyond DECIDING_MAX lines, all but the oldest DECIDING_KEEP
@@ -329,21 +319,27 @@ class Repository:
             st.deciding, st.pages = {**(page.state or {}), **st.deciding}, (first + 1, after)
 
 
+def holding(order: OrderState | None, sku: str) -> Hold:
+    """What an order's document says it holds of `sku` (nothing, for an order inventory does not know)."""
+    return order.holds.get(sku, empty_hold()) if order is not None else empty_hold()
+
+
+def remembers(order: OrderState | None, shipment: str) -> bool:
+    """Whether an order's document remembers the shipment."""
+    return order is not None and shipment in order.dispatched
+
+
 def note_landed(docs: Store, written: list[Doc]) -> None:
     """After a batch landed whole: note on each stock document it wrote the `recent` holds and `shipped`
     shipments that the order documents it wrote carry, so the next write of that stock version drops them
-    without loading those orders (`Repository._settled`)."""
-    orders = {d.key: d.state for d in written if d.key.startswith(ORDER) and d.state is not None}
+    without loading those orders (`Repository._settled`). The documents are read in their typed views, kept
+    since the batch decided them."""
+    orders = {d.key.removeprefix(ORDER): typed(d, ORDERS) for d in written if d.key.startswith(ORDER)}
     for d in written:
-        if not d.key.startswith(STOCK) or d.state is None:
+        if not d.key.startswith(STOCK) or (st := typed(d, STOCKS)) is None:
             continue
-        sku, empty = d.state["sku"], empty_hold()
-        held = {
-            k: o.get("holds", {}).get(sku, empty) for k in d.state.get("recent", {}) if (o := orders.get(ORDER + k))
-        }
-        holds = {k: h for k, h in d.state.get("recent", {}).items() if k in held and held[k] == h}
-        shipped = d.state.get("shipped", {})
-        shipments = frozenset(s for s, k in shipped.items() if s in orders.get(ORDER + k, {}).get("dispatched", ()))
+        holds = {k: h for k, h in st.recent.items() if k in orders and holding(orders[k], st.sku) == h}
+        shipments = frozenset(s for s, k in st.shipped.items() if k in orders and remembers(orders[k], s))
         if holds or shipments:
             docs.note_landed(d.key, d.version, (holds, shipments))
 

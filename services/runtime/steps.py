@@ -67,12 +67,18 @@ async def load(batch: Batch, kind: Kind[S], ident: str) -> Loaded[S]:
     """The document `kind.key(ident)` of the batch, its state read as `kind` says (read once per batch and
     kept typed: a second message on the same document in the batch sees the first one's decision)."""
     doc = await batch.doc(kind.key(ident))
+    return Loaded(kind, doc, typed(doc, kind))
+
+
+def typed(doc: Doc, kind: Kind[S]) -> S | None:
+    """The document's state as `kind` reads it: the typed view kept since it was last read or decided, else
+    read once and kept."""
     if doc.view is not None and doc.view[0] is kind:
         state: S | None = doc.view[1]
     else:
         state = None if doc.state is None else kind.read(doc.state)
         doc.view = (kind, state)
-    return Loaded(kind, doc, state)
+    return state
 
 
 async def prefetch_linked(batch: Batch, link: Kind[S], target: Callable[[S], str]) -> None:

@@ -971,21 +971,27 @@ async def test_a_spill_interrupted_before_its_stock_write_loses_no_line_when_red
     assert stock_row(inv)["pages"] == [0, 1] and listed(inv) == lines_of(refs)
 
 
-# ---- an order served in full never reads its substitutes' stock ----
-async def test_the_substitutes_stock_is_read_only_for_an_order_that_is_short(
-    inv: Harness, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await count(inv, "SKU-0001", EAST, 12)
-    await count(inv, "SKU-0002", WEST, 50)
+def loads(h: Harness, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every document key the store is asked to load from now on, in order."""
     loaded: list[str] = []
-    load_many = inv.memory.load_many
+    load_many = h.memory.load_many
 
     async def spy(keys: Any) -> Any:
         keys = list(keys)
         loaded.extend(keys)
         return await load_many(keys)
 
-    monkeypatch.setattr(inv.memory, "load_many", spy)
+    monkeypatch.setattr(h.memory, "load_many", spy)
+    return loaded
+
+
+# ---- an order served in full never reads its substitutes' stock ----
+async def test_the_substitutes_stock_is_read_only_for_an_order_that_is_short(
+    inv: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await count(inv, "SKU-0001", EAST, 12)
+    await count(inv, "SKU-0002", WEST, 50)
+    loaded = loads(inv, monkeypatch)
     await approve(inv, "U-1", substitutes=["SKU-0002"])  # 10 of 12: served in full
     assert inv.statuses() == ["reserved"] and store.STOCKS.key("SKU-0002") not in loaded
     await approve(inv, "U-2", substitutes=["SKU-0002"])  # 10 of the 2 left: short, SKU-0002 is offered
@@ -1086,15 +1092,7 @@ async def test_a_stock_this_process_writes_lists_only_its_last_batch_and_loads_n
     inv: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await count(inv, "SKU-0001", EAST, 1000)
-    loaded: list[str] = []
-    load_many = inv.memory.load_many
-
-    async def spy(keys: Any) -> Any:
-        keys = list(keys)
-        loaded.extend(keys)
-        return await load_many(keys)
-
-    monkeypatch.setattr(inv.memory, "load_many", spy)
+    loaded = loads(inv, monkeypatch)
     n = 3 * store.RECENT_MAX
     for i in range(n):
         ref = f"N-{i}"

@@ -166,23 +166,25 @@ class _Ordered(MemoryDocStore):
         return written
 
 
-async def test_write_first_groups_are_stored_one_prefix_after_another_then_the_rest() -> None:
-    store = _Ordered()
+async def _recorded(store: Store, keys: list[str]) -> Batch:
+    """A batch that loaded `keys` and recorded a change of each, not yet committed."""
     batch = Batch(store, datetime.now(UTC), "test")
-    keys = ["order:1", "stock:A", "page:A:0", "order:2", "stock:B"]
     await batch.prefetch(keys)
     for key in keys:
         record(await batch.doc(key), f"in-{key}", {"k": key})
+    return batch
+
+
+async def test_write_first_groups_are_stored_one_prefix_after_another_then_the_rest() -> None:
+    store = _Ordered()
+    batch = await _recorded(store, ["order:1", "stock:A", "page:A:0", "order:2", "stock:B"])
     await batch.commit(_Sent(), ("page:", "stock:"))
     assert store.writes == [["page:A:0"], ["stock:A", "stock:B"], ["order:1", "order:2"]]
 
 
 async def test_a_note_on_a_landed_version_holds_until_someone_writes_the_document_again(replica: Replicas) -> None:
     mine, theirs = replica(), replica()
-    batch = Batch(mine, datetime.now(UTC), "test")
-    await batch.prefetch(["stock:A", "order:1"])
-    for key in ("stock:A", "order:1"):
-        record(await batch.doc(key), "in-1", {"k": key})
+    batch = await _recorded(mine, ["stock:A", "order:1"])
     await batch.commit(_Sent(), ("stock:",))
     assert sorted((d.key, d.version) for d in batch.written) == [("order:1", 1), ("stock:A", 1)]
     mine.note_landed("stock:A", 1, "carried")
@@ -195,10 +197,7 @@ async def test_a_note_on_a_landed_version_holds_until_someone_writes_the_documen
 
 async def test_a_batch_that_lost_a_race_lists_only_what_it_stored_and_lands_nothing(replica: Replicas) -> None:
     mine, theirs = replica(), replica()
-    batch = Batch(mine, datetime.now(UTC), "test")
-    await batch.prefetch(["stock:A", "order:1"])
-    for key in ("stock:A", "order:1"):
-        record(await batch.doc(key), "in-1", {"k": key})
+    batch = await _recorded(mine, ["stock:A", "order:1"])
     doc = (await theirs.load_many(["order:1"]))["order:1"]
     record(doc, "in-2", {"k": "theirs"})
     await theirs.save_many([doc])
