@@ -13,7 +13,6 @@ a restart, or written by another replica) publishes them once more with the same
 with a version-guarded second write, so no other process sends them yet again.
 """
 
-import json
 import re
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -23,6 +22,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
@@ -266,13 +266,18 @@ PACKED = ("state", "inbox", "pending")
 def packed(body: dict[str, Any]) -> dict[str, Any]:
     """A document as DocStore stores it: its state, inbox and pending outputs each one JSON string (empty ones
     as they are). FerretDB 1.x stores every field with a type schema and decodes it field by field: as nested
-    documents our order states took twice their size and most of FerretDB's CPU (ADR 0007)."""
-    return {k: json.dumps(v, separators=(",", ":")) if k in PACKED and v else v for k, v in body.items()}
+    documents our order states took twice their size and most of FerretDB's CPU (ADR 0007). orjson writes the
+    same compact JSON as the standard library (non-ASCII as UTF-8, not escaped) in a fraction of its CPU."""
+    return {k: _dumps(v) if k in PACKED and v else v for k, v in body.items()}
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def unpacked(raw: dict[str, Any]) -> dict[str, Any]:
     """A stored document read back (`packed`, or nested documents as written before it)."""
-    return {k: json.loads(v) if k in PACKED and isinstance(v, str) else v for k, v in raw.items()}
+    return {k: orjson.loads(v) if k in PACKED and isinstance(v, str) else v for k, v in raw.items()}
 
 
 def check_increment(key: str, by: int) -> None:
