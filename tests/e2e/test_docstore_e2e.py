@@ -1,5 +1,6 @@
-"""DocStore on the real store: what it writes (packed fields), and that it reads both stored forms."""
+"""DocStore on the real store: what it writes (packed fields), and that it reads every earlier stored form."""
 
+import json
 import uuid
 from typing import Any
 
@@ -13,13 +14,16 @@ STATE: dict[str, Any] = {"status": "reserved", "lines": [{"line_no": 1, "sku": "
 def test_packed_fields_round_trip_and_empty_ones_stay_as_they_are() -> None:
     body = {"_id": "order:x", "v": 3, "state": STATE, "inbox": ["a", "b"], "pending": []}
     stored = packed(body)
-    assert isinstance(stored["state"], str) and isinstance(stored["inbox"], str)
+    assert isinstance(stored["state"], bytes) and isinstance(stored["inbox"], bytes)
+    assert len(stored["state"]) < len(json.dumps(STATE))
     assert stored["pending"] == [] and stored["v"] == 3 and stored["_id"] == "order:x"
     assert unpacked(stored) == body
     assert unpacked(body) == body  # a document written nested (before packing) reads as it was
+    as_strings = {**body, "state": json.dumps(STATE), "inbox": json.dumps(["a", "b"])}  # packed before compression
+    assert unpacked(as_strings) == body
 
 
-async def test_docstore_writes_one_string_per_field_and_reads_both_forms(servers: dict[str, str]) -> None:
+async def test_docstore_writes_one_binary_per_field_and_reads_every_form(servers: dict[str, str]) -> None:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(servers["MONGODB_URI"])
     db = client[f"docstore_{uuid.uuid4().hex[:8]}"]
     try:
@@ -27,15 +31,19 @@ async def test_docstore_writes_one_string_per_field_and_reads_both_forms(servers
         doc = Doc("order:1", 0, STATE, ["in-1"], [{"topic": "t", "value": "{}"}], dirty=True)
         await store.save_many([doc])
         raw = await db["things"].find_one({"_id": "order:1"})
-        assert raw is not None and isinstance(raw["state"], str) and isinstance(raw["pending"], str)
+        assert raw is not None and isinstance(raw["state"], bytes) and isinstance(raw["pending"], bytes)
         await db["things"].insert_one({"_id": "order:old", "v": 1, "state": STATE, "inbox": [], "pending": []})
-        loaded = await store.load_many(["order:1", "order:old", "order:none"])
+        text = {"_id": "order:text", "v": 1, "state": json.dumps(STATE), "inbox": '["in-2"]', "pending": []}
+        await db["things"].insert_one(text)
+        loaded = await store.load_many(["order:1", "order:old", "order:text", "order:none"])
         assert loaded["order:1"].state == STATE and loaded["order:1"].inbox == ["in-1"]
         assert loaded["order:1"].version == 1
         assert loaded["order:old"].state == STATE and loaded["order:none"].state is None
+        assert loaded["order:text"].state == STATE and loaded["order:text"].inbox == ["in-2"]
         loaded["order:1"].state, loaded["order:1"].dirty = {**STATE, "status": "shipped"}, True
         await store.save_many([loaded["order:1"]])
-        assert (await store.scan("order:")) == {"order:1": {**STATE, "status": "shipped"}, "order:old": STATE}
+        shipped = {**STATE, "status": "shipped"}
+        assert (await store.scan("order:")) == {"order:1": shipped, "order:old": STATE, "order:text": STATE}
     finally:
         await client.drop_database(db.name)
         await client.close()
