@@ -82,6 +82,9 @@ FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 # build time to a copy of the module in the build cache (used via `go build -modfile` + `replace`; the Go
 # module cache and deploy/ferretdb/go.mod stay pristine). Each file's header says what it fixes and why.
 FERRETDB_PATCH_DIR = FERRETDB_SRC / "patches"
+# Go's JSON v2 behind encoding/json (v1 semantics kept): FerretDB's SQLite backend stores every document as JSON
+# and decodes it on every read and update; v2 decodes faster (docs/adr/0007, "Update: JSON v2").
+FERRETDB_GOEXPERIMENT = "jsonv2"
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 60.0
@@ -435,7 +438,8 @@ def ferretdb_binary() -> Path:
     sources = [FERRETDB_SRC / "main.go", FERRETDB_SRC / "go.mod"]
     if (FERRETDB_SRC / "go.sum").is_file():
         sources.append(FERRETDB_SRC / "go.sum")
-    digest = hashlib.sha256((_sha256(*sources) + _sha256(*ferretdb_patches())).encode()).hexdigest()
+    built = _sha256(*sources) + _sha256(*ferretdb_patches()) + FERRETDB_GOEXPERIMENT
+    digest = hashlib.sha256(built.encode()).hexdigest()
     return cache_dir() / f"ferretdb-{digest[:12]}" / "ferretdb"
 
 
@@ -522,7 +526,7 @@ def ensure_ferretdb(progress: Progress | None = None) -> Path:
         label="ferretdb",
         progress=say,
         cwd=FERRETDB_SRC,
-        extra_env={"GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"},
+        extra_env={"GOFLAGS": "-mod=mod", "CGO_ENABLED": "0", "GOEXPERIMENT": FERRETDB_GOEXPERIMENT},
     )
     partial.rename(binary)
     return binary
