@@ -1012,14 +1012,10 @@ def _wait_healthy(component: Component, pid: int, exit_code: Callable[[], int | 
 
 
 def _ferretdb_env() -> dict[str, str]:
-    """FerretDB's process environment: GOGC (ORDERFLOW_FERRETDB_GOGC, default 1600) under a soft memory limit
-    (ORDERFLOW_FERRETDB_GOMEMLIMIT, default 1GiB). It allocates a few objects per document field; with Go's
-    default 100 its garbage collector took ~15% of its CPU under the benchmark, with 400 ~6%, so a larger heap
-    target trades memory (dev/CI only) for CPU, and the limit makes it collect sooner before memory runs short."""
-    return {
-        "GOGC": os.environ.get("ORDERFLOW_FERRETDB_GOGC", "1600"),
-        "GOMEMLIMIT": os.environ.get("ORDERFLOW_FERRETDB_GOMEMLIMIT", "1GiB"),
-    }
+    """FerretDB's process environment: GOGC (ORDERFLOW_FERRETDB_GOGC, default 400). It allocates a few objects
+    per document field; with Go's default 100 its garbage collector took ~15% of its CPU under the benchmark,
+    so a larger heap target trades memory (dev/CI only) for CPU."""
+    return {"GOGC": os.environ.get("ORDERFLOW_FERRETDB_GOGC", "400")}
 
 
 def start(component: str, *, timeout: float = START_TIMEOUT, progress: Progress | None = None) -> None:
