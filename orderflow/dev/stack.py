@@ -790,7 +790,7 @@ def _started_here(component: Component, argv: list[str]) -> bool:
     if component == "kafka":
         ours = state_dir() / "run" / "kafka.properties"
         return any(_same_path(arg, ours) for arg in argv if arg.endswith("kafka.properties"))
-    return address("ferretdb") in argv and _ferretdb_sqlite_url() in argv
+    return address("ferretdb") in argv and ferretdb_sqlite_url(data_dir("ferretdb")) in argv
 
 
 def _own_pid(component: Component) -> int | None:
@@ -946,7 +946,7 @@ def _prepare_ferretdb(progress: Progress) -> list[str]:
     data_dir("ferretdb").mkdir(parents=True, exist_ok=True)
     # -sqlite-url also with PostgreSQL (unused there): it names this state directory, so that `stack down` in
     # another checkout, whose FerretDB has the same address and PostgreSQL URL, never takes ours for its own
-    cmd += ["-sqlite-url", _ferretdb_sqlite_url()]
+    cmd += ["-sqlite-url", ferretdb_sqlite_url(data_dir("ferretdb"))]
     if pprof := os.environ.get("ORDERFLOW_FERRETDB_PPROF", "").strip():
         cmd += ["-pprof-addr", pprof]  # e.g. 127.0.0.1:6060: `go tool pprof http://…/debug/pprof/profile`
     if ferretdb_backend() == "sqlite":
@@ -954,8 +954,10 @@ def _prepare_ferretdb(progress: Progress) -> list[str]:
     return [*cmd, "-handler", "postgresql", "-postgresql-url", postgres_url()]
 
 
-def _ferretdb_sqlite_url() -> str:
-    return f"file:{data_dir('ferretdb')}/?_txlock=immediate&_pragma=synchronous(normal)&_pragma=cache_size(-16384)"
+def ferretdb_sqlite_url(directory: Path) -> str:
+    """FerretDB's SQLite URL for databases in `directory`: WAL with `synchronous(normal)`, a 16 MB page cache per
+    connection, writers taking the lock up front (ADR 0007)."""
+    return f"file:{directory}/?_txlock=immediate&_pragma=synchronous(normal)&_pragma=cache_size(-16384)"
 
 
 async def _kafka_answers(bootstrap: str) -> None:
@@ -1011,7 +1013,7 @@ def _wait_healthy(component: Component, pid: int, exit_code: Callable[[], int | 
     )
 
 
-def _ferretdb_env() -> dict[str, str]:
+def ferretdb_env() -> dict[str, str]:
     """FerretDB's process environment: GOGC (ORDERFLOW_FERRETDB_GOGC, default 400). It allocates a few objects
     per document field; with Go's default 100 its garbage collector took ~15% of its CPU under the benchmark,
     so a larger heap target trades memory (dev/CI only) for CPU."""
@@ -1060,7 +1062,7 @@ def start(component: str, *, timeout: float = START_TIMEOUT, progress: Progress 
             proc = subprocess.Popen(
                 cmd,
                 cwd=data_dir("postgres") if name == "postgres" else state_dir(),
-                env={**os.environ, **_user_env(run_as), **(_ferretdb_env() if name == "ferretdb" else {})},
+                env={**os.environ, **_user_env(run_as), **(ferretdb_env() if name == "ferretdb" else {})},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

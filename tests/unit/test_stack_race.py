@@ -138,7 +138,7 @@ def own_command(component: stack.Component) -> list[str]:
         "-listen-addr",
         stack.address("ferretdb"),
         "-sqlite-url",
-        stack._ferretdb_sqlite_url(),
+        stack.ferretdb_sqlite_url(stack.data_dir("ferretdb")),
         "-postgresql-url",
         stack.postgres_url(),
     ]
