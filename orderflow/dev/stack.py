@@ -1016,7 +1016,8 @@ def _wait_healthy(component: Component, pid: int, exit_code: Callable[[], int | 
 def ferretdb_env() -> dict[str, str]:
     """FerretDB's process environment: GOGC (ORDERFLOW_FERRETDB_GOGC, default 400). It allocates a few objects
     per document field; with Go's default 100 its garbage collector took ~15% of its CPU under the benchmark,
-    so a larger heap target trades memory (dev/CI only) for CPU."""
+    so a larger heap target trades memory (dev/CI only) for CPU. ORDERFLOW_FERRETDB_DOC_CACHE, passed through
+    as set, sizes patch 9's cache of decoded documents (entries per generation, default 8192, 0 off)."""
     return {"GOGC": os.environ.get("ORDERFLOW_FERRETDB_GOGC", "400")}
 
 

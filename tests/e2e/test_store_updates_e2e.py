@@ -1,6 +1,6 @@
-"""The store's update command as the services use it (FerretDB patches 2 and 8): a bulk of version-guarded
-updates is written whole, a statement sees what an earlier one of the same command changed, and concurrent
-increments of one document are never lost."""
+"""The store's update command as the services use it (FerretDB patches 2, 8, 9 and 10): a bulk of version-guarded
+updates is written whole, a statement sees what an earlier one of the same command changed, concurrent
+increments of one document are never lost, and a document kept decoded is never changed by its readers."""
 
 import asyncio
 import uuid
@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import PyMongoError
 
 Collection = AsyncCollection[dict[str, Any]]
 
@@ -56,3 +57,17 @@ async def test_concurrent_increments_of_one_document_are_never_lost(things: Coll
     await asyncio.gather(*(things.update_one({"_id": "k0"}, {"$inc": {"n": 1}}) for _ in range(100)))
     await asyncio.gather(*(things.bulk_write([UpdateOne({"_id": "k1"}, {"$inc": {"n": 1}})] * 4) for _ in range(25)))
     assert (await stored(things))["k0"] == (1, 100) and (await stored(things))["k1"] == (1, 100)
+
+
+async def test_a_document_reads_as_stored_after_every_change_and_after_a_refused_update(things: Collection) -> None:
+    """Patch 9 keeps decoded documents by their stored JSON: never stale, also when a document is stored again as
+    an earlier content; and an update refused halfway (after changing its copy) leaves the kept one as stored."""
+    for _ in range(3):
+        await things.update_one({"_id": "k0"}, {"$set": {"n": 1}})
+        assert (await stored(things))["k0"] == (1, 1)
+        await things.update_one({"_id": "k0"}, {"$inc": {"n": 1}})
+        assert (await stored(things))["k0"] == (1, 2)
+    await things.update_one({"_id": "k1"}, {"$set": {"s": "x"}})
+    with pytest.raises(PyMongoError, match="non-numeric"):
+        await things.update_one({"_id": "k1"}, {"$set": {"n": 5}, "$inc": {"s": 1}})  # $set applied, then refused
+    assert await things.find_one({"_id": "k1"}) == {"_id": "k1", "v": 1, "n": 0, "s": "x"}
