@@ -82,7 +82,7 @@ def test_ferretdb_patches_apply_to_the_pinned_module(tmp_path: Path) -> None:
     if listed.returncode != 0 or not listed.stdout.strip() or not module_dir.is_dir():
         pytest.skip("FerretDB module is not in the Go module cache")
     patched = tmp_path / "FerretDB"
-    assert stack.apply_ferretdb_patches(module_dir, patched) == len(stack.ferretdb_patches()) == 10
+    assert stack.apply_ferretdb_patches(module_dir, patched) == len(stack.ferretdb_patches()) == 11
     assert (patched / "internal/handler/orderflow_lock.go").is_file()
     assert "orderflowNoTracking" in (patched / "internal/util/resource/resource.go").read_text()
     assert "orderflowIDWhere(params.Filter)" in (patched / "internal/backends/sqlite/collection.go").read_text()
@@ -91,6 +91,8 @@ def test_ferretdb_patches_apply_to_the_pinned_module(tmp_path: Path) -> None:
     assert "newOrderflowPending(c)" in (patched / "internal/handler/msg_update.go").read_text()
     assert "decoded.get(b)" in (patched / "internal/backends/sqlite/query_iterator.go").read_text()
     assert "stmt.ExecContext(ctx, string(b), arg)" in (patched / "internal/backends/sqlite/collection.go").read_text()
+    assert "tx.stmt(ctx, query)" in (patched / "internal/util/fsql/tx.go").read_text()
+    assert "json_each(?)" in (patched / "internal/backends/sqlite/orderflow_id.go").read_text()
     assert not [p for p in patched.rglob("*") if p.suffix in (".orig", ".rej")]
 
 
