@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -52,7 +53,11 @@ class Browser:
         self.driver.get(self.url + path)
 
     def until(self, check: Any, what: str, timeout: float = WAIT) -> Any:
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.5).until(check, f"waited {timeout} s for {what}")
+        """Wait for `check`; an element the page re-rendered while it was read counts as not yet (check again)."""
+        wait = WebDriverWait(
+            self.driver, timeout, poll_frequency=0.5, ignored_exceptions=[StaleElementReferenceException]
+        )
+        return wait.until(check, f"waited {timeout} s for {what}")
 
     def css(self, selector: str) -> list[Any]:
         return list(self.driver.find_elements(By.CSS_SELECTOR, selector))
