@@ -24,7 +24,6 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 from pydantic import BaseModel, Field
 from pymongo.errors import PyMongoError
@@ -36,7 +35,7 @@ from orderflow.gateway.keys import ApiKey, KeyStore
 from orderflow.gateway.settings import NAME, GatewaySettings
 from orderflow.gateway.views import Views, order_key
 from services.runtime import tracing
-from services.runtime.kafka import ensure_topics, make_broker, raw_bodies, to_incoming
+from services.runtime.kafka import ensure_topics, make_broker, records_of
 from services.runtime.service import mongo_client
 
 log = structlog.get_logger()
@@ -158,11 +157,11 @@ class Gateway:
             max_records=500,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
-            decoder=raw_bodies,
+            decoder=records_of,
         )
-        async def read(body: Any, msg: KafkaMessage) -> None:
+        async def read(records: Any) -> None:
             statuses = []
-            for record in to_incoming(msg):
+            for record in records:
                 try:
                     status = registry.parse(topics.ORDERS_STATUS, record.value)
                 except registry.UnreadableMessage as exc:
