@@ -24,6 +24,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 from pydantic import BaseModel, Field
 from pymongo.errors import PyMongoError
@@ -35,7 +36,7 @@ from orderflow.gateway.keys import ApiKey, KeyStore
 from orderflow.gateway.settings import NAME, GatewaySettings
 from orderflow.gateway.views import Views, order_key
 from services.runtime import tracing
-from services.runtime.kafka import ensure_topics, make_broker, records_of
+from services.runtime.kafka import ensure_topics, make_broker, raw_bodies, to_incoming
 from services.runtime.service import mongo_client
 
 log = structlog.get_logger()
@@ -157,11 +158,11 @@ class Gateway:
             max_records=500,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
-            decoder=records_of,
+            decoder=raw_bodies,
         )
-        async def read(records: Any) -> None:
+        async def read(body: Any, msg: KafkaMessage) -> None:
             statuses = []
-            for record in records:
+            for record in to_incoming(msg):
                 try:
                     status = registry.parse(topics.ORDERS_STATUS, record.value)
                 except registry.UnreadableMessage as exc:

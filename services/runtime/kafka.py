@@ -276,12 +276,10 @@ def to_incoming(msg: KafkaMessage) -> list[Incoming]:
     ]
 
 
-async def records_of(msg: KafkaMessage) -> Any:
-    """A batch subscriber's body: its records as `Incoming`, their bytes untouched (`contracts.registry.parse` reads
-    each one; FastStream's own JSON decoding would read every message twice and raise, rewinding the batch forever,
-    on a hostile one, e.g. `[[[[…`). The handler then needs no `KafkaMessage` parameter, which FastStream resolves
-    through a worker thread: a thread hop and an event-loop wake-up per batch (2-4% of a service's CPU)."""
-    return to_incoming(msg)
+async def raw_bodies(msg: KafkaMessage) -> Any:
+    """The records' bytes untouched: `contracts.registry.parse` reads each one. FastStream's own JSON decoding
+    would read every message twice and raise (rewinding the batch forever) on a hostile one, e.g. `[[[[…`."""
+    return msg.body
 
 
 def pause(filled: bool, interval: float, elapsed: float) -> float:
@@ -316,11 +314,12 @@ def subscribe(
         fetch_max_wait_ms=fetch[1],
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
-        decoder=records_of,
+        decoder=raw_bodies,
     )
-    async def consume(records: Any) -> None:
-        started = time.monotonic()
+    async def consume(body: Any, msg: KafkaMessage) -> None:
+        started, records = time.monotonic(), []
         try:
+            records = to_incoming(msg)
             await processor.process(records)
         except Exception as exc:
             kind = "transient" if isinstance(exc, TRANSIENT) else "fault"
