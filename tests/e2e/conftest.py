@@ -5,10 +5,13 @@ the topics) and process directory, so it never disturbs a running demo's state. 
 still both consume the same topics, so sessions take a machine-wide lock and run one after another.
 """
 
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from orderflow import procs
 from tests.isolation import broker_lock, isolated_env, start_system
@@ -48,3 +51,15 @@ async def db(system: dict[str, str]) -> AsyncIterator[Any]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(system["MONGODB_URI"], tz_aware=True)
     yield client
     await client.close()
+
+
+@pytest.fixture
+async def scratch(servers: dict[str, str]) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
+    """A database of its own on the real store (no services), dropped afterwards."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(servers["MONGODB_URI"])
+    database = client[f"scratch_{uuid.uuid4().hex[:8]}"]
+    try:
+        yield database
+    finally:
+        await client.drop_database(database.name)
+        await client.close()

@@ -1,10 +1,9 @@
 """DocStore on the real store: what it writes (packed fields), and that it reads every earlier stored form."""
 
 import json
-import uuid
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from services.runtime.outbox import Doc, DocStore, packed, unpacked
 
@@ -23,40 +22,30 @@ def test_packed_fields_round_trip_and_empty_ones_stay_as_they_are() -> None:
     assert unpacked(as_strings) == body
 
 
-async def test_docstore_writes_one_binary_per_field_and_reads_every_form(servers: dict[str, str]) -> None:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(servers["MONGODB_URI"])
-    db = client[f"docstore_{uuid.uuid4().hex[:8]}"]
-    try:
-        store = DocStore(db["things"])
-        doc = Doc("order:1", 0, STATE, ["in-1"], [{"topic": "t", "value": "{}"}], dirty=True)
-        await store.save_many([doc])
-        raw = await db["things"].find_one({"_id": "order:1"})
-        assert raw is not None and isinstance(raw["state"], bytes) and isinstance(raw["pending"], bytes)
-        await db["things"].insert_one({"_id": "order:old", "v": 1, "state": STATE, "inbox": [], "pending": []})
-        text = {"_id": "order:text", "v": 1, "state": json.dumps(STATE), "inbox": '["in-2"]', "pending": []}
-        await db["things"].insert_one(text)
-        loaded = await store.load_many(["order:1", "order:old", "order:text", "order:none"])
-        assert loaded["order:1"].state == STATE and loaded["order:1"].inbox == ["in-1"]
-        assert loaded["order:1"].version == 1
-        assert loaded["order:old"].state == STATE and loaded["order:none"].state is None
-        assert loaded["order:text"].state == STATE and loaded["order:text"].inbox == ["in-2"]
-        loaded["order:1"].state, loaded["order:1"].dirty = {**STATE, "status": "shipped"}, True
-        await store.save_many([loaded["order:1"]])
-        shipped = {**STATE, "status": "shipped"}
-        assert (await store.scan("order:")) == {"order:1": shipped, "order:old": STATE, "order:text": STATE}
-    finally:
-        await client.drop_database(db.name)
-        await client.close()
+async def test_docstore_writes_one_binary_per_field_and_reads_every_form(
+    scratch: AsyncDatabase[dict[str, Any]],
+) -> None:
+    store = DocStore(scratch["things"])
+    doc = Doc("order:1", 0, STATE, ["in-1"], [{"topic": "t", "value": "{}"}], dirty=True)
+    await store.save_many([doc])
+    raw = await scratch["things"].find_one({"_id": "order:1"})
+    assert raw is not None and isinstance(raw["state"], bytes) and isinstance(raw["pending"], bytes)
+    await scratch["things"].insert_one({"_id": "order:old", "v": 1, "state": STATE, "inbox": [], "pending": []})
+    text = {"_id": "order:text", "v": 1, "state": json.dumps(STATE), "inbox": '["in-2"]', "pending": []}
+    await scratch["things"].insert_one(text)
+    loaded = await store.load_many(["order:1", "order:old", "order:text", "order:none"])
+    assert loaded["order:1"].state == STATE and loaded["order:1"].inbox == ["in-1"]
+    assert loaded["order:1"].version == 1
+    assert loaded["order:old"].state == STATE and loaded["order:none"].state is None
+    assert loaded["order:text"].state == STATE and loaded["order:text"].inbox == ["in-2"]
+    loaded["order:1"].state, loaded["order:1"].dirty = {**STATE, "status": "shipped"}, True
+    await store.save_many([loaded["order:1"]])
+    shipped = {**STATE, "status": "shipped"}
+    assert (await store.scan("order:")) == {"order:1": shipped, "order:old": STATE, "order:text": STATE}
 
 
-async def test_setup_drops_the_order_number_index_nothing_queries(servers: dict[str, str]) -> None:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(servers["MONGODB_URI"])
-    db = client[f"docstore_{uuid.uuid4().hex[:8]}"]
-    try:
-        await db["things"].create_index("state.order_number", sparse=True)  # as versions before packing did
-        await DocStore(db["things"]).setup()
-        await DocStore(db["things"]).setup()  # again: nothing left to drop
-        assert list(await db["things"].index_information()) == ["_id_"]
-    finally:
-        await client.drop_database(db.name)
-        await client.close()
+async def test_setup_drops_the_order_number_index_nothing_queries(scratch: AsyncDatabase[dict[str, Any]]) -> None:
+    await scratch["things"].create_index("state.order_number", sparse=True)  # as versions before packing did
+    await DocStore(scratch["things"]).setup()
+    await DocStore(scratch["things"]).setup()  # again: nothing left to drop
+    assert list(await scratch["things"].index_information()) == ["_id_"]

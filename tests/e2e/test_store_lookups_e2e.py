@@ -2,12 +2,8 @@
 string `$in` of any size find exactly the stored documents whatever characters the keys hold, and statements the
 store keeps prepared keep working after their collection is dropped and created again."""
 
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -23,23 +19,12 @@ ODD = [
 ]
 
 
-@pytest.fixture
-async def db(servers: dict[str, str]) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(servers["MONGODB_URI"])
-    database = client[f"lookups_{uuid.uuid4().hex[:8]}"]
-    try:
-        yield database
-    finally:
-        await client.drop_database(database.name)
-        await client.close()
-
-
 async def ids_in(things: Collection, keys: list[str]) -> list[str]:
     return sorted([d["_id"] async for d in things.find({"_id": {"$in": keys}})])
 
 
-async def test_keys_of_any_characters_are_found_alone_and_together(db: AsyncDatabase[dict[str, Any]]) -> None:
-    things = db["things"]
+async def test_keys_of_any_characters_are_found_alone_and_together(scratch: AsyncDatabase[dict[str, Any]]) -> None:
+    things = scratch["things"]
     plain = [f"order:web:{i}" for i in range(300)]
     await things.insert_many([{"_id": k, "v": 1} for k in [*ODD, *plain]])
     for key in ODD:
@@ -52,10 +37,10 @@ async def test_keys_of_any_characters_are_found_alone_and_together(db: AsyncData
 
 
 async def test_kept_statements_work_after_the_collection_is_dropped_and_created_again(
-    db: AsyncDatabase[dict[str, Any]],
+    scratch: AsyncDatabase[dict[str, Any]],
 ) -> None:
     for round_ in range(3):
-        things = db["again"]
+        things = scratch["again"]
         await things.insert_many([{"_id": f"k{i}", "v": round_} for i in range(3)])
         await things.update_one({"_id": "k1", "v": round_}, {"$set": {"v": round_ + 10}})
         assert await ids_in(things, ["k0", "k1", "k9"]) == ["k0", "k1"]

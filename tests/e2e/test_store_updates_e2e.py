@@ -3,28 +3,21 @@ updates is written whole, a statement sees what an earlier one of the same comma
 increments of one document are never lost, and a document kept decoded is never changed by its readers."""
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, UpdateOne
+from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 Collection = AsyncCollection[dict[str, Any]]
 
 
 @pytest.fixture
-async def things(servers: dict[str, str]) -> AsyncIterator[Collection]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(servers["MONGODB_URI"])
-    db = client[f"updates_{uuid.uuid4().hex[:8]}"]
-    try:
-        await db["things"].insert_many([{"_id": f"k{i}", "v": 1, "n": 0} for i in range(5)])
-        yield db["things"]
-    finally:
-        await client.drop_database(db.name)
-        await client.close()
+async def things(scratch: AsyncDatabase[dict[str, Any]]) -> Collection:
+    await scratch["things"].insert_many([{"_id": f"k{i}", "v": 1, "n": 0} for i in range(5)])
+    return scratch["things"]
 
 
 async def stored(things: Collection) -> dict[str, tuple[int, int]]:
