@@ -10,4 +10,4 @@ class FulfillmentSettings(ServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="FULFILLMENT_", extra="ignore", frozen=True)
     # off the submit -> reserved path: a longer wait lets an order's statuses share one write (docs/performance.md)
-    batch_interval_ms: int = 400
+    fetch_max_wait_ms: int = 400

@@ -11,4 +11,4 @@ class InventorySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INVENTORY_", extra="ignore", frozen=True)
 
     warehouse_preference: tuple[str, ...] = ("WH-EAST", "WH-WEST")
-    batch_interval_ms: int = 25  # the slowest hop at the sustained rate: a short wait (docs/performance.md)
+    fetch_max_wait_ms: int = 25  # the slowest hop at the sustained rate: a short wait (docs/performance.md)

@@ -13,4 +13,4 @@ class ReviewSettings(ServiceSettings):
     credit_tolerance_pct: float = 10.0
     discount_tolerance_points: float = 5.0
     manual_note_words: tuple[str, ...] = ("custom", "customise", "customize", "logo", "engrave", "定制", "印字")
-    batch_interval_ms: int = 50  # measured with the others at 40 and 50 orders/s (docs/performance.md)
+    fetch_max_wait_ms: int = 50  # measured with the others (docs/performance.md)

@@ -3,7 +3,6 @@
 import asyncio
 import inspect
 import ssl
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +32,7 @@ from services.runtime.settings import DEFAULT_PARTITIONS, KafkaClientSettings, T
 
 log = structlog.get_logger()
 PARTITIONS = DEFAULT_PARTITIONS  # the local default (KAFKA_TOPIC_PARTITIONS)
+POLL_MS = 50  # how long a consumer polls its buffer for records before sleeping as long
 
 
 _SASL = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256, "PLAIN": SASLPlaintext}
@@ -282,12 +282,6 @@ async def raw_bodies(msg: KafkaMessage) -> Any:
     return msg.body
 
 
-def pause(filled: bool, interval: float, elapsed: float) -> float:
-    """Seconds to wait before taking the next batch: what is left of `interval` after a batch that did not fill
-    (a full batch means more is waiting: take it at once)."""
-    return 0.0 if filled else max(0.0, interval - elapsed)
-
-
 def subscribe(
     broker: KafkaBroker,
     group: str,
@@ -295,14 +289,15 @@ def subscribe(
     processor: Processor,
     max_records: int,
     fetch: tuple[int, int],
-    interval: float = 0.0,
 ) -> None:
     """Consume `names` in batches as consumer group `group`; offsets are committed only after the batch's
     effects are stored and its outputs acknowledged. A batch that fails outside its handlers (a transient error:
     store or broker unreachable, a lost race; or a fault: parsing, prefetch, save) is rewound (NACK_ON_ERROR)
-    after a capped exponential backoff with jitter, never retried at once; each retry is counted. A batch that
-    did not fill waits out `interval` seconds from its start before the next is taken: under load the records
-    of an interval share one batch."""
+    after a capped exponential backoff with jitter, never retried at once; each retry is counted. `fetch` is
+    (min bytes, max wait ms): the broker holds a fetch until either is reached, so the records of one wait come
+    as one batch. (A pause in the handler would not do: the client fetches no partition of a broker while
+    records it fetched from that broker are still unconsumed, so records arriving during the pause would wait
+    for the batch after the next.)"""
     backoff = Backoff(processor.service, "batch")
 
     @broker.subscriber(
@@ -312,12 +307,12 @@ def subscribe(
         max_records=max_records,
         fetch_min_bytes=fetch[0],
         fetch_max_wait_ms=fetch[1],
+        batch_timeout_ms=POLL_MS,  # an empty poll then sleeps as long: at rest a record waits <= wait + POLL_MS
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
         decoder=raw_bodies,
     )
     async def consume(body: Any, msg: KafkaMessage) -> None:
-        started, records = time.monotonic(), []
         try:
             records = to_incoming(msg)
             await processor.process(records)
@@ -332,5 +327,3 @@ def subscribe(
             await asyncio.sleep(delay)
             raise
         backoff.reset()
-        if rest := pause(len(records) >= max_records, interval, time.monotonic() - started):
-            await asyncio.sleep(rest)

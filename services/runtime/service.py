@@ -59,7 +59,6 @@ def wire(
         processor,
         settings.max_batch,
         fetch=(settings.fetch_min_bytes, settings.fetch_max_wait_ms),
-        interval=settings.batch_interval_ms / 1000,
     )
     return broker, processor
 

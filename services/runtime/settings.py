@@ -78,13 +78,11 @@ class ServiceSettings(KafkaClientSettings, TopicSettings):
     log_format: str = Field("json", validation_alias=AliasChoices("LOG_FORMAT", "log_format"))
     log_level: str = Field("INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
     max_batch: int = 200
-    # The broker answers a fetch once it has this many bytes for the consumer, or after the wait: under load
-    # batches fill (fewer fetches, store round trips and commits per order), at rest a record waits at most this.
-    fetch_min_bytes: int = 1
-    fetch_max_wait_ms: int = 500
-    # A batch starts at most this often while records keep coming: the records of an interval share one batch
-    # (one load, one write, one publish, one offset commit); a record arriving at rest is handled at once.
-    batch_interval_ms: int = 0
+    # The broker holds each fetch until this many bytes wait for the consumer or `fetch_max_wait_ms` has passed:
+    # the records of one wait, on every partition, come as one batch (one load, one write, one publish, one
+    # offset commit); a backlog of 1 MiB is answered at once. Each service sets its wait (docs/performance.md).
+    fetch_min_bytes: int = 1_048_576
+    fetch_max_wait_ms: int = 100
     health_port: int = 0  # /health/live, /health/ready and /metrics; 0 = off (set per service, e.g. 8080)
     linger_ms: int = 5
 

@@ -32,7 +32,7 @@ class Harness:
     ) -> None:
         self.store: Store = MemoryDocStore() if collection is None else DocStore(collection)
         self._collection = collection
-        settings = settings or ServiceSettings(batch_interval_ms=0)  # no pause between a test's deliveries
+        settings = settings or ServiceSettings()
         self.broker, self.processor = wire(name, settings, self.store, consumes, build)
         self.relay = Relay(name, self.store, self.processor.publisher)  # tests call `relay.run_once()`
         self.out: dict[str, list[dict[str, Any]]] = defaultdict(list)

@@ -14,7 +14,6 @@ from services.intake.app import CONSUMES, NAME, build
 from services.runtime.memory import MemoryDocStore
 from services.runtime.outbox import ConflictError, Doc
 from services.runtime.retry import Backoff
-from services.runtime.settings import ServiceSettings
 from tests.factories import key, submitted
 from tests.handlers.harness import Harness
 
@@ -101,11 +100,3 @@ def test_bad_backoff_settings_and_kinds_are_refused() -> None:
         Backoff("test", "unit", first=0.0)
     with pytest.raises(ValueError, match="retry kind"):
         Backoff("test", "unit").next("oops")
-
-
-async def test_a_batch_that_did_not_fill_waits_out_the_batch_interval() -> None:
-    settings = ServiceSettings(batch_interval_ms=300)
-    async with Harness(NAME, CONSUMES, lambda store, publisher: build(store, publisher), settings=settings) as h:
-        delivered, took = await _deliver(h, "WEB-INTERVAL-1")
-        assert delivered and took >= 0.3
-        assert h.statuses() == ["received"]

@@ -1,0 +1,90 @@
+"""Batches fill under load on the real broker: the broker holds a service's fetch for its wait, so records that
+arrive one by one on different partitions during one wait are handled as one batch, and a record at rest is
+still handled within about two waits."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import cast
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from services.runtime.batch import Processor
+from services.runtime.kafka import make_broker, subscribe
+from services.runtime.messages import Incoming
+
+pytestmark = pytest.mark.e2e
+
+WAIT_MS = 1500
+
+
+class Recorder:
+    """Stands in for a service's processor: keeps each batch it is given."""
+
+    service = "fetch-test"
+
+    def __init__(self) -> None:
+        self.batches: list[list[Incoming]] = []
+
+    async def process(self, records: list[Incoming]) -> None:
+        self.batches.append(records)
+
+    def keys(self) -> list[str | None]:
+        return [r.key for batch in self.batches for r in batch]
+
+
+@pytest.fixture
+async def topic(servers: dict[str, str]) -> AsyncIterator[str]:
+    """A six-partition topic of this test's own, deleted afterwards."""
+    name = f"t-fetch-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=servers["KAFKA_BOOTSTRAP_SERVERS"])
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, num_partitions=6, replication_factor=1)])
+        yield name
+        await admin.delete_topics([name])
+    finally:
+        await admin.close()
+
+
+async def arrived(recorder: Recorder, keys: set[str], within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if keys <= set(recorder.keys()):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_records_of_one_wait_share_a_batch_and_a_record_at_rest_is_not_held(
+    servers: dict[str, str], topic: str
+) -> None:
+    bootstrap = servers["KAFKA_BOOTSTRAP_SERVERS"]
+    recorder = Recorder()
+    broker = make_broker(bootstrap, "fetch-test")
+    subscribe(broker, f"fetch-test-{topic}", [topic], cast(Processor, recorder), 200, fetch=(1_048_576, WAIT_MS))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    await broker.start()
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, b"{}", key=b"joined")
+        assert await arrived(recorder, {"joined"}, within=30), "the consumer never joined its group"
+        await asyncio.sleep(2 * WAIT_MS / 1000)  # at rest: no fetch has anything to return
+        await producer.send_and_wait(topic, b"{}", key=b"at-rest")
+        assert await arrived(recorder, {"at-rest"}, within=2 * WAIT_MS / 1000 + 3), "a record at rest was held"
+        before = len(recorder.batches)
+        keys = {f"burst-{n}" for n in range(24)}
+        for key in sorted(keys):  # one by one, 10 ms apart: ~0.25 s, well inside one wait of 1.5 s
+            await producer.send_and_wait(topic, b"{}", key=key.encode())
+            await asyncio.sleep(0.01)
+        assert await arrived(recorder, keys, within=3 * WAIT_MS / 1000 + 5)
+        burst = [b for b in recorder.batches[before:] if any(r.key in keys for r in b)]
+        partitions = {r.partition for b in burst for r in b}
+        assert len(partitions) >= 3  # the keys spread over the topic's partitions
+        assert len(burst) <= 2, [len(b) for b in burst]  # a wait boundary may split them once, no more
+    finally:
+        await producer.stop()
+        await broker.stop()
