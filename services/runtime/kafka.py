@@ -32,7 +32,6 @@ from services.runtime.settings import DEFAULT_PARTITIONS, KafkaClientSettings, T
 
 log = structlog.get_logger()
 PARTITIONS = DEFAULT_PARTITIONS  # the local default (KAFKA_TOPIC_PARTITIONS)
-POLL_MS = 50  # how long a consumer polls its buffer for records before sleeping as long
 
 
 _SASL = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256, "PLAIN": SASLPlaintext}
@@ -307,7 +306,7 @@ def subscribe(
         max_records=max_records,
         fetch_min_bytes=fetch[0],
         fetch_max_wait_ms=fetch[1],
-        batch_timeout_ms=POLL_MS,  # an empty poll then sleeps as long: at rest a record waits <= wait + POLL_MS
+        batch_timeout_ms=fetch[1] + 50,  # a poll outlasts a fetch (an empty poll sleeps as long: rest only)
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
         decoder=raw_bodies,
