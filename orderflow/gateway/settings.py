@@ -19,6 +19,7 @@ class GatewaySettings(ServiceSettings):
     rate: float = 50.0  # requests per second per API key (a key may carry its own)
     burst: int = 100  # requests a key may send at once before the rate applies
     key_cache: float = 1.0  # seconds a key's record is reused: a revocation takes effect within this time
+    linger_ms: int = 5  # requests publish one message each, concurrently: a short linger lets them share a send
 
     def database(self) -> str:
         """The gateway's own database: `<MONGODB_DATABASE>_gateway`."""

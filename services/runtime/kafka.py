@@ -81,7 +81,7 @@ def bootstrap_servers(bootstrap: str) -> list[str]:
 
 
 def make_broker(
-    bootstrap: str, client_id: str, linger_ms: int = 5, auth: KafkaClientSettings | None = None
+    bootstrap: str, client_id: str, linger_ms: int = 0, auth: KafkaClientSettings | None = None
 ) -> KafkaBroker:
     """A broker whose producer keeps per-partition order across retries (idempotent, acks=all); it
     authenticates as `auth` says (default: the environment; nothing set = PLAINTEXT). `bootstrap` may list

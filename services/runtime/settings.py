@@ -84,7 +84,8 @@ class ServiceSettings(KafkaClientSettings, TopicSettings):
     fetch_min_bytes: int = 1_048_576
     fetch_max_wait_ms: int = 100
     health_port: int = 0  # /health/live, /health/ready and /metrics; 0 = off (set per service, e.g. 8080)
-    linger_ms: int = 5
+    # A batch's publish wave is queued whole before the producer's sender runs: lingering only delays it.
+    linger_ms: int = 0
 
     def mongo_credentials(self) -> dict[str, Any]:
         """pymongo's username/password arguments; empty when no MONGODB_USERNAME is set."""
