@@ -11,3 +11,4 @@ class FulfillmentSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="FULFILLMENT_", extra="ignore", frozen=True)
     # off the submit -> reserved path: a longer wait lets an order's statuses share one write (docs/performance.md)
     fetch_max_wait_ms: int = 400
+    max_batch: int = 500  # it consumes ~12 records per order (statuses, warehouse events): 200 filled every batch
