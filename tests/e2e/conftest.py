@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -63,3 +64,12 @@ async def scratch(servers: dict[str, str]) -> AsyncIterator[AsyncDatabase[dict[s
     finally:
         await client.drop_database(database.name)
         await client.close()
+
+
+@pytest.fixture
+async def admin(servers: dict[str, str]) -> AsyncIterator[AIOKafkaAdminClient]:
+    """An admin client of the real broker (no services)."""
+    client = AIOKafkaAdminClient(bootstrap_servers=servers["KAFKA_BOOTSTRAP_SERVERS"])
+    await client.start()
+    yield client
+    await client.close()

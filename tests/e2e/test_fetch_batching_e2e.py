@@ -37,17 +37,12 @@ class Recorder:
 
 
 @pytest.fixture
-async def topic(servers: dict[str, str]) -> AsyncIterator[str]:
+async def topic(admin: AIOKafkaAdminClient) -> AsyncIterator[str]:
     """A six-partition topic of this test's own, deleted afterwards."""
     name = f"t-fetch-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=servers["KAFKA_BOOTSTRAP_SERVERS"])
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, num_partitions=6, replication_factor=1)])
-        yield name
-        await admin.delete_topics([name])
-    finally:
-        await admin.close()
+    await admin.create_topics([NewTopic(name, num_partitions=6, replication_factor=1)])
+    yield name
+    await admin.delete_topics([name])
 
 
 async def arrived(recorder: Recorder, keys: set[str], within: float) -> bool:

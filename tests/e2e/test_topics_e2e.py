@@ -27,14 +27,6 @@ def layout(partitions: int = 6, replicas: int = 1, insync: int = 1) -> TopicSett
 
 
 @pytest.fixture
-async def admin(servers: dict[str, str]) -> AsyncIterator[AIOKafkaAdminClient]:
-    client = AIOKafkaAdminClient(bootstrap_servers=servers["KAFKA_BOOTSTRAP_SERVERS"])
-    await client.start()
-    yield client
-    await client.close()
-
-
-@pytest.fixture
 async def names(admin: AIOKafkaAdminClient) -> AsyncIterator[list[str]]:
     """Two topic names of this test's own, deleted afterwards."""
     run = uuid.uuid4().hex[:8]
