@@ -20,6 +20,11 @@ ORDERS = Counter(
     "Order statuses published on orders.status, by publishing service and status",
     ["service", "status"],
 )
+PUBLISHED = Counter(
+    "orderflow_published_messages",
+    "Messages the service published and the broker acknowledged, by service and topic",
+    ["service", "topic"],
+)
 STORE_COMMANDS = Counter(
     "orderflow_store_commands",
     "Commands the service sent to its document store (one round trip each), by service and command name",
@@ -57,6 +62,12 @@ def count_published(service: str, messages: Iterable[Outgoing]) -> None:
     for status, count in tally.items():
         if status is not None:
             ORDERS.labels(service, status).inc(count)
+
+
+def count_sent(service: str, messages: Iterable[Outgoing]) -> None:
+    """Count acknowledged messages by topic: one counter update per topic a batch published to."""
+    for topic, count in Tally(m.topic for m in messages).items():
+        PUBLISHED.labels(service, topic).inc(count)
 
 
 class StoreCommands(monitoring.CommandListener):

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -73,3 +73,12 @@ async def admin(servers: dict[str, str]) -> AsyncIterator[AIOKafkaAdminClient]:
     await client.start()
     yield client
     await client.close()
+
+
+@pytest.fixture
+async def topic(admin: AIOKafkaAdminClient) -> AsyncIterator[str]:
+    """A six-partition topic of this test's own, deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    await admin.create_topics([NewTopic(name, num_partitions=6, replication_factor=1)])
+    yield name
+    await admin.delete_topics([name])

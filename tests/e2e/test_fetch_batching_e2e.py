@@ -4,13 +4,10 @@ still handled within about two waits."""
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator
 from typing import cast
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from services.runtime.batch import Processor
 from services.runtime.kafka import make_broker, subscribe
@@ -34,15 +31,6 @@ class Recorder:
 
     def keys(self) -> list[str | None]:
         return [r.key for batch in self.batches for r in batch]
-
-
-@pytest.fixture
-async def topic(admin: AIOKafkaAdminClient) -> AsyncIterator[str]:
-    """A six-partition topic of this test's own, deleted afterwards."""
-    name = f"t-fetch-{uuid.uuid4().hex[:8]}"
-    await admin.create_topics([NewTopic(name, num_partitions=6, replication_factor=1)])
-    yield name
-    await admin.delete_topics([name])
 
 
 async def arrived(recorder: Recorder, keys: set[str], within: float) -> bool:

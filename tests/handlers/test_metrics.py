@@ -47,7 +47,9 @@ async def test_counters_move_and_labels_carry_no_customer_data(intake: Harness) 
         "faststream_received_messages_total",
         {"app_name": "intake", "broker": "kafka", "handler": topics.ORDERS_SUBMITTED},
     )
-    watched = (received, held, invalid, dlq, latency, consumed)
+    statuses = ("orderflow_published_messages_total", {"service": "intake", "topic": topics.ORDERS_STATUS})
+    accepted = ("orderflow_published_messages_total", {"service": "intake", "topic": topics.ORDERS_ACCEPTED})
+    watched = (received, held, invalid, dlq, latency, consumed, statuses, accepted)
     before = {name + str(labels): _value(name, **labels) for name, labels in watched}
 
     orders = [_private(f"WEB-MET-{n}") for n in range(3)]
@@ -66,6 +68,8 @@ async def test_counters_move_and_labels_carry_no_customer_data(intake: Harness) 
         "orderflow_dead_letters_total" + str(dlq[1]): 1,
         "orderflow_handler_seconds_count" + str(latency[1]): 4,
         "faststream_received_messages_total" + str(consumed[1]): 5,
+        "orderflow_published_messages_total" + str(statuses[1]): 5,
+        "orderflow_published_messages_total" + str(accepted[1]): 3,
     }
     numbers = {m["order_number"] for m in intake.out[topics.ORDERS_STATUS] if m["order_number"]}
     assert len(numbers) == 3
@@ -87,7 +91,8 @@ async def test_metrics_endpoint_serves_the_business_and_faststream_metrics(intak
         await server.stop()
     assert res.status_code == 200
     body = res.text
-    for family in ("orderflow_orders_total", "faststream_received_messages_total", "faststream_published_messages"):
+    families = ("orderflow_orders_total", "orderflow_published_messages", "faststream_received_messages_total")
+    for family in families:
         assert family in body
 
 
