@@ -212,10 +212,13 @@ def load_object(value: bytes | None) -> dict[str, Any]:
     return raw
 
 
+_BY_TYPE = {topic: {_type_of(m): m for m in models} for topic, models in MODELS.items()}
+
+
 def parse(topic: str, value: bytes | None) -> BaseModel:
     """Read one message of `topic`, or raise UnreadableMessage with the reason."""
     raw = load_object(value)
-    models = {_type_of(m): m for m in MODELS[topic]}
+    models = _BY_TYPE[topic]
     kind = raw.get("type")
     model = models.get(kind) if isinstance(kind, str) else None
     if model is None:

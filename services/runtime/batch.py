@@ -272,8 +272,9 @@ class Processor:
         elapsed = time.perf_counter() - started
         label = health.outcome_label(outcome)
         batch.outcomes[label] += 1
-        health.HANDLED.labels(self.service, kind, label).inc()
-        health.LATENCY.labels(self.service, kind).observe(elapsed)
+        count, latency = health.handled(self.service, kind, label)
+        count.inc()
+        latency.observe(elapsed)
         log.debug(
             "handled",
             type=getattr(msg, "type", type(msg).__name__),
