@@ -24,7 +24,7 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 from pydantic import ValidationError
 
 from contracts import topics
-from services.runtime import observe, tracing
+from services.runtime import tracing
 from services.runtime.batch import TRANSIENT, Processor
 from services.runtime.logging import BrokerLog, scrub
 from services.runtime.messages import Incoming, Outgoing
@@ -240,13 +240,12 @@ class BrokerPublisher:
     """Publishes a batch's outputs: statuses first, then the rest, each wave awaited as a whole. Without
     tracing, every message goes straight to the started broker's Kafka producer: FastStream's per-message
     publish (a command object and its middlewares) cost ~30 µs of CPU per message, 1.5 times the producer's
-    own, and the outputs need none of it (their bytes are final; `orderflow_published_messages_total` counts
-    them). With tracing on, or on FastStream's in-memory test broker, each goes through `broker.publish`, so
+    own, and the outputs need none of it (their bytes are final; `batch.publish_pending` counts them). With
+    tracing on, or on FastStream's in-memory test broker, each goes through `broker.publish`, so
     the telemetry middleware writes the trace context into its headers."""
 
-    def __init__(self, broker: KafkaBroker, service: str) -> None:
+    def __init__(self, broker: KafkaBroker) -> None:
         self.broker = broker
-        self.service = service
 
     def producer(self) -> AIOKafkaProducer | None:
         """The started broker's own Kafka producer, or None: tracing on, not started, or a test broker (FastStream
@@ -275,7 +274,6 @@ class BrokerPublisher:
                     pending.append(sent)
             if pending:
                 await asyncio.gather(*pending)
-        observe.count_sent(self.service, messages)
 
 
 def to_incoming(msg: KafkaMessage) -> list[Incoming]:

@@ -56,18 +56,15 @@ def status_of(value: bytes) -> str | None:
 
 
 def count_published(service: str, messages: Iterable[Outgoing]) -> None:
-    """Count the order statuses among a batch's published messages: one counter update per distinct status,
-    so the cost per batch is a byte search per status message (a replayed batch counts again)."""
+    """Count a batch's published (acknowledged) messages by topic, and the order statuses among them: one counter
+    update per distinct topic and status, so the cost per batch is a byte search per status message (a replayed
+    batch counts again)."""
+    for topic, count in Tally(m.topic for m in messages).items():
+        PUBLISHED.labels(service, topic).inc(count)
     tally = Tally(status_of(m.value) for m in messages if m.topic == topics.ORDERS_STATUS)
     for status, count in tally.items():
         if status is not None:
             ORDERS.labels(service, status).inc(count)
-
-
-def count_sent(service: str, messages: Iterable[Outgoing]) -> None:
-    """Count acknowledged messages by topic: one counter update per topic a batch published to."""
-    for topic, count in Tally(m.topic for m in messages).items():
-        PUBLISHED.labels(service, topic).inc(count)
 
 
 class StoreCommands(monitoring.CommandListener):

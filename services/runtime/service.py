@@ -51,7 +51,7 @@ def wire(
     broker.add_middleware(observe.prometheus_middleware(name))
     if tracing.enabled():
         broker.add_middleware(tracing.middleware())
-    processor = build(store, BrokerPublisher(broker, name))
+    processor = build(store, BrokerPublisher(broker))
     subscribe(
         broker,
         settings.group_prefix + name,

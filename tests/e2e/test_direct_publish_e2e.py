@@ -7,7 +7,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from services.runtime import tracing
+from services.runtime.batch import publish_pending
 from services.runtime.kafka import BrokerPublisher, make_broker
+from services.runtime.memory import MemoryDocStore
 from services.runtime.messages import Outgoing
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +38,7 @@ async def test_outputs_go_straight_to_the_producer_in_order_per_key_and_are_coun
 ) -> None:
     bootstrap = servers["KAFKA_BOOTSTRAP_SERVERS"]
     broker = make_broker(bootstrap, SERVICE)
-    publisher = BrokerPublisher(broker, SERVICE)
+    publisher = BrokerPublisher(broker)
     await broker.start()
     try:
         # a FastStream that keeps its producer elsewhere would fall back to `broker.publish`: slower, still correct
@@ -46,7 +48,8 @@ async def test_outputs_go_straight_to_the_producer_in_order_per_key_and_are_coun
         monkeypatch.undo()
         labels = {"service": SERVICE, "topic": topic}
         before = REGISTRY.get_sample_value("orderflow_published_messages_total", labels) or 0
-        await publisher.send_all([Outgoing(topic, f"k{n % 4}", str(n).encode()) for n in range(40)])
+        messages = [Outgoing(topic, f"k{n % 4}", str(n).encode()) for n in range(40)]
+        await publish_pending(MemoryDocStore(), publisher, SERVICE, [], messages)  # the batch's and relay's path
         assert REGISTRY.get_sample_value("orderflow_published_messages_total", labels) == before + 40
     finally:
         await broker.stop()
