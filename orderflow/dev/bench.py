@@ -70,10 +70,20 @@ HOT_LOW_RATE = 30
 GROWTH_LEVELS = (10, 1000, 10_000)
 GROWTH_SKU, GROWTH_CUSTOMER = "SKU-0200", "C-1007"
 GROWTH_PROBES = 9
+# --growth times single orders: its services fetch a record as soon as it lands and poll every 5 ms, so a probe
+# times the decision, not where it fell in a batching wait (up to the fetch wait plus FastStream's pause after an
+# empty poll: 0-150 ms, which made the medians of 9 probes vary 2x between levels; session 17).
+GROWTH_TIMED = ("intake", "review", "inventory")
+GROWTH_FETCH = {"FETCH_MIN_BYTES": "1", "FETCH_MAX_WAIT_MS": "500", "POLL_MS": "5"}
 WARMUP_ORDERS = 5
 WARMUP_LOAD_S = 20.0  # a full run's warm-up at the first step's rate on fresh services (session 10)
 STEP_OVERHEAD_S = 20.0  # a step's snapshots, drain and restart around its offered and grace time
 MB = 1024 * 1024
+
+
+def growth_env() -> dict[str, str]:
+    """The timed services' fetch settings in a --growth run (GROWTH_FETCH)."""
+    return {f"{service.upper()}_{name}": value for service in GROWTH_TIMED for name, value in GROWTH_FETCH.items()}
 
 
 @dataclass(frozen=True)
@@ -164,8 +174,8 @@ def e2e_lock(bootstrap: str, say: Say) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _environ() -> Iterator[None]:
-    """Restore the variables the run sets (database, group prefix, process dir) afterwards."""
-    names = ("MONGODB_DATABASE", "KAFKA_GROUP_PREFIX", "ORDERFLOW_PROCS_DIR", "LOG_LEVEL")
+    """Restore the variables the run sets (database, group prefix, process dir, growth fetch) afterwards."""
+    names = ("MONGODB_DATABASE", "KAFKA_GROUP_PREFIX", "ORDERFLOW_PROCS_DIR", "LOG_LEVEL", *growth_env())
     saved = {n: os.environ.get(n) for n in names}
     try:
         yield
@@ -749,7 +759,7 @@ class Bench:
             "KAFKA_GROUP_PREFIX": f"bench-{self.run_id}-{self.generation}-",
             "ORDERFLOW_PROCS_DIR": self.procs_dir,
             "LOG_LEVEL": self.plan.log_level,
-        }
+        } | (growth_env() if self.plan.mode == "growth" else {})
 
     async def start_services(self) -> None:
         """Fresh consumer groups at the end of every topic, then the four services (and the simulator, in

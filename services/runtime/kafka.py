@@ -308,6 +308,7 @@ def subscribe(
     processor: Processor,
     max_records: int,
     fetch: tuple[int, int],
+    poll_ms: int = 0,
 ) -> None:
     """Consume `names` in batches as consumer group `group`; offsets are committed only after the batch's
     effects are stored and its outputs acknowledged. A batch that fails outside its handlers (a transient error:
@@ -316,7 +317,8 @@ def subscribe(
     (min bytes, max wait ms): the broker holds a fetch until either is reached, so the records of one wait come
     as one batch. (A pause in the handler would not do: the client fetches no partition of a broker while
     records it fetched from that broker are still unconsumed, so records arriving during the pause would wait
-    for the batch after the next.)"""
+    for the batch after the next.) A poll waits `poll_ms` for fetched records (0: the fetch wait + 50 ms); one
+    that found none is followed by FastStream's pause of as long, so a record at rest may wait that much more."""
     backoff = Backoff(processor.service, "batch")
 
     @broker.subscriber(
@@ -326,7 +328,7 @@ def subscribe(
         max_records=max_records,
         fetch_min_bytes=fetch[0],
         fetch_max_wait_ms=fetch[1],
-        batch_timeout_ms=fetch[1] + 50,  # a poll outlasts a fetch (an empty poll sleeps as long: rest only)
+        batch_timeout_ms=poll_ms or fetch[1] + 50,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
         decoder=raw_bodies,

@@ -59,6 +59,7 @@ def wire(
         processor,
         settings.max_batch,
         fetch=(settings.fetch_min_bytes, settings.fetch_max_wait_ms),
+        poll_ms=settings.poll_ms,
     )
     return broker, processor
 

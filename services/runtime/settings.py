@@ -83,6 +83,9 @@ class ServiceSettings(KafkaClientSettings, TopicSettings):
     # offset commit); a backlog of 1 MiB is answered at once. Each service sets its wait (docs/performance.md).
     fetch_min_bytes: int = 1_048_576
     fetch_max_wait_ms: int = 100
+    # How long one poll waits for fetched records; a poll that found none is followed by FastStream's pause of as
+    # long. 0: the fetch wait + 50 ms (a poll outlasts a fetch). `bench --growth` sets 5 with a 1-byte minimum.
+    poll_ms: int = 0
     health_port: int = 0  # /health/live, /health/ready and /metrics; 0 = off (set per service, e.g. 8080)
     # A batch's publish wave is queued whole before the producer's sender runs: lingering only delays it.
     linger_ms: int = 0

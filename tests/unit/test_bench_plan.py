@@ -3,6 +3,11 @@
 import pytest
 
 from orderflow.dev import bench
+from services.fulfillment.config import FulfillmentSettings
+from services.intake.config import IntakeSettings
+from services.inventory.config import InventorySettings
+from services.review.config import ReviewSettings
+from services.runtime.settings import ServiceSettings
 
 
 def test_quick_searches_with_short_steps_within_a_budget_and_full_steps_last_a_minute() -> None:
@@ -12,6 +17,19 @@ def test_quick_searches_with_short_steps_within_a_budget_and_full_steps_last_a_m
     assert full.rates == () and full.step_seconds >= 60 and full.shipping and not full.budget_seconds
     assert not bench.make_plan(quick=False, mode="growth").shipping  # open reservations must stay open
     assert bench.make_plan(quick=False, mode="growth", levels=(10, 100)).levels == (10, 100)
+
+
+@pytest.mark.parametrize(
+    "settings", [IntakeSettings, ReviewSettings, InventorySettings], ids=["intake", "review", "inventory"]
+)
+def test_growth_runs_its_timed_services_with_an_immediate_fetch_and_a_short_poll(
+    settings: type[ServiceSettings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in bench.growth_env().items():
+        monkeypatch.setenv(name, value)
+    tuned = settings()
+    assert (tuned.fetch_min_bytes, tuned.fetch_max_wait_ms, tuned.poll_ms) == (1, 500, 5)
+    assert FulfillmentSettings().poll_ms == 0  # not on the timed path: batches as configured
 
 
 @pytest.mark.parametrize(
