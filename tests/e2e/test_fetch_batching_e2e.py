@@ -92,7 +92,7 @@ async def test_with_an_immediate_fetch_and_a_short_poll_a_record_at_rest_is_hand
 ) -> None:
     """As `bench --growth` runs the timed services: without the short poll, a poll that found nothing is followed
     by FastStream's pause of the poll's length (here 550 ms), and about half of the records below would wait
-    out the rest of it."""
+    out part of it."""
     bootstrap = servers["KAFKA_BOOTSTRAP_SERVERS"]
     clock = Clock()
     broker = make_broker(bootstrap, "poll-test")
@@ -107,7 +107,8 @@ async def test_with_an_immediate_fetch_and_a_short_poll_a_record_at_rest_is_hand
             await asyncio.sleep(0.05)
         assert "joined" in clock.handled, "the consumer never joined its group"
         waits = []
-        for n, pause in enumerate((0.31, 0.17, 0.43, 0.23, 0.61, 0.37, 0.53, 0.29)):  # off any poll's rhythm
+        pauses = (0.31, 0.17, 0.43, 0.23, 0.61, 0.37, 0.53, 0.29, 0.47, 0.13, 0.59, 0.41)  # off any poll's rhythm
+        for n, pause in enumerate(pauses):
             await asyncio.sleep(pause)
             sent = time.monotonic()
             await producer.send_and_wait(topic, b"{}", key=f"probe-{n}".encode())
