@@ -19,15 +19,19 @@ WAIT_MS = 1500
 
 
 class Recorder:
-    """Stands in for a service's processor: keeps each batch it is given."""
+    """Stands in for a service's processor: keeps each batch it is given, and when it first saw each key."""
 
     service = "fetch-test"
 
     def __init__(self) -> None:
         self.batches: list[list[Incoming]] = []
+        self.seen: dict[str, float] = {}
 
     async def process(self, records: list[Incoming]) -> None:
         self.batches.append(records)
+        now = time.monotonic()
+        for r in records:
+            self.seen.setdefault(r.key or "", now)
 
     def keys(self) -> list[str | None]:
         return [r.key for batch in self.batches for r in batch]
@@ -73,20 +77,6 @@ async def test_records_of_one_wait_share_a_batch_and_a_record_at_rest_is_not_hel
         await broker.stop()
 
 
-class Clock:
-    """Stands in for a service's processor: when each record's key was handled."""
-
-    service = "poll-test"
-
-    def __init__(self) -> None:
-        self.handled: dict[str, float] = {}
-
-    async def process(self, records: list[Incoming]) -> None:
-        now = time.monotonic()
-        for r in records:
-            self.handled.setdefault(r.key or "", now)
-
-
 async def test_with_an_immediate_fetch_and_a_short_poll_a_record_at_rest_is_handled_at_once(
     servers: dict[str, str], topic: str
 ) -> None:
@@ -94,27 +84,23 @@ async def test_with_an_immediate_fetch_and_a_short_poll_a_record_at_rest_is_hand
     by FastStream's pause of the poll's length (here 550 ms), and about half of the records below would wait
     out part of it."""
     bootstrap = servers["KAFKA_BOOTSTRAP_SERVERS"]
-    clock = Clock()
+    recorder = Recorder()
     broker = make_broker(bootstrap, "poll-test")
-    subscribe(broker, f"poll-test-{topic}", [topic], cast(Processor, clock), 200, fetch=(1, 500), poll_ms=5)
+    subscribe(broker, f"poll-test-{topic}", [topic], cast(Processor, recorder), 200, fetch=(1, 500), poll_ms=5)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     await broker.start()
     await producer.start()
     try:
         await producer.send_and_wait(topic, b"{}", key=b"joined")
-        deadline = time.monotonic() + 30
-        while "joined" not in clock.handled and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert "joined" in clock.handled, "the consumer never joined its group"
+        assert await arrived(recorder, {"joined"}, within=30), "the consumer never joined its group"
         waits = []
         pauses = (0.31, 0.17, 0.43, 0.23, 0.61, 0.37, 0.53, 0.29, 0.47, 0.13, 0.59, 0.41)  # off any poll's rhythm
         for n, pause in enumerate(pauses):
             await asyncio.sleep(pause)
-            sent = time.monotonic()
-            await producer.send_and_wait(topic, b"{}", key=f"probe-{n}".encode())
-            while f"probe-{n}" not in clock.handled and time.monotonic() < sent + 5:
-                await asyncio.sleep(0.002)
-            waits.append(clock.handled.get(f"probe-{n}", sent + 5) - sent)
+            sent, key = time.monotonic(), f"probe-{n}"
+            await producer.send_and_wait(topic, b"{}", key=key.encode())
+            await arrived(recorder, {key}, within=5)
+            waits.append(recorder.seen.get(key, sent + 5) - sent)  # when it was handled, not when we looked
         assert max(waits) < 0.2, [round(w * 1000) for w in waits]
     finally:
         await producer.stop()
