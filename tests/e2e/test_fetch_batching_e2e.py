@@ -4,6 +4,8 @@ still handled within about two waits."""
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import cast
 
 import pytest
@@ -46,19 +48,31 @@ async def arrived(recorder: Recorder, keys: set[str], within: float) -> bool:
     return False
 
 
-async def test_records_of_one_wait_share_a_batch_and_a_record_at_rest_is_not_held(
-    servers: dict[str, str], topic: str
-) -> None:
-    bootstrap = servers["KAFKA_BOOTSTRAP_SERVERS"]
+@asynccontextmanager
+async def consuming(
+    bootstrap: str, name: str, topic: str, fetch: tuple[int, int], poll_ms: int = 0
+) -> AsyncIterator[tuple[Recorder, AIOKafkaProducer]]:
+    """A recorder subscribed to `topic` as group `name-topic` that has joined its group, and a producer to feed it."""
     recorder = Recorder()
-    broker = make_broker(bootstrap, "fetch-test")
-    subscribe(broker, f"fetch-test-{topic}", [topic], cast(Processor, recorder), 200, fetch=(1_048_576, WAIT_MS))
+    broker = make_broker(bootstrap, name)
+    subscribe(broker, f"{name}-{topic}", [topic], cast(Processor, recorder), 200, fetch=fetch, poll_ms=poll_ms)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     await broker.start()
     await producer.start()
     try:
         await producer.send_and_wait(topic, b"{}", key=b"joined")
         assert await arrived(recorder, {"joined"}, within=30), "the consumer never joined its group"
+        yield recorder, producer
+    finally:
+        await producer.stop()
+        await broker.stop()
+
+
+async def test_records_of_one_wait_share_a_batch_and_a_record_at_rest_is_not_held(
+    servers: dict[str, str], topic: str
+) -> None:
+    bootstrap = servers["KAFKA_BOOTSTRAP_SERVERS"]
+    async with consuming(bootstrap, "fetch-test", topic, fetch=(1_048_576, WAIT_MS)) as (recorder, producer):
         await asyncio.sleep(2 * WAIT_MS / 1000)  # at rest: no fetch has anything to return
         await producer.send_and_wait(topic, b"{}", key=b"at-rest")
         assert await arrived(recorder, {"at-rest"}, within=2 * WAIT_MS / 1000 + 3), "a record at rest was held"
@@ -72,9 +86,6 @@ async def test_records_of_one_wait_share_a_batch_and_a_record_at_rest_is_not_hel
         partitions = {r.partition for b in burst for r in b}
         assert len(partitions) >= 3  # the keys spread over the topic's partitions
         assert len(burst) <= 2, [len(b) for b in burst]  # a wait boundary may split them once, no more
-    finally:
-        await producer.stop()
-        await broker.stop()
 
 
 async def test_with_an_immediate_fetch_and_a_short_poll_a_record_at_rest_is_handled_at_once(
@@ -84,15 +95,7 @@ async def test_with_an_immediate_fetch_and_a_short_poll_a_record_at_rest_is_hand
     by FastStream's pause of the poll's length (here 550 ms), and about half of the records below would wait
     out part of it."""
     bootstrap = servers["KAFKA_BOOTSTRAP_SERVERS"]
-    recorder = Recorder()
-    broker = make_broker(bootstrap, "poll-test")
-    subscribe(broker, f"poll-test-{topic}", [topic], cast(Processor, recorder), 200, fetch=(1, 500), poll_ms=5)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
-    await broker.start()
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, b"{}", key=b"joined")
-        assert await arrived(recorder, {"joined"}, within=30), "the consumer never joined its group"
+    async with consuming(bootstrap, "poll-test", topic, fetch=(1, 500), poll_ms=5) as (recorder, producer):
         waits = []
         pauses = (0.31, 0.17, 0.43, 0.23, 0.61, 0.37, 0.53, 0.29, 0.47, 0.13, 0.59, 0.41)  # off any poll's rhythm
         for n, pause in enumerate(pauses):
@@ -102,6 +105,3 @@ async def test_with_an_immediate_fetch_and_a_short_poll_a_record_at_rest_is_hand
             await arrived(recorder, {key}, within=5)
             waits.append(recorder.seen.get(key, sent + 5) - sent)  # when it was handled, not when we looked
         assert max(waits) < 0.2, [round(w * 1000) for w in waits]
-    finally:
-        await producer.stop()
-        await broker.stop()
